@@ -1,0 +1,381 @@
+//! A region: one memfd (or shm object, or file), mapped once for writing while it
+//! takes objects and once read-only for readers, sealed when it stops taking
+//! objects. The first [`REGION_HEADER_BYTES`] hold a [`RegionHeader`] with the
+//! random token that handles must match.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use crate::error::{AllocError, Result};
+use crate::numa::{self, Placement};
+use crate::page::{PageAligned, PageSize};
+use crate::sys::memfd::{self, FileId};
+use crate::sys::mman::{Access, Mapping};
+use crate::sys::numa::Topology;
+use crate::sys::seal::{self, Seals};
+use crate::sys::{process, shm, AsRawFd, OwnedFd};
+
+/// Bytes reserved at the start of every region for its header.
+pub const REGION_HEADER_BYTES: u64 = 4096;
+/// Magic of a region header.
+pub const REGION_MAGIC: [u8; 8] = *b"SHRDRGN1";
+
+/// Which kind of kernel object backs a region.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Backing {
+    /// `memfd_create`: dies with its last holder, can be sealed. The default.
+    Memfd,
+    /// POSIX `shm_open` in `/dev/shm`: outlives its creator; swept when the owner dies.
+    Shm,
+    /// A plain file in the given directory: outlives its creator; swept likewise.
+    File(PathBuf),
+}
+
+impl Backing {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backing::Memfd => "memfd",
+            Backing::Shm => "shm",
+            Backing::File(_) => "mmap",
+        }
+    }
+}
+
+/// What the caller wants of a new region.
+#[derive(Debug, Clone)]
+pub struct RegionSpec {
+    pub id: u32,
+    pub min_size: u64,
+    pub backing: Backing,
+    /// Page sizes to try in order (largest first); `Base` is always the last resort.
+    pub try_pages: Vec<PageSize>,
+    /// Also ask for shmem THP when hugetlb is not used.
+    pub try_thp: bool,
+    pub placement: Placement,
+    pub prefault: bool,
+}
+
+/// Why a region did not get the page size it first asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fallback {
+    pub wanted: PageSize,
+    pub reason: String,
+}
+
+/// The header at offset 0 of every region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegionHeader {
+    pub token: [u8; 16],
+    pub size: u64,
+    pub page_size: u64,
+    pub owner_pid: u32,
+    pub owner_start: u64,
+    pub id: u32,
+}
+
+impl RegionHeader {
+    pub const ENCODED_LEN: usize = 64;
+
+    pub fn encode(&self) -> [u8; 64] {
+        let mut b = [0u8; 64];
+        b[0..8].copy_from_slice(&REGION_MAGIC);
+        b[8..24].copy_from_slice(&self.token);
+        b[24..32].copy_from_slice(&self.size.to_le_bytes());
+        b[32..40].copy_from_slice(&self.page_size.to_le_bytes());
+        b[40..44].copy_from_slice(&self.owner_pid.to_le_bytes());
+        b[44..48].copy_from_slice(&self.id.to_le_bytes());
+        b[48..56].copy_from_slice(&self.owner_start.to_le_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Option<RegionHeader> {
+        if b.len() < 64 || b[0..8] != REGION_MAGIC {
+            return None;
+        }
+        let u64at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+        let u32at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+        Some(RegionHeader {
+            token: b[8..24].try_into().unwrap(),
+            size: u64at(24),
+            page_size: u64at(32),
+            owner_pid: u32at(40),
+            id: u32at(44),
+            owner_start: u64at(48),
+        })
+    }
+}
+
+/// One region of shared memory owned by this process.
+#[derive(Debug)]
+pub struct Region {
+    id: u32,
+    backing: Backing,
+    size: u64,
+    page_size: PageSize,
+    thp: bool,
+    fallbacks: Vec<Fallback>,
+    header: RegionHeader,
+    file: FileId,
+    fd: OwnedFd,
+    ro_fd: OwnedFd,
+    /// Writable shared mapping; dropped before sealing (a live one makes
+    /// `F_SEAL_WRITE` fail with `EBUSY`).
+    writer: Mutex<Option<Mapping>>,
+    writer_base: usize,
+    reader: Mapping,
+    sealed: AtomicBool,
+    /// shm name or file path, unlinked when the region goes.
+    link: Option<String>,
+    placement: Placement,
+}
+
+impl Region {
+    /// Creates, sizes, places and maps a region, falling back through `spec.try_pages`.
+    pub fn create(spec: &RegionSpec, topo: &Topology) -> Result<Region> {
+        let mut fallbacks = Vec::new();
+        // hugetlb only makes sense for memfds (shm/file backings live on tmpfs/disk).
+        if spec.backing == Backing::Memfd {
+            for &ps in spec.try_pages.iter().filter(|p| **p != PageSize::Base) {
+                let size = PageAligned::up(spec.min_size, ps).ok_or(AllocError::BadSize {
+                    requested: spec.min_size,
+                    limit: u64::MAX / 2,
+                })?;
+                let need = size.get() / ps.bytes();
+                let avail = crate::sys::mman::hugetlb_available(ps.sysfs_name());
+                if avail < need {
+                    fallbacks.push(Fallback {
+                        wanted: ps,
+                        reason: format!("{ps} pool has {avail} free pages, {need} needed"),
+                    });
+                    continue;
+                }
+                match Self::create_at(spec, topo, size.get(), Some(ps), false, fallbacks.clone()) {
+                    Ok(r) => return Ok(r),
+                    Err(e) => fallbacks.push(Fallback {
+                        wanted: ps,
+                        reason: e.to_string(),
+                    }),
+                }
+            }
+        }
+        let size = PageAligned::up(spec.min_size, PageSize::Base)
+            .ok_or(AllocError::BadSize {
+                requested: spec.min_size,
+                limit: u64::MAX / 2,
+            })?
+            .get();
+        let mut thp = false;
+        if spec.try_thp && spec.backing == Backing::Memfd {
+            match crate::sys::mman::shmem_thp_mode() {
+                Some(m) if m == "never" || m == "deny" => fallbacks.push(Fallback {
+                    wanted: PageSize::Huge2M,
+                    reason: format!("shmem THP disabled (shmem_enabled={m})"),
+                }),
+                None => fallbacks.push(Fallback {
+                    wanted: PageSize::Huge2M,
+                    reason: "no shmem THP support".into(),
+                }),
+                Some(_) => thp = true,
+            }
+        }
+        Self::create_at(spec, topo, size, None, thp, fallbacks)
+    }
+
+    fn create_at(
+        spec: &RegionSpec,
+        topo: &Topology,
+        size: u64,
+        huge: Option<PageSize>,
+        thp: bool,
+        fallbacks: Vec<Fallback>,
+    ) -> Result<Region> {
+        let pid = process::pid();
+        let start = process::start_time(pid).unwrap_or(0);
+        let mut token = [0u8; 16];
+        process::random_bytes(&mut token).map_err(|source| AllocError::Sys { op: "getrandom", source })?;
+        let cerr = |source| AllocError::CreateRegion {
+            size,
+            backing: spec.backing.name(),
+            source,
+        };
+        let (fd, link) = match &spec.backing {
+            Backing::Memfd => (memfd::create(&format!("shard-{}", spec.id), huge).map_err(cerr)?, None),
+            Backing::Shm => {
+                let name = format!("/shard-{}-{}-{}-{}", process::uid(), pid, start, spec.id);
+                (shm::create_shm(&name).map_err(cerr)?, Some(name))
+            }
+            Backing::File(dir) => {
+                let path = dir.join(format!("shard-{}-{}-{}-{}", process::uid(), pid, start, spec.id));
+                let p = path.display().to_string();
+                (shm::create_file(&path).map_err(cerr)?, Some(p))
+            }
+        };
+        // From here on, a failure must not leave a name behind.
+        let cleanup = |e: AllocError| {
+            if let Some(l) = &link {
+                unlink(&spec.backing, l);
+            }
+            e
+        };
+        memfd::set_len(&fd, size).map_err(|source| cleanup(AllocError::SizeRegion { size, source }))?;
+        if let Backing::File(_) | Backing::Shm = spec.backing {
+            // tmpfs/disk files are sparse: reserve the blocks now so a full /dev/shm
+            // is an error here rather than a SIGBUS on first touch.
+            if let Err(source) = rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::empty(), 0, size) {
+                return Err(cleanup(AllocError::SizeRegion { size, source: source.into() }));
+            }
+        }
+        let ro_fd = memfd::reopen_readonly(pid, fd.as_raw_fd())
+            .map_err(|source| cleanup(AllocError::Sys { op: "reopen read-only", source }))?;
+        let file = memfd::stat(&fd).map_err(|source| cleanup(AllocError::Sys { op: "fstat", source }))?.id;
+        let writer = Mapping::map(&fd, 0, size as usize, Access::WriteShared, false)
+            .map_err(|source| cleanup(AllocError::MapRegion { size, source }))?;
+        if thp {
+            writer
+                .advise_hugepage()
+                .map_err(|source| cleanup(AllocError::Sys { op: "madvise(MADV_HUGEPAGE)", source }))?;
+        }
+        numa::apply(spec.placement, topo, writer.as_ptr(), size as usize).map_err(|source| {
+            cleanup(AllocError::Place {
+                policy: spec.placement.to_string(),
+                source,
+            })
+        })?;
+        if spec.prefault {
+            writer
+                .populate(true)
+                .map_err(|source| cleanup(AllocError::MapRegion { size, source }))?;
+        }
+        let page_size = huge.unwrap_or(PageSize::Base);
+        let header = RegionHeader {
+            token,
+            size,
+            page_size: page_size.bytes(),
+            owner_pid: pid,
+            owner_start: start,
+            id: spec.id,
+        };
+        // SAFETY: the writer mapping is at least REGION_HEADER_BYTES (one page) long and
+        // nobody else knows this region yet.
+        unsafe { std::ptr::copy_nonoverlapping(header.encode().as_ptr(), writer.as_ptr(), RegionHeader::ENCODED_LEN) };
+        let reader = Mapping::map(&ro_fd, 0, size as usize, Access::ReadShared, false)
+            .map_err(|source| cleanup(AllocError::MapRegion { size, source }))?;
+        Ok(Region {
+            id: spec.id,
+            backing: spec.backing.clone(),
+            size,
+            page_size,
+            thp,
+            fallbacks,
+            header,
+            file,
+            writer_base: writer.as_ptr() as usize,
+            writer: Mutex::new(Some(writer)),
+            reader,
+            sealed: AtomicBool::new(false),
+            fd,
+            ro_fd,
+            link,
+            placement: spec.placement,
+        })
+    }
+
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+    pub fn backing(&self) -> &Backing {
+        &self.backing
+    }
+    /// The page size the kernel really gave.
+    pub fn page_size(&self) -> PageSize {
+        self.page_size
+    }
+    /// Whether shmem THP was requested (`MADV_HUGEPAGE`) for this region.
+    pub fn thp(&self) -> bool {
+        self.thp
+    }
+    /// Every fallback taken on the way to this region's page size.
+    pub fn fallbacks(&self) -> &[Fallback] {
+        &self.fallbacks
+    }
+    pub fn header(&self) -> &RegionHeader {
+        &self.header
+    }
+    pub fn token(&self) -> [u8; 16] {
+        self.header.token
+    }
+    pub fn file_id(&self) -> FileId {
+        self.file
+    }
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+    /// The writable fd's number (what `/proc/<pid>/fd/<n>` names for readers).
+    pub fn raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+    /// The read-only twin of the fd.
+    pub fn readonly_fd(&self) -> &OwnedFd {
+        &self.ro_fd
+    }
+    /// shm name or file path for name-based backings.
+    pub fn link(&self) -> Option<&str> {
+        self.link.as_deref()
+    }
+    /// Base of the read-only mapping.
+    pub fn read_base(&self) -> *const u8 {
+        self.reader.as_ptr()
+    }
+    /// Base of the writer mapping. Valid until [`Region::seal`]; the allocator only
+    /// hands out write pointers for blocks allocated (and not yet published) before
+    /// the region is sealed.
+    pub fn write_base(&self) -> *mut u8 {
+        self.writer_base as *mut u8
+    }
+    pub fn is_sealed(&self) -> bool {
+        self.sealed.load(Ordering::Acquire)
+    }
+
+    /// The seals the kernel reports (`F_GET_SEALS`); empty for backings that
+    /// cannot be sealed.
+    pub fn kernel_seals(&self) -> Seals {
+        seal::get(&self.fd).unwrap_or(Seals::empty())
+    }
+
+    /// Drops the writer mapping and seals the file (memfd) or makes it 0400 (shm,
+    /// file). Idempotent.
+    pub fn seal(&self) -> Result<()> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if self.sealed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        *w = None;
+        let r = match self.backing {
+            Backing::Memfd => seal::add(&self.fd, Seals::IMMUTABLE),
+            Backing::Shm | Backing::File(_) => shm::make_readonly(&self.fd),
+        };
+        r.map_err(|source| AllocError::Seal { region: self.id, source })?;
+        self.sealed.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
+fn unlink(backing: &Backing, link: &str) {
+    let _ = match backing {
+        Backing::Shm => shm::unlink_shm(link),
+        Backing::File(_) => std::fs::remove_file(link),
+        Backing::Memfd => Ok(()),
+    };
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        if let Some(l) = &self.link {
+            unlink(&self.backing, l);
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Memory mappings: [`mmap(2)`](https://man7.org/linux/man-pages/man2/mmap.2.html),
+//! [`munmap(2)`](https://man7.org/linux/man-pages/man2/munmap.2.html) and
+//! [`madvise(2)`](https://man7.org/linux/man-pages/man2/madvise.2.html), owned by
+//! [`Mapping`], which unmaps on drop.
+
+use std::io;
+use std::ptr::NonNull;
+
+use rustix::fd::AsFd;
+use rustix::mm::{Advice, MapFlags, ProtFlags};
+
+/// How a mapping may be accessed and whether writes reach the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `PROT_READ`, `MAP_SHARED`: a reader's view of the file.
+    ReadShared,
+    /// `PROT_READ|PROT_WRITE`, `MAP_SHARED`: the creator's writer view.
+    WriteShared,
+    /// `PROT_READ|PROT_WRITE`, `MAP_PRIVATE`: copy-on-write per page; writes never
+    /// reach the file. Allowed on sealed files and from read-only fds.
+    CopyOnWrite,
+}
+
+/// An owned `mmap` of a file range; `munmap`ed on drop.
+#[derive(Debug)]
+pub struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a Mapping is a plain address range; the kernel object behind it may be
+// used from any thread. Synchronising access to the bytes is the owner's job.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; &Mapping only hands out the address.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// `mmap(NULL, len, prot, flags, fd, offset)`. `populate` adds `MAP_POPULATE`
+    /// (prefault now instead of on first touch).
+    pub fn map<Fd: AsFd>(
+        fd: Fd,
+        offset: u64,
+        len: usize,
+        access: Access,
+        populate: bool,
+    ) -> io::Result<Mapping> {
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "mmap of 0 bytes"));
+        }
+        let (prot, mut flags) = match access {
+            Access::ReadShared => (ProtFlags::READ, MapFlags::SHARED),
+            Access::WriteShared => (ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED),
+            Access::CopyOnWrite => (ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE),
+        };
+        if populate {
+            flags |= MapFlags::POPULATE;
+        }
+        // SAFETY: we ask the kernel for a fresh address (NULL hint, no MAP_FIXED), so
+        // no existing Rust object is aliased or replaced.
+        let ptr = unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, flags, fd, offset)? };
+        Ok(Mapping {
+            ptr: NonNull::new(ptr.cast()).expect("mmap returned NULL without error"),
+            len,
+        })
+    }
+
+    /// Start of the mapping.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: empty mappings cannot be made.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `madvise(MADV_HUGEPAGE)`: ask for transparent huge pages on this range.
+    pub fn advise_hugepage(&self) -> io::Result<()> {
+        // SAFETY: the range is exactly this live mapping; the advice changes no
+        // memory contents.
+        Ok(unsafe { rustix::mm::madvise(self.ptr.as_ptr().cast(), self.len, Advice::LinuxHugepage)? })
+    }
+
+    /// `madvise(MADV_POPULATE_WRITE)` / `MADV_POPULATE_READ` (Linux 5.14): fault the
+    /// whole range in now. Used to prefault a region ahead of need.
+    pub fn populate(&self, write: bool) -> io::Result<()> {
+        let advice = if write { libc::MADV_POPULATE_WRITE } else { libc::MADV_POPULATE_READ };
+        // SAFETY: the range is exactly this live mapping; populating does not change
+        // the contents (write-populate faults in zero pages of a fresh file).
+        let rc = unsafe { libc::madvise(self.ptr.as_ptr().cast(), self.len, advice) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len came from a successful mmap and are unmapped exactly once.
+        // Failure is impossible for a valid range; ignore it rather than panic in drop.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// The shmem THP mode from `/sys/kernel/mm/transparent_hugepage/shmem_enabled`
+/// (the bracketed word), or `None` if the file is missing.
+pub fn shmem_thp_mode() -> Option<String> {
+    let text = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/shmem_enabled").ok()?;
+    let start = text.find('[')? + 1;
+    let end = start + text[start..].find(']')?;
+    Some(text[start..end].to_string())
+}
+
+/// Huge pages of `size_kib` KiB that can still be reserved: `free_hugepages -
+/// resv_hugepages` from `/sys/kernel/mm/hugepages/hugepages-<size>kB/`.
+pub fn hugetlb_available(sysfs_dir: &str) -> u64 {
+    let read = |f: &str| -> u64 {
+        std::fs::read_to_string(format!("/sys/kernel/mm/hugepages/{sysfs_dir}/{f}"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    read("free_hugepages").saturating_sub(read("resv_hugepages"))
+}

@@ -1,0 +1,1 @@
+//! shard object store (work in progress).
