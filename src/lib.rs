@@ -1,1 +1,19 @@
-//! shard object store (work in progress).
+//! `shard`: the object store over `shard-alloc`.
+//!
+//! - [`format`]: the object header and layout inside a block.
+//! - [`handle`]: the handle and its wire encoding.
+//! - [`store`]: share / attach / close, the per-process registry of mapped regions.
+//! - [`names`]: named shares, the per-user directory, the stale-object sweep.
+//! - [`ffi`]: the C ABI (`include/shard.h`) used by the R package.
+
+pub mod error;
+pub mod ffi;
+pub mod format;
+pub mod handle;
+pub mod names;
+pub mod store;
+
+pub use error::{Code, Result, StoreError};
+pub use format::{Kind, ObjectHeader};
+pub use handle::{BackingKind, Handle};
+pub use store::{BackingChoice, PrivateMap, ShareOptions, Store, View, Writer};

@@ -374,6 +374,10 @@ fn unlink(backing: &Backing, link: &str) {
 
 impl Drop for Region {
     fn drop(&mut self) {
+        // A forked child that inherited the region must not remove its creator's name.
+        if self.header.owner_pid != process::pid() {
+            return;
+        }
         if let Some(l) = &self.link {
             unlink(&self.backing, l);
         }

@@ -1,0 +1,191 @@
+//! Named shares and the per-user directory.
+//!
+//! A name is a file `<dir>/names/<name>` holding the encoded handle, created
+//! atomically (written to a temporary file, then `link`ed, which fails if the
+//! name exists). `<dir>` is `$SHARD_TMPDIR`, else `$TMPDIR`, else `/tmp`, plus
+//! `shard-<uid>`, mode 0700 and checked to belong to the user. A name whose owner
+//! has exited is stale: looking it up or registering over it removes it.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use shard_alloc::sys::process;
+
+use crate::error::{Result, StoreError};
+use crate::handle::Handle;
+
+/// The per-user directory (created 0700 on first use).
+pub fn user_dir() -> Result<PathBuf> {
+    let base = std::env::var_os("SHARD_TMPDIR")
+        .or_else(|| std::env::var_os("TMPDIR"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let dir = base.join(format!("shard-{}", process::uid()));
+    ensure_private_dir(&dir)?;
+    Ok(dir)
+}
+
+fn ensure_private_dir(dir: &PathBuf) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    match std::fs::DirBuilder::new().mode(0o700).recursive(true).create(dir) {
+        Ok(()) => {}
+        Err(e) => return Err(StoreError::io(format!("create {}", dir.display()), e)),
+    }
+    let md = std::fs::symlink_metadata(dir).map_err(|e| StoreError::io(format!("stat {}", dir.display()), e))?;
+    if !md.is_dir() || md.uid() != process::uid() {
+        return Err(StoreError::PermissionDenied(format!(
+            "{} is not a directory owned by uid {}",
+            dir.display(),
+            process::uid()
+        )));
+    }
+    if md.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| StoreError::io(format!("chmod {}", dir.display()), e))?;
+    }
+    Ok(())
+}
+
+fn names_dir() -> Result<PathBuf> {
+    let d = user_dir()?.join("names");
+    ensure_private_dir(&d)?;
+    Ok(d)
+}
+
+/// Names are 1..=200 characters of `[A-Za-z0-9._-]`, not starting with `.`.
+pub fn validate(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidArgument(format!(
+            "name {name:?}: use 1 to 200 of the characters A-Z a-z 0-9 . _ - (not starting with '.')"
+        )))
+    }
+}
+
+/// Registers `name` for `handle`; `NameTaken` if a live share has it.
+pub fn register(name: &str, handle: &Handle) -> Result<()> {
+    validate(name)?;
+    let dir = names_dir()?;
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".tmp-{}-{}", process::pid(), name));
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| StoreError::io("create name file", e))?;
+        f.write_all(&handle.encode()).map_err(|e| StoreError::io("write name file", e))?;
+    }
+    let result = loop {
+        match std::fs::hard_link(&tmp, &path) {
+            Ok(()) => break Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                match read(&path) {
+                    Some(old) if process::is_alive(old.owner_pid, old.owner_start) => {
+                        break Err(StoreError::NameTaken(name.to_string()))
+                    }
+                    // Stale (dead owner) or unreadable: remove and try again.
+                    _ => {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                }
+            }
+            Err(e) => break Err(StoreError::io("link name file", e)),
+        }
+    };
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
+fn read(path: &PathBuf) -> Option<Handle> {
+    Handle::decode(&std::fs::read(path).ok()?).ok()
+}
+
+/// Removes `name` if it still names `handle`.
+pub fn unregister(name: &str, handle: &Handle) {
+    if let Ok(dir) = names_dir() {
+        let path = dir.join(name);
+        if read(&path).as_ref() == Some(handle) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The handle registered under `name`; a name whose owner exited is removed and
+/// reported as `OwnerGone`.
+pub fn lookup(name: &str) -> Result<Handle> {
+    validate(name)?;
+    let path = names_dir()?.join(name);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NotFound(name.to_string())),
+        Err(e) => return Err(StoreError::io("read name file", e)),
+    };
+    let h = Handle::decode(&bytes)?;
+    if !process::is_alive(h.owner_pid, h.owner_start) {
+        let _ = std::fs::remove_file(&path);
+        return Err(StoreError::OwnerGone { pid: h.owner_pid });
+    }
+    Ok(h)
+}
+
+/// Parses `shard-<uid>-<pid>-<start>-<id>`, the name of shm objects and files.
+pub fn parse_region_file(name: &str) -> Option<(u32, u32, u64)> {
+    let mut it = name.strip_prefix("shard-")?.split('-');
+    let uid = it.next()?.parse().ok()?;
+    let pid = it.next()?.parse().ok()?;
+    let start = it.next()?.parse().ok()?;
+    let _id: u32 = it.next()?.parse().ok()?;
+    it.next().is_none().then_some((uid, pid, start))
+}
+
+/// Removes what dead owners of this user left: shm objects in `/dev/shm`, files in
+/// the per-user directory, and stale names. Returns how many entries went.
+pub fn sweep() -> Result<u64> {
+    let uid = process::uid();
+    let mut removed = 0;
+    let dirs = [PathBuf::from("/dev/shm"), user_dir()?];
+    for dir in dirs {
+        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Some((u, pid, start)) = name.to_str().and_then(parse_region_file) else { continue };
+            if u == uid && !process::is_alive(pid, start) && std::fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(names_dir()?) {
+        for e in rd.flatten() {
+            let stale = match std::fs::read(e.path()).ok().and_then(|b| Handle::decode(&b).ok()) {
+                Some(h) => !process::is_alive(h.owner_pid, h.owner_start),
+                None => e.file_name().to_string_lossy().starts_with(".tmp-"),
+            };
+            if stale && std::fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        assert!(validate("my-data_1.v2").is_ok());
+        for bad in ["", ".hidden", "a/b", "sp ace", &"x".repeat(201)] {
+            assert!(validate(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn region_file_names_parse() {
+        assert_eq!(parse_region_file("shard-0-12-345-6"), Some((0, 12, 345)));
+        assert_eq!(parse_region_file("shard-0-12-345"), None);
+        assert_eq!(parse_region_file("other"), None);
+    }
+}
