@@ -57,11 +57,12 @@ impl StoreError {
             StoreError::NameTaken(_) => Code::NameTaken,
             StoreError::NotFound(_) => Code::NotFound,
             StoreError::Alloc(e) => match e.raw_os_error() {
-                Some(libc::ENOMEM) | Some(libc::ENOSPC) | Some(libc::EMFILE) | Some(libc::ENFILE) => {
-                    Code::OutOfMemory
-                }
+                Some(libc::ENOMEM) | Some(libc::ENOSPC) | Some(libc::EMFILE)
+                | Some(libc::ENFILE) => Code::OutOfMemory,
                 _ => match e {
-                    AllocError::BadSize { .. } | AllocError::BadOption { .. } => Code::InvalidArgument,
+                    AllocError::BadSize { .. } | AllocError::BadOption { .. } => {
+                        Code::InvalidArgument
+                    }
                     _ => Code::Io,
                 },
             },
@@ -70,7 +71,10 @@ impl StoreError {
     }
 
     pub(crate) fn io(op: impl Into<String>, source: io::Error) -> StoreError {
-        StoreError::Io { op: op.into(), source }
+        StoreError::Io {
+            op: op.into(),
+            source,
+        }
     }
 }
 
@@ -84,7 +88,9 @@ impl fmt::Display for StoreError {
             }
             StoreError::PermissionDenied(m) => write!(f, "permission denied: {m}"),
             StoreError::Closed => write!(f, "the shared object has been closed"),
-            StoreError::NameTaken(n) => write!(f, "the name {n:?} is already used by a live shared object"),
+            StoreError::NameTaken(n) => {
+                write!(f, "the name {n:?} is already used by a live shared object")
+            }
             StoreError::NotFound(n) => write!(f, "no shared object named {n:?}"),
             StoreError::Alloc(e) => write!(f, "{e}"),
             StoreError::Io { op, source } => write!(f, "{op} failed: {source}"),

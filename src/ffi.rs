@@ -19,7 +19,36 @@ use crate::names;
 use crate::store::{BackingChoice, PrivateMap, ShareOptions, Store, View, Writer};
 
 /// Length of an encoded handle.
-pub const SHARD_HANDLE_LEN: usize = Handle::ENCODED_LEN;
+pub const SHARD_HANDLE_LEN: usize = 92;
+const _: () = assert!(SHARD_HANDLE_LEN == Handle::ENCODED_LEN);
+const _: () = assert!(SHARD_INTERNAL == Code::Internal as i32 && SHARD_IO == Code::Io as i32);
+const _: () =
+    assert!(SHARD_CLOSED == Code::Closed as i32 && SHARD_OUT_OF_MEMORY == Code::OutOfMemory as i32);
+const _: () =
+    assert!(SHARD_BAD_HANDLE == Code::BadHandle as i32 && SHARD_NOT_FOUND == Code::NotFound as i32);
+
+/// Success.
+pub const SHARD_OK: i32 = 0;
+/// An argument out of range.
+pub const SHARD_INVALID_ARGUMENT: i32 = 1;
+/// A handle that is corrupt, stale or does not match what it names.
+pub const SHARD_BAD_HANDLE: i32 = 2;
+/// The owner process has exited.
+pub const SHARD_OWNER_GONE: i32 = 3;
+/// Another user's object, or access refused.
+pub const SHARD_PERMISSION_DENIED: i32 = 4;
+/// The object was closed.
+pub const SHARD_CLOSED: i32 = 5;
+/// The name is taken by a live share.
+pub const SHARD_NAME_TAKEN: i32 = 6;
+/// No such name.
+pub const SHARD_NOT_FOUND: i32 = 7;
+/// Out of memory, tmpfs full, or fd limit reached.
+pub const SHARD_OUT_OF_MEMORY: i32 = 8;
+/// Another failed system call.
+pub const SHARD_IO: i32 = 9;
+/// A bug (a panic was caught).
+pub const SHARD_INTERNAL: i32 = 10;
 
 /// Options of one share, as C sees them.
 #[repr(C)]
@@ -197,7 +226,10 @@ pub unsafe extern "C" fn shard_begin(
         // SAFETY: as above.
         let placement = match unsafe { opt_str(o.placement, "placement")? } {
             None => None,
-            Some(p) => Some(p.parse().map_err(|e: String| invalid(&format!("placement {p:?}: {e}")))?),
+            Some(p) => Some(
+                p.parse()
+                    .map_err(|e: String| invalid(&format!("placement {p:?}: {e}")))?,
+            ),
         };
         let so = ShareOptions {
             backing,
@@ -236,7 +268,12 @@ pub unsafe extern "C" fn shard_writer_data(w: *mut shard_writer) -> *mut u8 {
 /// # Safety
 /// `w` is a live writer; `src` points to `len` readable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn shard_writer_copy(w: *mut shard_writer, offset: u64, src: *const c_void, len: u64) -> i32 {
+pub unsafe extern "C" fn shard_writer_copy(
+    w: *mut shard_writer,
+    offset: u64,
+    src: *const c_void,
+    len: u64,
+) -> i32 {
     guard(|| {
         if w.is_null() {
             return Err(invalid("NULL writer"));
@@ -293,7 +330,11 @@ pub unsafe extern "C" fn shard_abort(w: *mut shard_writer) {
 /// # Safety
 /// `handle` points to `len` bytes; `out` is writable.
 #[no_mangle]
-pub unsafe extern "C" fn shard_attach(handle: *const u8, len: u64, out: *mut *mut shard_view) -> i32 {
+pub unsafe extern "C" fn shard_attach(
+    handle: *const u8,
+    len: u64,
+    out: *mut *mut shard_view,
+) -> i32 {
     guard(|| {
         if out.is_null() {
             return Err(invalid("NULL out"));
@@ -373,7 +414,10 @@ pub unsafe extern "C" fn shard_view_meta(v: *const shard_view, len: *mut u64) ->
 /// # Safety
 /// `v` is a live view; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn shard_view_info_get(v: *const shard_view, out: *mut shard_view_info) -> i32 {
+pub unsafe extern "C" fn shard_view_info_get(
+    v: *const shard_view,
+    out: *mut shard_view_info,
+) -> i32 {
     guard(|| {
         if v.is_null() || out.is_null() {
             return Err(invalid("NULL argument"));
@@ -411,7 +455,11 @@ pub unsafe extern "C" fn shard_view_info_get(v: *const shard_view, out: *mut sha
 /// # Safety
 /// `v` is a live view; `out`, `data` writable.
 #[no_mangle]
-pub unsafe extern "C" fn shard_view_private(v: *const shard_view, out: *mut *mut shard_private, data: *mut *mut u8) -> i32 {
+pub unsafe extern "C" fn shard_view_private(
+    v: *const shard_view,
+    out: *mut *mut shard_private,
+    data: *mut *mut u8,
+) -> i32 {
     guard(|| {
         if v.is_null() || out.is_null() || data.is_null() {
             return Err(invalid("NULL argument"));
@@ -427,6 +475,28 @@ pub unsafe extern "C" fn shard_view_private(v: *const shard_view, out: *mut *mut
         }
         Ok(())
     })
+}
+
+/// 1 if any page of the private mapping has been written, 0 if none, negative on error.
+///
+/// # Safety
+/// `p` is a live private mapping.
+#[no_mangle]
+pub unsafe extern "C" fn shard_private_modified(p: *const shard_private) -> i32 {
+    let mut modified = false;
+    let rc = guard(|| {
+        if p.is_null() {
+            return Err(invalid("NULL mapping"));
+        }
+        // SAFETY: caller promises a live mapping.
+        modified = unsafe { (*p)._m.is_modified()? };
+        Ok(())
+    });
+    if rc != 0 {
+        -rc
+    } else {
+        modified as i32
+    }
 }
 
 /// Unmaps a private mapping.

@@ -106,7 +106,9 @@ impl ObjectHeader {
         }
         let version = u16::from_le_bytes([b[4], b[5]]);
         if version != FORMAT_VERSION {
-            return Err(bad(&format!("format version {version}, this build reads {FORMAT_VERSION}")));
+            return Err(bad(&format!(
+                "format version {version}, this build reads {FORMAT_VERSION}"
+            )));
         }
         let crc = u32::from_le_bytes(b[60..64].try_into().unwrap());
         if crc32fast::hash(&b[0..60]) != crc {
@@ -148,7 +150,10 @@ pub struct ObjectLayout {
 impl ObjectLayout {
     /// Header, then metadata, then data aligned to `data_align` (64 or 4096).
     pub fn compute(meta_len: u64, data_len: u64, data_align: u64) -> Option<ObjectLayout> {
-        let data_off = HEADER_LEN.checked_add(meta_len)?.checked_add(data_align - 1)? & !(data_align - 1);
+        let data_off = HEADER_LEN
+            .checked_add(meta_len)?
+            .checked_add(data_align - 1)?
+            & !(data_align - 1);
         Some(ObjectLayout {
             data_off,
             total: data_off.checked_add(data_len)?.max(HEADER_LEN),
@@ -178,7 +183,10 @@ mod tests {
     fn header_round_trips() {
         let h = sample();
         assert_eq!(ObjectHeader::decode(&h.encode(), 928).unwrap(), h);
-        assert!(ObjectHeader::decode(&h.encode(), 927).is_err(), "data past the block end");
+        assert!(
+            ObjectHeader::decode(&h.encode(), 927).is_err(),
+            "data past the block end"
+        );
     }
 
     proptest! {

@@ -98,13 +98,20 @@ impl Handle {
     pub fn decode(b: &[u8]) -> Result<Handle> {
         let bad = |m: &str| StoreError::BadHandle(m.to_string());
         if b.len() != Self::ENCODED_LEN {
-            return Err(bad(&format!("{} bytes, expected {}", b.len(), Self::ENCODED_LEN)));
+            return Err(bad(&format!(
+                "{} bytes, expected {}",
+                b.len(),
+                Self::ENCODED_LEN
+            )));
         }
         if b[0..4] != HANDLE_MAGIC {
             return Err(bad("not a shard handle (magic mismatch)"));
         }
         if b[4] != HANDLE_VERSION {
-            return Err(bad(&format!("handle version {}, this build reads {HANDLE_VERSION}", b[4])));
+            return Err(bad(&format!(
+                "handle version {}, this build reads {HANDLE_VERSION}",
+                b[4]
+            )));
         }
         let crc = u32::from_le_bytes(b[88..92].try_into().unwrap());
         if crc32fast::hash(&b[0..88]) != crc {
@@ -138,7 +145,11 @@ impl Handle {
             region_size: u64at(80),
         };
         let end = h.offset.checked_add(h.len);
-        if h.owner_pid == 0 || h.len == 0 || !end.is_some_and(|e| e <= h.region_size) || h.offset % 64 != 0 {
+        if h.owner_pid == 0
+            || h.len == 0
+            || !end.is_some_and(|e| e <= h.region_size)
+            || h.offset % 64 != 0
+        {
             return Err(bad("inconsistent fields"));
         }
         Ok(h)

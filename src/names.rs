@@ -27,11 +27,16 @@ pub fn user_dir() -> Result<PathBuf> {
 
 fn ensure_private_dir(dir: &PathBuf) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    match std::fs::DirBuilder::new().mode(0o700).recursive(true).create(dir) {
+    match std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(dir)
+    {
         Ok(()) => {}
         Err(e) => return Err(StoreError::io(format!("create {}", dir.display()), e)),
     }
-    let md = std::fs::symlink_metadata(dir).map_err(|e| StoreError::io(format!("stat {}", dir.display()), e))?;
+    let md = std::fs::symlink_metadata(dir)
+        .map_err(|e| StoreError::io(format!("stat {}", dir.display()), e))?;
     if !md.is_dir() || md.uid() != process::uid() {
         return Err(StoreError::PermissionDenied(format!(
             "{} is not a directory owned by uid {}",
@@ -57,7 +62,9 @@ pub fn validate(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 200
         && !name.starts_with('.')
-        && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-');
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-');
     if ok {
         Ok(())
     } else {
@@ -74,8 +81,10 @@ pub fn register(name: &str, handle: &Handle) -> Result<()> {
     let path = dir.join(name);
     let tmp = dir.join(format!(".tmp-{}-{}", process::pid(), name));
     {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| StoreError::io("create name file", e))?;
-        f.write_all(&handle.encode()).map_err(|e| StoreError::io("write name file", e))?;
+        let mut f =
+            std::fs::File::create(&tmp).map_err(|e| StoreError::io("create name file", e))?;
+        f.write_all(&handle.encode())
+            .map_err(|e| StoreError::io("write name file", e))?;
     }
     let result = loop {
         match std::fs::hard_link(&tmp, &path) {
@@ -119,7 +128,9 @@ pub fn lookup(name: &str) -> Result<Handle> {
     let path = names_dir()?.join(name);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NotFound(name.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StoreError::NotFound(name.to_string()))
+        }
         Err(e) => return Err(StoreError::io("read name file", e)),
     };
     let h = Handle::decode(&bytes)?;
@@ -147,18 +158,26 @@ pub fn sweep() -> Result<u64> {
     let mut removed = 0;
     let dirs = [PathBuf::from("/dev/shm"), user_dir()?];
     for dir in dirs {
-        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for e in rd.flatten() {
             let name = e.file_name();
-            let Some((u, pid, start)) = name.to_str().and_then(parse_region_file) else { continue };
-            if u == uid && !process::is_alive(pid, start) && std::fs::remove_file(e.path()).is_ok() {
+            let Some((u, pid, start)) = name.to_str().and_then(parse_region_file) else {
+                continue;
+            };
+            if u == uid && !process::is_alive(pid, start) && std::fs::remove_file(e.path()).is_ok()
+            {
                 removed += 1;
             }
         }
     }
     if let Ok(rd) = std::fs::read_dir(names_dir()?) {
         for e in rd.flatten() {
-            let stale = match std::fs::read(e.path()).ok().and_then(|b| Handle::decode(&b).ok()) {
+            let stale = match std::fs::read(e.path())
+                .ok()
+                .and_then(|b| Handle::decode(&b).ok())
+            {
                 Some(h) => !process::is_alive(h.owner_pid, h.owner_start),
                 None => e.file_name().to_string_lossy().starts_with(".tmp-"),
             };

@@ -15,7 +15,9 @@ use shard_alloc::sys::memfd;
 use shard_alloc::sys::mman::{Access, Mapping};
 use shard_alloc::sys::process;
 use shard_alloc::sys::OwnedFd;
-use shard_alloc::{Allocator, Backing, Block, Options, PageSize, Placement, RegionHeader, Request, Seals};
+use shard_alloc::{
+    Allocator, Backing, Block, Options, PageSize, Placement, RegionHeader, Request, Seals,
+};
 
 use crate::error::{Result, StoreError};
 use crate::format::{Kind, ObjectHeader, ObjectLayout, FLAG_WRITABLE, HEADER_LEN};
@@ -95,7 +97,12 @@ enum Source {
     /// One of this process's own regions (or inherited across fork).
     Own(Arc<shard_alloc::Region>),
     /// Another process's region, mapped read-only here.
-    Foreign { map: Mapping, ro_fd: OwnedFd, page_size: u64, seals: Seals },
+    Foreign {
+        map: Mapping,
+        ro_fd: OwnedFd,
+        page_size: u64,
+        seals: Seals,
+    },
 }
 
 #[derive(Debug)]
@@ -173,6 +180,11 @@ impl PrivateMap {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+    /// Whether any page has been written (and so copied) since the mapping was made.
+    pub fn is_modified(&self) -> Result<bool> {
+        shard_alloc::sys::mman::has_private_pages(self.as_mut_ptr(), self.len)
+            .map_err(|e| StoreError::io("read /proc/self/pagemap", e))
+    }
 }
 
 impl View {
@@ -215,7 +227,10 @@ impl View {
         }
         // SAFETY: as in data(); the metadata follows the 64-byte header.
         Ok(unsafe {
-            std::slice::from_raw_parts(self.block_ptr().wrapping_add(HEADER_LEN as usize), self.header.meta_len as usize)
+            std::slice::from_raw_parts(
+                self.block_ptr().wrapping_add(HEADER_LEN as usize),
+                self.header.meta_len as usize,
+            )
         })
     }
     /// Page size of the region holding the object.
@@ -247,9 +262,20 @@ impl View {
         }
         let map_off = start - start % page;
         let skip = (start - map_off) as usize;
-        match Mapping::map(self.region.ro_fd(), map_off, skip + len, Access::CopyOnWrite, false) {
+        match Mapping::map(
+            self.region.ro_fd(),
+            map_off,
+            skip + len,
+            Access::CopyOnWrite,
+            false,
+        ) {
             Ok(map) => Ok(Some(PrivateMap { map, skip, len })),
-            Err(e) if e.raw_os_error() == Some(libc::ENOMEM) || e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+            Err(e)
+                if e.raw_os_error() == Some(libc::ENOMEM)
+                    || e.raw_os_error() == Some(libc::EINVAL) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(StoreError::io("mmap(MAP_PRIVATE)", e)),
         }
     }
@@ -267,7 +293,9 @@ pub struct Writer {
 impl Writer {
     /// The data section to fill (exactly `data_len` bytes).
     pub fn data_ptr(&mut self) -> *mut u8 {
-        self.block.write_ptr().wrapping_add(self.header.data_off as usize)
+        self.block
+            .write_ptr()
+            .wrapping_add(self.header.data_off as usize)
     }
     pub fn data_len(&self) -> u64 {
         self.header.data_len
@@ -286,7 +314,9 @@ impl Writer {
         }
         let dst = self.data_ptr().wrapping_add(offset as usize) as usize;
         let threads = match self.opts.copy_threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(8),
+            0 => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(8),
             n => n,
         };
         const PARALLEL_MIN: usize = 64 << 20;
@@ -303,7 +333,11 @@ impl Writer {
                     // SAFETY: chunks are disjoint sub-ranges of the destination range
                     // checked above.
                     unsafe {
-                        std::ptr::copy_nonoverlapping(part.as_ptr(), (dst + i * chunk) as *mut u8, part.len())
+                        std::ptr::copy_nonoverlapping(
+                            part.as_ptr(),
+                            (dst + i * chunk) as *mut u8,
+                            part.len(),
+                        )
                     }
                 });
             }
@@ -355,7 +389,8 @@ impl Store {
         let pid = process::pid();
         Ok(Store {
             pid,
-            start: process::start_time(pid).map_err(|e| StoreError::io("read /proc/self/stat", e))?,
+            start: process::start_time(pid)
+                .map_err(|e| StoreError::io("read /proc/self/stat", e))?,
             uid: process::uid(),
             alloc: Allocator::new(opts)?,
             owned: Mutex::new(HashMap::new()),
@@ -388,8 +423,11 @@ impl Store {
             // leaked on purpose.
             let mut inh = lock(&fresh.inherited);
             for (k, o) in lock(&parent.owned).iter() {
-                inh.entry(k.region)
-                    .or_insert_with(|| Arc::new(Attached { src: Source::Own(o.block.region.clone()) }));
+                inh.entry(k.region).or_insert_with(|| {
+                    Arc::new(Attached {
+                        src: Source::Own(o.block.region.clone()),
+                    })
+                });
             }
             for (k, w) in lock(&parent.registry).iter() {
                 if let Some(a) = w.upgrade() {
@@ -430,7 +468,14 @@ impl Store {
 
     /// Reserves an object and writes its header and metadata; fill the data with
     /// [`Writer::copy_from`] or through [`Writer::data_ptr`], then [`Store::finish`].
-    pub fn begin(&self, kind: Kind, elem_count: u64, meta: &[u8], data_len: u64, opts: ShareOptions) -> Result<Writer> {
+    pub fn begin(
+        &self,
+        kind: Kind,
+        elem_count: u64,
+        meta: &[u8],
+        data_len: u64,
+        opts: ShareOptions,
+    ) -> Result<Writer> {
         if let Some(es) = kind.elem_size() {
             if elem_count.checked_mul(es) != Some(data_len) {
                 return Err(StoreError::InvalidArgument(format!(
@@ -443,12 +488,17 @@ impl Store {
         }
         let req = self.request(&opts)?;
         let meta_len = meta.len() as u64;
-        let too_big = || StoreError::InvalidArgument(format!("object of {data_len} bytes is too large"));
+        let too_big =
+            || StoreError::InvalidArgument(format!("object of {data_len} bytes is too large"));
         let small = ObjectLayout::compute(meta_len, data_len, 64).ok_or_else(too_big)?;
         let packs = opts.readonly
             && req.backing == Backing::Memfd
             && self.alloc.size_classes().class_of(small.total).is_some();
-        let layout = if packs { small } else { ObjectLayout::compute(meta_len, data_len, 4096).ok_or_else(too_big)? };
+        let layout = if packs {
+            small
+        } else {
+            ObjectLayout::compute(meta_len, data_len, 4096).ok_or_else(too_big)?
+        };
         let block = self.alloc.alloc(layout.total, &req)?;
         let header = ObjectHeader {
             kind,
@@ -534,7 +584,14 @@ impl Store {
     }
 
     /// Shares `data` in one call.
-    pub fn share(&self, kind: Kind, elem_count: u64, meta: &[u8], data: &[u8], opts: ShareOptions) -> Result<Handle> {
+    pub fn share(
+        &self,
+        kind: Kind,
+        elem_count: u64,
+        meta: &[u8],
+        data: &[u8],
+        opts: ShareOptions,
+    ) -> Result<Handle> {
         let mut w = self.begin(kind, elem_count, meta, data.len() as u64, opts)?;
         if let Err(e) = w.copy_from(0, data) {
             self.abort(w);
@@ -565,41 +622,55 @@ impl Store {
         if !process::is_alive(h.owner_pid, h.owner_start) {
             return Err(StoreError::OwnerGone { pid: h.owner_pid });
         }
-        let fd = memfd::reopen_readonly(h.owner_pid, h.fd as i32).map_err(|e| match e.raw_os_error() {
-            Some(libc::EACCES) | Some(libc::EPERM) => StoreError::PermissionDenied(format!(
-                "cannot open the region of pid {} (another user's object?)",
-                h.owner_pid
-            )),
-            Some(libc::ENOENT) => {
-                if process::is_alive(h.owner_pid, h.owner_start) {
-                    StoreError::Closed
-                } else {
-                    StoreError::OwnerGone { pid: h.owner_pid }
+        let fd = memfd::reopen_readonly(h.owner_pid, h.fd as i32).map_err(|e| {
+            match e.raw_os_error() {
+                Some(libc::EACCES) | Some(libc::EPERM) => StoreError::PermissionDenied(format!(
+                    "cannot open the region of pid {} (another user's object?)",
+                    h.owner_pid
+                )),
+                Some(libc::ENOENT) => {
+                    if process::is_alive(h.owner_pid, h.owner_start) {
+                        StoreError::Closed
+                    } else {
+                        StoreError::OwnerGone { pid: h.owner_pid }
+                    }
                 }
+                _ => StoreError::io(format!("open /proc/{}/fd/{}", h.owner_pid, h.fd), e),
             }
-            _ => StoreError::io(format!("open /proc/{}/fd/{}", h.owner_pid, h.fd), e),
         })?;
         let st = memfd::stat(&fd).map_err(|e| StoreError::io("fstat", e))?;
         if st.id.dev != h.dev || st.id.ino != h.ino {
             return Err(StoreError::Closed);
         }
         if st.uid != self.uid {
-            return Err(StoreError::PermissionDenied(format!("region belongs to uid {}", st.uid)));
+            return Err(StoreError::PermissionDenied(format!(
+                "region belongs to uid {}",
+                st.uid
+            )));
         }
         if st.size < h.region_size {
-            return Err(StoreError::BadHandle("region is smaller than the handle says".into()));
+            return Err(StoreError::BadHandle(
+                "region is smaller than the handle says".into(),
+            ));
         }
         let map = Mapping::map(&fd, 0, h.region_size as usize, Access::ReadShared, false)
             .map_err(|e| StoreError::io("mmap of an attached region", e))?;
         // SAFETY: the mapping is at least one page long (regions are page multiples).
-        let hdr_bytes = unsafe { std::slice::from_raw_parts(map.as_ptr(), RegionHeader::ENCODED_LEN) };
-        let rh = RegionHeader::decode(hdr_bytes).ok_or_else(|| StoreError::BadHandle("no region header".into()))?;
+        let hdr_bytes =
+            unsafe { std::slice::from_raw_parts(map.as_ptr(), RegionHeader::ENCODED_LEN) };
+        let rh = RegionHeader::decode(hdr_bytes)
+            .ok_or_else(|| StoreError::BadHandle("no region header".into()))?;
         if rh.token != h.token || rh.owner_pid != h.owner_pid || rh.id != h.region_id {
             return Err(StoreError::BadHandle("region token mismatch".into()));
         }
         let seals = shard_alloc::sys::seal::get(&fd).unwrap_or(Seals::empty());
         let a = Arc::new(Attached {
-            src: Source::Foreign { map, ro_fd: fd, page_size: rh.page_size, seals },
+            src: Source::Foreign {
+                map,
+                ro_fd: fd,
+                page_size: rh.page_size,
+                seals,
+            },
         });
         let mut reg = lock(&self.registry);
         reg.retain(|_, w| w.strong_count() > 0);
@@ -614,7 +685,9 @@ impl Store {
         let region = if h.owner_pid == self.pid && h.owner_start == self.start {
             let owned = lock(&self.owned);
             match owned.get(&key) {
-                Some(o) => Arc::new(Attached { src: Source::Own(o.block.region.clone()) }),
+                Some(o) => Arc::new(Attached {
+                    src: Source::Own(o.block.region.clone()),
+                }),
                 None => return Err(StoreError::Closed),
             }
         } else {
@@ -622,7 +695,9 @@ impl Store {
         };
         // SAFETY: the handle's offset+len lies within region_size (checked by
         // Handle::decode) and the region is mapped at least that long.
-        let hb = unsafe { std::slice::from_raw_parts(region.base().add(h.offset as usize), HEADER_LEN as usize) };
+        let hb = unsafe {
+            std::slice::from_raw_parts(region.base().add(h.offset as usize), HEADER_LEN as usize)
+        };
         let header = ObjectHeader::decode(hb, h.len)?;
         if header.generation != h.generation {
             return Err(StoreError::BadHandle(
@@ -630,13 +705,19 @@ impl Store {
             ));
         }
         if header.token_lo != h.token[..8] || header.kind != h.kind {
-            return Err(StoreError::BadHandle("object does not match the handle".into()));
+            return Err(StoreError::BadHandle(
+                "object does not match the handle".into(),
+            ));
         }
         if region.base() as usize == 0 {
             return Err(StoreError::BadHandle("unmapped region".into()));
         }
         let local = matches!(region.src, Source::Own(_));
-        let c = if local { &self.counters.attaches_local } else { &self.counters.attaches_foreign };
+        let c = if local {
+            &self.counters.attaches_local
+        } else {
+            &self.counters.attaches_foreign
+        };
         c.fetch_add(1, Ordering::Relaxed);
         Ok(View {
             state: self.state_for(key),
@@ -685,13 +766,17 @@ impl Store {
 
     /// Page size of the region of a handle owned here, if owned.
     pub fn owned_page_size(&self, h: &Handle) -> Option<PageSize> {
-        lock(&self.owned).get(&ObjKey::of(h)).map(|o| o.block.region.page_size())
+        lock(&self.owned)
+            .get(&ObjKey::of(h))
+            .map(|o| o.block.region.page_size())
     }
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("pid", &self.pid).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
     }
 }
 

@@ -9,7 +9,10 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 /// Runs `test_name` of this binary as a child with the given role and handle.
@@ -29,7 +32,9 @@ fn child_role() -> Option<(String, Handle)> {
 }
 
 fn sum_f64(b: &[u8]) -> f64 {
-    b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).sum()
+    b.chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+        .sum()
 }
 
 #[test]
@@ -45,10 +50,16 @@ fn unrelated_process_attaches_and_reads() {
     let s = Store::global().unwrap();
     for n in [10usize, 1 << 20] {
         let data: Vec<u8> = (0..n).flat_map(|i| (i as f64).to_le_bytes()).collect();
-        let h = s.share(Kind::F64, n as u64, b"meta", &data, ShareOptions::default()).unwrap();
+        let h = s
+            .share(Kind::F64, n as u64, b"meta", &data, ShareOptions::default())
+            .unwrap();
         let out = run_child("unrelated_process_attaches_and_reads", "read", &h);
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "child failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "child failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let expect = (0..n).map(|i| i as f64).sum::<f64>();
         assert!(stdout.contains(&format!("CHILD-SUM {expect}")), "{stdout}");
         s.close(&h).unwrap();
@@ -64,7 +75,15 @@ fn attach_after_owner_closed_is_an_error() {
     }
     let s = Store::global().unwrap();
     let data = vec![1u8; 8 << 20];
-    let h = s.share(Kind::Raw, data.len() as u64, b"", &data, ShareOptions::default()).unwrap();
+    let h = s
+        .share(
+            Kind::Raw,
+            data.len() as u64,
+            b"",
+            &data,
+            ShareOptions::default(),
+        )
+        .unwrap();
     s.close(&h).unwrap();
     let out = run_child("attach_after_owner_closed_is_an_error", "closed", &h);
     let stdout = String::from_utf8_lossy(&out.stdout);

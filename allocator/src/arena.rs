@@ -207,11 +207,19 @@ impl Allocator {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn new_region(&self, st: &mut State, min_size: u64, huge: bool, req: &Request) -> Result<Arc<Region>> {
+    fn new_region(
+        &self,
+        st: &mut State,
+        min_size: u64,
+        huge: bool,
+        req: &Request,
+    ) -> Result<Arc<Region>> {
         let mut try_pages = Vec::new();
         let huge = huge && req.huge_pages && self.opts.huge_pages == HugePages::Auto;
         if huge {
-            if self.opts.max_huge_page >= PageSize::Huge1G.bytes() && min_size >= PageSize::Huge1G.bytes() {
+            if self.opts.max_huge_page >= PageSize::Huge1G.bytes()
+                && min_size >= PageSize::Huge1G.bytes()
+            {
                 try_pages.push(PageSize::Huge1G);
             }
             try_pages.push(PageSize::Huge2M);
@@ -228,7 +236,8 @@ impl Allocator {
         let region = Arc::new(Region::create(&spec, &self.topo)?);
         self.created.fetch_add(1, Ordering::Relaxed);
         if !region.fallbacks().is_empty() {
-            self.fallbacks.fetch_add(region.fallbacks().len() as u64, Ordering::Relaxed);
+            self.fallbacks
+                .fetch_add(region.fallbacks().len() as u64, Ordering::Relaxed);
             for f in region.fallbacks() {
                 if st.recent_fallbacks.len() == RECENT_FALLBACKS {
                     st.recent_fallbacks.remove(0);
@@ -251,16 +260,20 @@ impl Allocator {
         let class = self.classes.class_of(len);
         let mut st = self.lock();
         match class {
-            Some(c) if req.readonly && req.backing == Backing::Memfd => self.alloc_small(&mut st, c, len, req),
+            Some(c) if req.readonly && req.backing == Backing::Memfd => {
+                self.alloc_small(&mut st, c, len, req)
+            }
             _ => self.alloc_own(&mut st, len, req),
         }
     }
 
     fn alloc_own(&self, st: &mut State, len: u64, req: &Request) -> Result<Block> {
-        let min = REGION_HEADER_BYTES.checked_add(len).ok_or(AllocError::BadSize {
-            requested: len,
-            limit: self.opts.max_object,
-        })?;
+        let min = REGION_HEADER_BYTES
+            .checked_add(len)
+            .ok_or(AllocError::BadSize {
+                requested: len,
+                limit: self.opts.max_object,
+            })?;
         let huge = len >= self.opts.huge_threshold;
         let region = self.new_region(st, min, huge, req)?;
         let capacity = region.size() - REGION_HEADER_BYTES;
@@ -297,10 +310,18 @@ impl Allocator {
         let key = (pool.clone(), class);
         // 1. A partially free slab of this class.
         loop {
-            let Some(&(rid, si)) = st.partial.get(&key).and_then(|v| v.last()) else { break };
+            let Some(&(rid, si)) = st.partial.get(&key).and_then(|v| v.last()) else {
+                break;
+            };
             let entry = st.regions.get_mut(&rid);
-            let usable = entry.as_ref().is_some_and(|e| !e.region.is_sealed() && !e.retired);
-            if !usable || entry.as_ref().is_some_and(|e| e.slabs[si as usize].free.is_empty()) {
+            let usable = entry
+                .as_ref()
+                .is_some_and(|e| !e.region.is_sealed() && !e.retired);
+            if !usable
+                || entry
+                    .as_ref()
+                    .is_some_and(|e| e.slabs[si as usize].free.is_empty())
+            {
                 st.partial.get_mut(&key).unwrap().pop();
                 continue;
             }
@@ -310,12 +331,22 @@ impl Allocator {
         // 2. A new slab in the active region, retiring it if it is full.
         let layout = SlabLayout::compute(self.classes.size(class));
         let rid = match st.active.get(&pool).copied() {
-            Some(rid) if st.regions.get(&rid).is_some_and(|e| e.cursor + layout.bytes <= e.region.size()) => rid,
+            Some(rid)
+                if st
+                    .regions
+                    .get(&rid)
+                    .is_some_and(|e| e.cursor + layout.bytes <= e.region.size()) =>
+            {
+                rid
+            }
             other => {
                 if let Some(old) = other {
                     self.retire_locked(st, old)?;
                 }
-                let size = self.opts.region_size.max(REGION_HEADER_BYTES + layout.bytes);
+                let size = self
+                    .opts
+                    .region_size
+                    .max(REGION_HEADER_BYTES + layout.bytes);
                 let region = self.new_region(st, size, false, req)?;
                 let id = region.id();
                 st.regions.insert(
@@ -413,7 +444,9 @@ impl Allocator {
             region: rid,
             offset: block.offset,
         };
-        let Some(e) = st.regions.get_mut(&rid) else { return Err(bad) };
+        let Some(e) = st.regions.get_mut(&rid) else {
+            return Err(bad);
+        };
         if !Arc::ptr_eq(&e.region, &block.region) {
             return Err(bad);
         }

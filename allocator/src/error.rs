@@ -9,7 +9,11 @@ pub enum AllocError {
     /// A request the allocator cannot serve: zero or absurd size.
     BadSize { requested: u64, limit: u64 },
     /// `memfd_create`/`shm_open`/`open` of a new region failed.
-    CreateRegion { size: u64, backing: &'static str, source: io::Error },
+    CreateRegion {
+        size: u64,
+        backing: &'static str,
+        source: io::Error,
+    },
     /// `ftruncate` to the region size failed (a full tmpfs gives `ENOSPC`/`EFBIG`).
     SizeRegion { size: u64, source: io::Error },
     /// `mmap` of a region failed (`ENOMEM`, or an exhausted huge-page pool).
@@ -21,7 +25,11 @@ pub enum AllocError {
     /// A block handed back that this allocator does not own or already freed.
     BadFree { region: u32, offset: u64 },
     /// An options value that failed validation.
-    BadOption { name: String, value: String, why: String },
+    BadOption {
+        name: String,
+        value: String,
+        why: String,
+    },
     /// Any other failed syscall.
     Sys { op: &'static str, source: io::Error },
 }
@@ -32,8 +40,15 @@ impl fmt::Display for AllocError {
             AllocError::BadSize { requested, limit } => {
                 write!(f, "cannot allocate {requested} bytes (must be 1..={limit})")
             }
-            AllocError::CreateRegion { size, backing, source } => {
-                write!(f, "creating a {backing} region of {size} bytes failed: {source}")
+            AllocError::CreateRegion {
+                size,
+                backing,
+                source,
+            } => {
+                write!(
+                    f,
+                    "creating a {backing} region of {size} bytes failed: {source}"
+                )
             }
             AllocError::SizeRegion { size, source } => {
                 write!(f, "sizing a region to {size} bytes failed: {source}")
@@ -41,12 +56,17 @@ impl fmt::Display for AllocError {
             AllocError::MapRegion { size, source } => {
                 write!(f, "mapping a region of {size} bytes failed: {source}")
             }
-            AllocError::Seal { region, source } => write!(f, "sealing region {region} failed: {source}"),
+            AllocError::Seal { region, source } => {
+                write!(f, "sealing region {region} failed: {source}")
+            }
             AllocError::Place { policy, source } => {
                 write!(f, "applying NUMA policy {policy} failed: {source}")
             }
             AllocError::BadFree { region, offset } => {
-                write!(f, "free of a block not allocated here (region {region}, offset {offset})")
+                write!(
+                    f,
+                    "free of a block not allocated here (region {region}, offset {offset})"
+                )
             }
             AllocError::BadOption { name, value, why } => {
                 write!(f, "invalid value {value:?} for option {name}: {why}")

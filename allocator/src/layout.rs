@@ -92,7 +92,8 @@ impl SlabLayout {
 
     /// The slot that starts at `off` (relative to the slab), if `off` is a slot start.
     pub fn slot_at(&self, off: u64) -> Option<u64> {
-        (off % self.slot_size == 0 && off / self.slot_size < self.slots).then_some(off / self.slot_size)
+        (off % self.slot_size == 0 && off / self.slot_size < self.slots)
+            .then_some(off / self.slot_size)
     }
 }
 

@@ -60,12 +60,18 @@ impl FromStr for Placement {
 
 /// The `mbind` arguments a placement turns into on a given topology; pure, so it is
 /// tested against fake topologies.
-pub fn policy_for(p: Placement, memory_nodes: &[u32], current_node: u32) -> Result<(MemPolicyMode, Vec<u32>), String> {
+pub fn policy_for(
+    p: Placement,
+    memory_nodes: &[u32],
+    current_node: u32,
+) -> Result<(MemPolicyMode, Vec<u32>), String> {
     let check = |n: u32| {
         if memory_nodes.contains(&n) {
             Ok(())
         } else {
-            Err(format!("node {n} has no memory (nodes with memory: {memory_nodes:?})"))
+            Err(format!(
+                "node {n} has no memory (nodes with memory: {memory_nodes:?})"
+            ))
         }
     };
     match p {
@@ -84,8 +90,8 @@ pub fn apply(p: Placement, topo: &Topology, addr: *mut u8, len: usize) -> std::i
     }
     let nodes = topo.memory_nodes()?;
     let cur = sysnuma::current_node().unwrap_or(0);
-    let (mode, list) =
-        policy_for(p, &nodes, cur).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let (mode, list) = policy_for(p, &nodes, cur)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     sysnuma::mbind(addr, len, mode, &NodeMask::from_nodes(&list))
 }
 
@@ -111,9 +117,18 @@ mod tests {
     #[test]
     fn policies_on_a_four_node_machine() {
         let nodes = [0, 1, 2, 3];
-        assert_eq!(policy_for(Placement::Interleave, &nodes, 0).unwrap(), (MemPolicyMode::Interleave, vec![0, 1, 2, 3]));
-        assert_eq!(policy_for(Placement::Local, &nodes, 2).unwrap(), (MemPolicyMode::Bind, vec![2]));
-        assert_eq!(policy_for(Placement::Bind(1), &nodes, 0).unwrap(), (MemPolicyMode::Bind, vec![1]));
+        assert_eq!(
+            policy_for(Placement::Interleave, &nodes, 0).unwrap(),
+            (MemPolicyMode::Interleave, vec![0, 1, 2, 3])
+        );
+        assert_eq!(
+            policy_for(Placement::Local, &nodes, 2).unwrap(),
+            (MemPolicyMode::Bind, vec![2])
+        );
+        assert_eq!(
+            policy_for(Placement::Bind(1), &nodes, 0).unwrap(),
+            (MemPolicyMode::Bind, vec![1])
+        );
         assert!(policy_for(Placement::Bind(7), &nodes, 0).is_err());
     }
 }

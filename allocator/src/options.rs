@@ -86,7 +86,12 @@ pub fn parse_size(name: &str, v: &str) -> Result<u64> {
     let (num, mult) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         None => (t, 1u64),
         Some((i, _)) => {
-            let mult = match t[i..].trim().to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+            let mult = match t[i..]
+                .trim()
+                .to_ascii_uppercase()
+                .trim_end_matches("IB")
+                .trim_end_matches('B')
+            {
                 "" => 1,
                 "K" => 1 << 10,
                 "M" => 1 << 20,
@@ -96,7 +101,9 @@ pub fn parse_size(name: &str, v: &str) -> Result<u64> {
             (&t[..i], mult)
         }
     };
-    let n: u64 = num.parse().map_err(|_| bad(name, v, "expected a non-negative integer"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| bad(name, v, "expected a non-negative integer"))?;
     n.checked_mul(mult).ok_or_else(|| bad(name, v, "too large"))
 }
 
@@ -114,8 +121,10 @@ impl Options {
         match name {
             "region_size" => self.region_size = parse_size(name, value)?,
             "classes_per_doubling" => {
-                self.classes_per_doubling =
-                    value.trim().parse().map_err(|_| bad(name, value, "expected an integer"))?
+                self.classes_per_doubling = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad(name, value, "expected an integer"))?
             }
             "large_threshold" => self.large_threshold = parse_size(name, value)?,
             "own_region_threshold" => self.own_region_threshold = parse_size(name, value)?,
@@ -133,7 +142,13 @@ impl Options {
             }
             "prefault" => self.prefault = parse_bool(name, value)?,
             "max_object" => self.max_object = parse_size(name, value)?,
-            _ => return Err(bad(name, value, format!("unknown option; known: {}", KNOBS.join(", ")))),
+            _ => {
+                return Err(bad(
+                    name,
+                    value,
+                    format!("unknown option; known: {}", KNOBS.join(", ")),
+                ))
+            }
         }
         Ok(())
     }
@@ -148,9 +163,15 @@ impl Options {
             }
         };
         if self.region_size < (1 << 20) || self.region_size % 4096 != 0 {
-            return Err(bad("region_size", &self.region_size.to_string(), "must be >= 1 MiB and a multiple of 4096"));
+            return Err(bad(
+                "region_size",
+                &self.region_size.to_string(),
+                "must be >= 1 MiB and a multiple of 4096",
+            ));
         }
-        if !(1..=8).contains(&self.classes_per_doubling) || !self.classes_per_doubling.is_power_of_two() {
+        if !(1..=8).contains(&self.classes_per_doubling)
+            || !self.classes_per_doubling.is_power_of_two()
+        {
             return Err(bad(
                 "classes_per_doubling",
                 &self.classes_per_doubling.to_string(),
@@ -173,7 +194,11 @@ impl Options {
             ));
         }
         if self.max_huge_page != (2 << 20) && self.max_huge_page != (1 << 30) {
-            return Err(bad("max_huge_page", &self.max_huge_page.to_string(), "must be 2M or 1G"));
+            return Err(bad(
+                "max_huge_page",
+                &self.max_huge_page.to_string(),
+                "must be 2M or 1G",
+            ));
         }
         if self.max_object == 0 {
             return Err(bad("max_object", "0", "must be positive"));
@@ -189,7 +214,11 @@ impl Options {
                 continue;
             }
             let (k, v) = line.split_once('=').ok_or_else(|| {
-                bad(&format!("{origin}:{}", lineno + 1), line, "expected `key = value`")
+                bad(
+                    &format!("{origin}:{}", lineno + 1),
+                    line,
+                    "expected `key = value`",
+                )
             })?;
             self.set(k.trim(), v.trim()).map_err(|e| match e {
                 AllocError::BadOption { name, value, why } => AllocError::BadOption {
@@ -222,15 +251,27 @@ impl Options {
         if let Some(path) = Options::profile_path() {
             match std::fs::read_to_string(&path) {
                 Ok(text) => o.apply_profile_text(&text, &path.display().to_string())?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::env::var_os("SHARD_PROFILE").is_none() => {}
-                Err(e) => return Err(bad("SHARD_PROFILE", &path.display().to_string(), e.to_string())),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        && std::env::var_os("SHARD_PROFILE").is_none() => {}
+                Err(e) => {
+                    return Err(bad(
+                        "SHARD_PROFILE",
+                        &path.display().to_string(),
+                        e.to_string(),
+                    ))
+                }
             }
         }
         for knob in KNOBS {
             let var = format!("SHARD_{}", knob.to_ascii_uppercase());
             if let Ok(v) = std::env::var(&var) {
                 o.set(knob, &v).map_err(|e| match e {
-                    AllocError::BadOption { value, why, .. } => AllocError::BadOption { name: var.clone(), value, why },
+                    AllocError::BadOption { value, why, .. } => AllocError::BadOption {
+                        name: var.clone(),
+                        value,
+                        why,
+                    },
                     other => other,
                 })?;
             }
@@ -261,9 +302,14 @@ mod tests {
     #[test]
     fn profile_errors_name_the_line_and_key() {
         let mut o = Options::default();
-        let e = o.apply_profile_text("region_size = 64M\nlarge_threshold = banana\n", "p").unwrap_err();
+        let e = o
+            .apply_profile_text("region_size = 64M\nlarge_threshold = banana\n", "p")
+            .unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("large_threshold") && msg.contains("p:2") && msg.contains("banana"), "{msg}");
+        assert!(
+            msg.contains("large_threshold") && msg.contains("p:2") && msg.contains("banana"),
+            "{msg}"
+        );
         let e = o.apply_profile_text("nonsense = 1", "p").unwrap_err();
         assert!(e.to_string().contains("unknown option"));
     }

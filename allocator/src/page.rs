@@ -74,6 +74,9 @@ mod tests {
         assert_eq!(round_up(1, 4096), Some(4096));
         assert_eq!(round_up(4096, 4096), Some(4096));
         assert_eq!(round_up(u64::MAX, 4096), None);
-        assert_eq!(PageAligned::up(3 << 20, PageSize::Huge2M).unwrap().get(), 4 << 20);
+        assert_eq!(
+            PageAligned::up(3 << 20, PageSize::Huge2M).unwrap().get(),
+            4 << 20
+        );
     }
 }

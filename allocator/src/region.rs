@@ -193,20 +193,32 @@ impl Region {
         let pid = process::pid();
         let start = process::start_time(pid).unwrap_or(0);
         let mut token = [0u8; 16];
-        process::random_bytes(&mut token).map_err(|source| AllocError::Sys { op: "getrandom", source })?;
+        process::random_bytes(&mut token).map_err(|source| AllocError::Sys {
+            op: "getrandom",
+            source,
+        })?;
         let cerr = |source| AllocError::CreateRegion {
             size,
             backing: spec.backing.name(),
             source,
         };
         let (fd, link) = match &spec.backing {
-            Backing::Memfd => (memfd::create(&format!("shard-{}", spec.id), huge).map_err(cerr)?, None),
+            Backing::Memfd => (
+                memfd::create(&format!("shard-{}", spec.id), huge).map_err(cerr)?,
+                None,
+            ),
             Backing::Shm => {
                 let name = format!("/shard-{}-{}-{}-{}", process::uid(), pid, start, spec.id);
                 (shm::create_shm(&name).map_err(cerr)?, Some(name))
             }
             Backing::File(dir) => {
-                let path = dir.join(format!("shard-{}-{}-{}-{}", process::uid(), pid, start, spec.id));
+                let path = dir.join(format!(
+                    "shard-{}-{}-{}-{}",
+                    process::uid(),
+                    pid,
+                    start,
+                    spec.id
+                ));
                 let p = path.display().to_string();
                 (shm::create_file(&path).map_err(cerr)?, Some(p))
             }
@@ -218,23 +230,43 @@ impl Region {
             }
             e
         };
-        memfd::set_len(&fd, size).map_err(|source| cleanup(AllocError::SizeRegion { size, source }))?;
+        memfd::set_len(&fd, size)
+            .map_err(|source| cleanup(AllocError::SizeRegion { size, source }))?;
         if let Backing::File(_) | Backing::Shm = spec.backing {
             // tmpfs/disk files are sparse: reserve the blocks now so a full /dev/shm
             // is an error here rather than a SIGBUS on first touch.
-            if let Err(source) = rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::empty(), 0, size) {
-                return Err(cleanup(AllocError::SizeRegion { size, source: source.into() }));
+            if let Err(source) =
+                rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::empty(), 0, size)
+            {
+                return Err(cleanup(AllocError::SizeRegion {
+                    size,
+                    source: source.into(),
+                }));
             }
         }
-        let ro_fd = memfd::reopen_readonly(pid, fd.as_raw_fd())
-            .map_err(|source| cleanup(AllocError::Sys { op: "reopen read-only", source }))?;
-        let file = memfd::stat(&fd).map_err(|source| cleanup(AllocError::Sys { op: "fstat", source }))?.id;
+        let ro_fd = memfd::reopen_readonly(pid, fd.as_raw_fd()).map_err(|source| {
+            cleanup(AllocError::Sys {
+                op: "reopen read-only",
+                source,
+            })
+        })?;
+        let file = memfd::stat(&fd)
+            .map_err(|source| {
+                cleanup(AllocError::Sys {
+                    op: "fstat",
+                    source,
+                })
+            })?
+            .id;
         let writer = Mapping::map(&fd, 0, size as usize, Access::WriteShared, false)
             .map_err(|source| cleanup(AllocError::MapRegion { size, source }))?;
         if thp {
-            writer
-                .advise_hugepage()
-                .map_err(|source| cleanup(AllocError::Sys { op: "madvise(MADV_HUGEPAGE)", source }))?;
+            writer.advise_hugepage().map_err(|source| {
+                cleanup(AllocError::Sys {
+                    op: "madvise(MADV_HUGEPAGE)",
+                    source,
+                })
+            })?;
         }
         numa::apply(spec.placement, topo, writer.as_ptr(), size as usize).map_err(|source| {
             cleanup(AllocError::Place {
@@ -258,7 +290,13 @@ impl Region {
         };
         // SAFETY: the writer mapping is at least REGION_HEADER_BYTES (one page) long and
         // nobody else knows this region yet.
-        unsafe { std::ptr::copy_nonoverlapping(header.encode().as_ptr(), writer.as_ptr(), RegionHeader::ENCODED_LEN) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                header.encode().as_ptr(),
+                writer.as_ptr(),
+                RegionHeader::ENCODED_LEN,
+            )
+        };
         let reader = Mapping::map(&ro_fd, 0, size as usize, Access::ReadShared, false)
             .map_err(|source| cleanup(AllocError::MapRegion { size, source }))?;
         Ok(Region {
@@ -358,7 +396,10 @@ impl Region {
             Backing::Memfd => seal::add(&self.fd, Seals::IMMUTABLE),
             Backing::Shm | Backing::File(_) => shm::make_readonly(&self.fd),
         };
-        r.map_err(|source| AllocError::Seal { region: self.id, source })?;
+        r.map_err(|source| AllocError::Seal {
+            region: self.id,
+            source,
+        })?;
         self.sealed.store(true, Ordering::Release);
         Ok(())
     }

@@ -15,9 +15,14 @@ fn large_object_is_sealed_on_publish_and_small_ones_pack() {
     // SAFETY: the read mapping is live while `b` holds the region.
     assert_eq!(unsafe { *b.read_ptr().add(12345) }, 7);
     let e = Mapping::map(b.region.readonly_fd(), 0, 4096, Access::WriteShared, false).unwrap_err();
-    assert!(e.raw_os_error() == Some(libc::EACCES) || e.raw_os_error() == Some(libc::EPERM), "{e}");
+    assert!(
+        e.raw_os_error() == Some(libc::EACCES) || e.raw_os_error() == Some(libc::EPERM),
+        "{e}"
+    );
 
-    let smalls: Vec<_> = (0..1000).map(|i| a.alloc(100 + i, &Request::default()).unwrap()).collect();
+    let smalls: Vec<_> = (0..1000)
+        .map(|i| a.alloc(100 + i, &Request::default()).unwrap())
+        .collect();
     let regions: std::collections::HashSet<u32> = smalls.iter().map(|b| b.region.id()).collect();
     assert_eq!(regions.len(), 1);
     for s in &smalls {

@@ -45,7 +45,10 @@ impl Mapping {
         populate: bool,
     ) -> io::Result<Mapping> {
         if len == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "mmap of 0 bytes"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "mmap of 0 bytes",
+            ));
         }
         let (prot, mut flags) = match access {
             Access::ReadShared => (ProtFlags::READ, MapFlags::SHARED),
@@ -83,13 +86,19 @@ impl Mapping {
     pub fn advise_hugepage(&self) -> io::Result<()> {
         // SAFETY: the range is exactly this live mapping; the advice changes no
         // memory contents.
-        Ok(unsafe { rustix::mm::madvise(self.ptr.as_ptr().cast(), self.len, Advice::LinuxHugepage)? })
+        Ok(unsafe {
+            rustix::mm::madvise(self.ptr.as_ptr().cast(), self.len, Advice::LinuxHugepage)?
+        })
     }
 
     /// `madvise(MADV_POPULATE_WRITE)` / `MADV_POPULATE_READ` (Linux 5.14): fault the
     /// whole range in now. Used to prefault a region ahead of need.
     pub fn populate(&self, write: bool) -> io::Result<()> {
-        let advice = if write { libc::MADV_POPULATE_WRITE } else { libc::MADV_POPULATE_READ };
+        let advice = if write {
+            libc::MADV_POPULATE_WRITE
+        } else {
+            libc::MADV_POPULATE_READ
+        };
         // SAFETY: the range is exactly this live mapping; populating does not change
         // the contents (write-populate faults in zero pages of a fresh file).
         let rc = unsafe { libc::madvise(self.ptr.as_ptr().cast(), self.len, advice) };
@@ -128,4 +137,38 @@ pub fn hugetlb_available(sysfs_dir: &str) -> u64 {
             .unwrap_or(0)
     };
     read("free_hugepages").saturating_sub(read("resv_hugepages"))
+}
+
+/// Whether any page of `addr..addr+len` in this process is an anonymous
+/// (private, copied-on-write) page, read from `/proc/self/pagemap`
+/// ([`proc_pid_pagemap(5)`](https://man7.org/linux/man-pages/man5/proc_pid_pagemap.5.html)):
+/// bit 63 = present, bit 62 = swapped, bit 61 = file page or shared anonymous.
+/// A page of a private file mapping that was never written is absent or a file
+/// page; a written one is present (or swapped) and not a file page.
+pub fn has_private_pages(addr: *const u8, len: usize) -> io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    const PAGE: usize = 4096;
+    if len == 0 {
+        return Ok(false);
+    }
+    let first = addr as usize / PAGE;
+    let last = (addr as usize + len - 1) / PAGE;
+    let mut f = std::fs::File::open("/proc/self/pagemap")?;
+    f.seek(SeekFrom::Start((first * 8) as u64))?;
+    let mut remaining = last - first + 1;
+    let mut buf = vec![0u8; 8 * 4096];
+    while remaining > 0 {
+        let n = remaining.min(4096);
+        f.read_exact(&mut buf[..n * 8])?;
+        for e in buf[..n * 8].chunks_exact(8) {
+            let v = u64::from_le_bytes(e.try_into().unwrap());
+            let present_or_swapped = v & (3 << 62) != 0;
+            let file_or_shared = v & (1 << 61) != 0;
+            if present_or_swapped && !file_or_shared {
+                return Ok(true);
+            }
+        }
+        remaining -= n;
+    }
+    Ok(false)
 }

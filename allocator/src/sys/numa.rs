@@ -52,7 +52,15 @@ pub fn mbind(addr: *mut u8, len: usize, mode: MemPolicyMode, nodes: &NodeMask) -
     // SAFETY: addr/len describe a mapping owned by the caller; mbind only changes the
     // placement policy, never the contents; the mask outlives the call.
     let rc = unsafe {
-        libc::syscall(libc::SYS_mbind, addr, len, mode as i32, mask_ptr, maxnode, 0u32)
+        libc::syscall(
+            libc::SYS_mbind,
+            addr,
+            len,
+            mode as i32,
+            mask_ptr,
+            maxnode,
+            0u32,
+        )
     };
     if rc == 0 {
         Ok(())
@@ -136,8 +144,12 @@ impl Topology {
     pub fn memory_nodes(&self) -> io::Result<Vec<u32>> {
         let text = std::fs::read_to_string(self.root.join("has_memory"))
             .or_else(|_| std::fs::read_to_string(self.root.join("online")))?;
-        parse_node_list(text.trim())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad node list {text:?}")))
+        parse_node_list(text.trim()).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad node list {text:?}"),
+            )
+        })
     }
 }
 

@@ -41,7 +41,11 @@ pub fn create_file(path: &Path) -> io::Result<OwnedFd> {
 
 /// `open(path, O_RDONLY|O_CLOEXEC)`.
 pub fn open_file_readonly(path: &Path) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?)
+    Ok(rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 /// `fchmod(fd, 0400)`: what stands in for a seal on backings that cannot be sealed.

@@ -1,0 +1,3 @@
+library(testthat)
+library(shard)
+test_check("shard")

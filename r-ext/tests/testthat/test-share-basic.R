@@ -1,0 +1,10 @@
+test_that("a double vector round-trips zero-copy", {
+  x <- rnorm(1e5)
+  s <- share(x)
+  expect_s3_class(s, "shard_shared")
+  y <- fetch(s)
+  expect_identical(x, y)
+  expect_true(is_shared(y))
+  expect_equal(sum(y), sum(x))
+  close(s)
+})
