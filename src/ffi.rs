@@ -185,6 +185,33 @@ unsafe fn handle_arg(p: *const u8, len: u64) -> Result<Handle, StoreError> {
     Handle::decode(unsafe { bytes(p, len)? })
 }
 
+/// # Safety
+/// The strings in `o` are NUL-terminated or NULL.
+unsafe fn share_options(o: &shard_share_opts) -> Result<ShareOptions, StoreError> {
+    let backing = match o.backing {
+        0 => BackingChoice::Auto,
+        1 => BackingChoice::Memfd,
+        2 => BackingChoice::Shm,
+        3 => BackingChoice::Mmap,
+        b => return Err(invalid(&format!("unknown backing {b}"))),
+    };
+    // SAFETY: caller promises NUL-terminated strings or NULL.
+    let name = unsafe { opt_str(o.name, "name")? };
+    // SAFETY: as above.
+    let placement = match unsafe { opt_str(o.placement, "placement")? } {
+        None => None,
+        Some(p) => Some(p.parse().map_err(|e: String| invalid(&format!("placement {p:?}: {e}")))?),
+    };
+    Ok(ShareOptions {
+        backing,
+        readonly: o.readonly != 0,
+        name,
+        placement,
+        huge_pages: o.huge_pages != 0,
+        copy_threads: o.copy_threads.max(0) as usize,
+    })
+}
+
 /// Message of the last failed call on this thread (never NULL; valid until the
 /// next failing call on this thread).
 #[no_mangle]
@@ -212,33 +239,8 @@ pub unsafe extern "C" fn shard_begin(
             return Err(invalid("NULL argument"));
         }
         // SAFETY: checked non-NULL; caller promises validity.
-        let o = unsafe { &*opts };
+        let so = unsafe { share_options(&*opts)? };
         let kind = Kind::from_u8(kind).ok_or_else(|| invalid("unknown kind"))?;
-        let backing = match o.backing {
-            0 => BackingChoice::Auto,
-            1 => BackingChoice::Memfd,
-            2 => BackingChoice::Shm,
-            3 => BackingChoice::Mmap,
-            b => return Err(invalid(&format!("unknown backing {b}"))),
-        };
-        // SAFETY: caller promises NUL-terminated strings or NULL.
-        let name = unsafe { opt_str(o.name, "name")? };
-        // SAFETY: as above.
-        let placement = match unsafe { opt_str(o.placement, "placement")? } {
-            None => None,
-            Some(p) => Some(
-                p.parse()
-                    .map_err(|e: String| invalid(&format!("placement {p:?}: {e}")))?,
-            ),
-        };
-        let so = ShareOptions {
-            backing,
-            readonly: o.readonly != 0,
-            name,
-            placement,
-            huge_pages: o.huge_pages != 0,
-            copy_threads: o.copy_threads.max(0) as usize,
-        };
         let store = Store::global()?;
         // SAFETY: caller promises meta..meta+meta_len is readable.
         let meta = unsafe { bytes(meta, meta_len)? };
@@ -576,6 +578,59 @@ pub unsafe extern "C" fn shard_sweep(removed: *mut u64) -> i32 {
             unsafe { *removed = n };
         }
         Ok(())
+    })
+}
+
+/// Creates a writable segment of `size` zeroed bytes; writes its handle.
+///
+/// # Safety
+/// `opts` points to a valid struct; `out_handle` has room for `SHARD_HANDLE_LEN` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn shard_segment_create(opts: *const shard_share_opts, size: u64, out_handle: *mut u8) -> i32 {
+    guard(|| {
+        if opts.is_null() || out_handle.is_null() {
+            return Err(invalid("NULL argument"));
+        }
+        // SAFETY: checked non-NULL; caller promises validity.
+        let so = unsafe { share_options(&*opts)? };
+        let h = Store::global()?.create_segment(size, so)?;
+        // SAFETY: caller promises room.
+        unsafe { std::ptr::copy_nonoverlapping(h.encode().as_ptr(), out_handle, SHARD_HANDLE_LEN) };
+        Ok(())
+    })
+}
+
+/// Writes `len` bytes from `src` at `offset` of a writable segment owned here.
+///
+/// # Safety
+/// `handle` points to `hlen` bytes; `src` to `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn shard_segment_write(
+    handle: *const u8,
+    hlen: u64,
+    offset: u64,
+    src: *const c_void,
+    len: u64,
+) -> i32 {
+    guard(|| {
+        // SAFETY: forwarded contracts.
+        let h = unsafe { handle_arg(handle, hlen)? };
+        // SAFETY: as above.
+        let s = unsafe { bytes(src.cast(), len)? };
+        Store::global()?.segment_write(&h, offset, s)
+    })
+}
+
+/// Seals a writable segment owned here: read-only from now on, in every process.
+///
+/// # Safety
+/// `handle` points to `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn shard_protect(handle: *const u8, len: u64) -> i32 {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let h = unsafe { handle_arg(handle, len)? };
+        Store::global()?.protect(&h)
     })
 }
 

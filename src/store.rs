@@ -350,6 +350,8 @@ struct Owned {
     block: Block,
     state: Arc<ObjState>,
     name: Option<String>,
+    data_off: u64,
+    data_len: u64,
 }
 
 /// Counters of the store's activity in this process.
@@ -571,6 +573,8 @@ impl Store {
                 block: w.block.clone(),
                 state,
                 name: w.opts.name.clone(),
+                data_off: w.header.data_off,
+                data_len: w.header.data_len,
             },
         );
         self.counters.shares.fetch_add(1, Ordering::Relaxed);
@@ -751,6 +755,52 @@ impl Store {
         } else if h.owner_pid == self.pid && h.owner_start == self.start {
             return Err(StoreError::Closed);
         }
+        Ok(())
+    }
+
+    /// Creates a writable segment of `size` zeroed bytes (a writable object in a
+    /// region of its own, never sealed until [`Store::protect`]).
+    pub fn create_segment(&self, size: u64, mut opts: ShareOptions) -> Result<Handle> {
+        if size == 0 {
+            return Err(StoreError::InvalidArgument("segment size must be at least 1 byte".into()));
+        }
+        opts.readonly = false;
+        let w = self.begin(Kind::Bytes, size, &[], size, opts)?;
+        self.finish(w)
+    }
+
+    /// Writes `src` at `offset` of a writable segment owned by this process.
+    pub fn segment_write(&self, h: &Handle, offset: u64, src: &[u8]) -> Result<()> {
+        let owned = lock(&self.owned);
+        let o = owned.get(&ObjKey::of(h)).ok_or(StoreError::Closed)?;
+        if !h.writable || o.block.region.is_sealed() {
+            return Err(StoreError::PermissionDenied("the segment is read-only (protected)".into()));
+        }
+        if !offset.checked_add(src.len() as u64).is_some_and(|e| e <= o.data_len) {
+            return Err(StoreError::InvalidArgument(format!(
+                "write of {} bytes at offset {offset} overflows a segment of {} bytes",
+                src.len(),
+                o.data_len
+            )));
+        }
+        // SAFETY: the range lies in the data section of a writable block whose
+        // writer mapping lives until the region is sealed, which needs this lock's
+        // owner entry (protect() takes the same lock).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                src.as_ptr(),
+                o.block.write_ptr().add((o.data_off + offset) as usize),
+                src.len(),
+            )
+        };
+        Ok(())
+    }
+
+    /// Makes a writable segment read-only for good: its region is sealed.
+    pub fn protect(&self, h: &Handle) -> Result<()> {
+        let owned = lock(&self.owned);
+        let o = owned.get(&ObjKey::of(h)).ok_or(StoreError::Closed)?;
+        o.block.region.seal()?;
         Ok(())
     }
 

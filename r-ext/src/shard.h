@@ -323,6 +323,36 @@ int32_t shard_lookup_name(const char *name, uint8_t *out_handle);
 int32_t shard_sweep(uint64_t *removed);
 
 /**
+ * Creates a writable segment of `size` zeroed bytes; writes its handle.
+ *
+ * # Safety
+ * `opts` points to a valid struct; `out_handle` has room for `SHARD_HANDLE_LEN` bytes.
+ */
+int32_t shard_segment_create(const struct shard_share_opts *opts,
+                             uint64_t size,
+                             uint8_t *out_handle);
+
+/**
+ * Writes `len` bytes from `src` at `offset` of a writable segment owned here.
+ *
+ * # Safety
+ * `handle` points to `hlen` bytes; `src` to `len` bytes.
+ */
+int32_t shard_segment_write(const uint8_t *handle,
+                            uint64_t hlen,
+                            uint64_t offset,
+                            const void *src,
+                            uint64_t len);
+
+/**
+ * Seals a writable segment owned here: read-only from now on, in every process.
+ *
+ * # Safety
+ * `handle` points to `len` bytes.
+ */
+int32_t shard_protect(const uint8_t *handle, uint64_t len);
+
+/**
  * Seals every slab region now.
  */
 int32_t shard_seal_all(void);

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what shard needs on a fresh Debian machine (as root): R and the R
+# packages the tests and benchmarks use (from Debian, CRAN is not needed), and
+# the Rust tools (rustfmt, clippy, cbindgen). Idempotent: skips what is there.
+set -euo pipefail
+export PATH="$HOME/.cargo/bin:$PATH"
+
+debs=(r-base-dev r-cran-testthat r-cran-callr r-cran-ps r-cran-foreach r-cran-doparallel
+      r-cran-future r-cran-bigmemory r-cran-bench r-cran-progress r-cran-cli numactl util-linux
+      passwd procps)
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found; installing Rust with rustup"
+  curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+fi
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+if ! command -v cbindgen >/dev/null; then
+  echo "setup: installing cbindgen"
+  cargo install cbindgen --locked --quiet
+fi
