@@ -1,24 +1,56 @@
-//! The allocator: size-classed slabs in shared regions, and regions of their own
-//! for large objects.
+//! The allocator: size-classed slabs in shared regions, page-aligned runs in shared
+//! "large" regions, and regions of their own for the largest objects.
+//!
+//! Where an object of `len` bytes goes (for read-only memfd objects; writable
+//! objects and the name-based backings always get a region of their own, so that
+//! sealing or unlinking one never touches another):
+//!
+//! | `len`                                              | placement                                       | offset alignment |
+//! |----------------------------------------------------|-------------------------------------------------|------------------|
+//! | `< large_threshold`                                | a slot of its size class in a slab              | 64 (cache line)  |
+//! | `large_threshold ..= own_region_threshold - 1`     | a first-fit run in a shared large region        | 4096; the huge page when the region is hugetlb and the run is at least one huge page |
+//! | `>= own_region_threshold`                          | a region of its own, sealed on publish          | 4096 (after the region header) |
 //!
 //! Life of a block: [`Allocator::alloc`] reserves it (the region counts it as
 //! *pending*), the caller writes through [`Block::write_ptr`], then
-//! [`Allocator::publish`] ends the write. A slab region that has no room for
-//! another slab is *retired*: it takes no more blocks and is sealed as soon as
-//! nothing is pending in it. A large object's own region is sealed on publish.
-//! [`Allocator::free`] returns the slot (reused only while the region is
-//! unsealed); a region whose last block goes is released.
+//! [`Allocator::publish`] ends the write. A shared region (slab or large) that
+//! cannot serve the next request is *retired*: it takes no more blocks and is
+//! sealed as soon as nothing in it is pending. A large object's own region is
+//! sealed on publish. [`Allocator::free`] returns the slot or run (reused only while
+//! the region is unsealed: a sealed file cannot be written again); a region whose
+//! last block goes is released (unmapped, fd closed) at once.
+//!
+//! Pools: shared regions are grouped by (backing, placement, huge-page use); each
+//! pool has at most one *active* slab region and one active large region, so at
+//! most two regions per pool are unsealed at any time.
+//!
+//! Huge pages: a region that may use them tries hugetlb 1 GiB (only for regions of
+//! at least 1 GiB, when `max_huge_page` allows), hugetlb 2 MiB, shmem THP, then
+//! 4 KiB pages. Each step down is a [`Fallback`] recorded on the region and counted
+//! per kind in [`Stats::fallbacks_by_kind`]; the first of each kind and cause also
+//! queues a one-time warning ([`Allocator::take_warnings`]; the library never
+//! prints). After a hugetlb size fails, it is not tried again for
+//! `huge_retry_secs` seconds, unless the pool's free count rises or the request is
+//! smaller than the one that failed.
+//!
+//! Locking: one mutex guards the bookkeeping. The hot path (a slot from a partial
+//! slab) is a few dozen instructions under it; region creation (syscalls, and a
+//! prefault when `prefault` is on) also runs under it. See `docs/PERFORMANCE.md`.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::error::{AllocError, Result};
-use crate::layout::{SizeClasses, SlabLayout, PAGE};
+use crate::layout::{RunList, SizeClasses, SlabLayout, MIN_ALIGN, PAGE};
 use crate::numa::Placement;
 use crate::options::{HugePages, Options};
-use crate::page::PageSize;
-use crate::region::{Backing, Fallback, Region, RegionSpec, REGION_HEADER_BYTES};
+use crate::page::{round_up, PageSize};
+use crate::region::{
+    Backing, Fallback, FallbackCause, FallbackKind, Region, RegionSpec, REGION_HEADER_BYTES,
+};
 use crate::sys::numa::Topology;
 
 /// What a caller asks of an allocation beyond its size.
@@ -44,6 +76,16 @@ impl Default for Request {
     }
 }
 
+/// Where in its region a block's bookkeeping lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// Slab index and slot index inside the slab.
+    Slab(u32, u32),
+    /// A page run (shared large region, or the one run of an own region), keyed by
+    /// its offset.
+    Run,
+}
+
 /// A reserved run of bytes in a region.
 #[derive(Debug, Clone)]
 pub struct Block {
@@ -54,9 +96,9 @@ pub struct Block {
     pub len: u64,
     /// Bytes reserved (slot size or page-rounded run).
     pub capacity: u64,
-    /// Generation of the slot: changes every time the slot is freed.
+    /// Generation of the slot: changes every time the slot is reused.
     pub generation: u32,
-    slab: Option<(u32, u32)>,
+    slot: Slot,
 }
 
 impl Block {
@@ -67,6 +109,10 @@ impl Block {
     /// Where readers in this process see the block.
     pub fn read_ptr(&self) -> *const u8 {
         self.region.read_base().wrapping_add(self.offset as usize)
+    }
+    /// Whether the block is a slot of a slab (a small object).
+    pub fn is_small(&self) -> bool {
+        matches!(self.slot, Slot::Slab(..))
     }
 }
 
@@ -82,19 +128,34 @@ pub struct ClassStats {
 /// A snapshot of the allocator's state.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
+    /// Regions held (every one has at least one live block).
     pub regions: u64,
     pub sealed_regions: u64,
+    /// Regions by role.
+    pub slab_regions: u64,
+    pub large_regions: u64,
+    pub own_regions: u64,
     pub bytes_mapped: u64,
     /// Bytes requested by live blocks.
     pub bytes_live: u64,
     /// Bytes reserved by live blocks (slots, runs).
     pub bytes_reserved: u64,
     pub live_blocks: u64,
+    /// Blocks allocated and not yet published (or freed).
+    pub pending_blocks: u64,
     pub classes: Vec<ClassStats>,
+    /// Free bytes in the run lists of unsealed large regions (reusable now).
+    pub large_free_bytes: u64,
+    /// Number of free runs in those lists (more runs than regions = fragmented).
+    pub large_free_runs: u64,
     /// Regions by page size really given: (page size, count).
     pub page_sizes: Vec<(PageSize, u64)>,
-    /// Fallbacks taken since start (page size wanted → lower).
+    /// Fallbacks taken since start (page size wanted → lower), all kinds.
     pub fallbacks: u64,
+    /// Fallbacks by kind given up on: always the three kinds, in a fixed order.
+    pub fallbacks_by_kind: Vec<(FallbackKind, u64)>,
+    /// Of those, hugetlb attempts skipped because the size is backing off.
+    pub backoff_skips: u64,
     /// The most recent fallback reasons (bounded).
     pub recent_fallbacks: Vec<Fallback>,
     pub regions_created: u64,
@@ -110,6 +171,35 @@ impl Stats {
             1.0 - self.bytes_live as f64 / self.bytes_mapped as f64
         }
     }
+
+    /// Fallbacks of one kind.
+    pub fn fallbacks_of(&self, kind: FallbackKind) -> u64 {
+        self.fallbacks_by_kind
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+/// A fixed-size bit set (one bit per slab slot).
+#[derive(Debug, Clone)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(n: usize) -> Bits {
+        Bits(vec![0; n.div_ceil(64)])
+    }
+    fn get(&self, i: u32) -> bool {
+        self.0[i as usize / 64] & (1 << (i % 64)) != 0
+    }
+    fn set(&mut self, i: u32, v: bool) {
+        let w = &mut self.0[i as usize / 64];
+        if v {
+            *w |= 1 << (i % 64);
+        } else {
+            *w &= !(1 << (i % 64));
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -119,44 +209,169 @@ struct Slab {
     layout: SlabLayout,
     free: Vec<u32>,
     generations: Vec<u32>,
+    used: Bits,
+    pending: Bits,
     live: u32,
+}
+
+/// A live run in a large or own region.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    capacity: u64,
+    generation: u32,
+    pending: bool,
 }
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 enum Kind {
     Slab,
+    Large,
     Own,
 }
+
+/// Hashes small integer keys (region ids, offsets) with one multiply: the maps
+/// below are on the alloc/free hot path and need no DoS resistance.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64)
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 #[derive(Debug)]
 struct RegionEntry {
     region: Arc<Region>,
     kind: Kind,
+    /// Index into `State::pools` (slab and large regions).
+    pool: usize,
     live: u64,
     pending: u64,
     retired: bool,
+    /// Next free byte for carving slabs (slab regions).
     cursor: u64,
     slabs: Vec<Slab>,
+    /// Free page runs (large regions).
+    runs: Option<RunList>,
+    /// Live runs by offset (large and own regions).
+    live_runs: IdMap<u64, Run>,
     live_bytes: u64,
     reserved_bytes: u64,
-    generation: u32,
+    next_generation: u32,
 }
 
-/// Key of the pool of slab regions an allocation may use.
+impl RegionEntry {
+    fn new(region: Arc<Region>, kind: Kind, pool: usize) -> RegionEntry {
+        RegionEntry {
+            region,
+            kind,
+            pool,
+            live: 0,
+            pending: 0,
+            retired: kind == Kind::Own,
+            cursor: REGION_HEADER_BYTES,
+            slabs: Vec::new(),
+            runs: None,
+            live_runs: IdMap::default(),
+            live_bytes: 0,
+            reserved_bytes: 0,
+            next_generation: 1,
+        }
+    }
+
+    fn sealable(&self) -> bool {
+        self.retired && self.pending == 0 && self.live > 0 && !self.region.is_sealed()
+    }
+}
+
+/// Key of a pool of shared regions.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct PoolKey {
     backing: Backing,
     placement: Placement,
+    huge: bool,
+}
+
+#[derive(Debug)]
+struct Pool {
+    key: PoolKey,
+    /// The slab region currently carving new slabs.
+    slab_region: Option<u32>,
+    /// The large region currently taking runs.
+    large_region: Option<u32>,
+    /// Slabs with free slots in unsealed, unretired regions, per class:
+    /// (region id, slab index). May hold stale entries, skipped on use.
+    partial: Vec<Vec<(u32, u32)>>,
+}
+
+/// A hugetlb size that failed recently.
+#[derive(Debug, Clone)]
+struct Backoff {
+    since: Instant,
+    /// The pool's free count when it failed: a rise lifts the backoff.
+    free_then: u64,
+    /// Pages the failed request needed: smaller requests are still tried.
+    need: u64,
+    reason: String,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    regions: HashMap<u32, RegionEntry>,
-    /// The slab region currently carving new slabs, per pool.
-    active: HashMap<PoolKey, u32>,
-    /// Slabs with free slots: (region id, slab index), per pool and class.
-    partial: HashMap<(PoolKey, usize), Vec<(u32, u32)>>,
+    regions: IdMap<u32, RegionEntry>,
+    pools: Vec<Pool>,
     recent_fallbacks: Vec<Fallback>,
+    fallback_counts: [u64; 3],
+    backoff_skips: u64,
+    /// Backoff per hugetlb size: index 0 = 1 GiB, 1 = 2 MiB.
+    backoff: [Option<Backoff>; 2],
+    warned: HashSet<String>,
+    warnings: Vec<String>,
+    created: u64,
+    released: u64,
+}
+
+impl State {
+    fn pool(&mut self, key: &PoolKey, classes: usize) -> usize {
+        if let Some(i) = self.pools.iter().position(|p| p.key == *key) {
+            return i;
+        }
+        self.pools.push(Pool {
+            key: key.clone(),
+            slab_region: None,
+            large_region: None,
+            partial: vec![Vec::new(); classes],
+        });
+        self.pools.len() - 1
+    }
+}
+
+fn backoff_index(p: PageSize) -> usize {
+    match p {
+        PageSize::Huge1G => 0,
+        _ => 1,
+    }
+}
+
+fn kind_index(k: FallbackKind) -> usize {
+    match k {
+        FallbackKind::Huge1G => 0,
+        FallbackKind::Huge2M => 1,
+        FallbackKind::Thp => 2,
+    }
 }
 
 /// A thread-safe slab allocator over shared-memory regions.
@@ -164,12 +379,11 @@ struct State {
 pub struct Allocator {
     opts: Options,
     classes: SizeClasses,
+    /// Largest object served: `max_object`, capped at physical memory.
+    limit: u64,
     topo: Topology,
     state: Mutex<State>,
     next_region: AtomicU32,
-    fallbacks: AtomicU64,
-    created: AtomicU64,
-    released: AtomicU64,
 }
 
 const RECENT_FALLBACKS: usize = 16;
@@ -183,15 +397,15 @@ impl Allocator {
     /// As [`Allocator::new`], reading NUMA topology from `topo` (a test seam).
     pub fn with_topology(opts: Options, topo: Topology) -> Result<Allocator> {
         opts.validate()?;
+        let limit = crate::sys::process::total_memory()
+            .map_or(opts.max_object, |ram| opts.max_object.min(ram));
         Ok(Allocator {
             classes: SizeClasses::compute(opts.classes_per_doubling, opts.large_threshold),
+            limit,
             opts,
             topo,
             state: Mutex::new(State::default()),
             next_region: AtomicU32::new(1),
-            fallbacks: AtomicU64::new(0),
-            created: AtomicU64::new(0),
-            released: AtomicU64::new(0),
         })
     }
 
@@ -203,8 +417,65 @@ impl Allocator {
         &self.classes
     }
 
+    /// The largest object this allocator serves: `max_object`, capped at the
+    /// machine's physical memory (a bigger one could only end in the OOM killer).
+    pub fn max_object(&self) -> u64 {
+        self.limit
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Warnings not yet taken: the first fallback of each kind and cause, e.g.
+    /// "hugetlb 2MiB pages unavailable". Each distinct warning is returned once
+    /// for the allocator's life; later fallbacks of the same kind are only counted
+    /// ([`Stats::fallbacks_by_kind`]). The library never prints; callers decide.
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut self.lock().warnings)
+    }
+
+    /// The hugetlb sizes to try for a region of `min_size` bytes, and fallbacks
+    /// for sizes skipped while backing off.
+    fn huge_plan(&self, st: &mut State, min_size: u64) -> (Vec<PageSize>, Vec<Fallback>) {
+        let mut sizes = Vec::new();
+        if self.opts.max_huge_page >= PageSize::Huge1G.bytes()
+            && min_size >= PageSize::Huge1G.bytes()
+        {
+            sizes.push(PageSize::Huge1G);
+        }
+        sizes.push(PageSize::Huge2M);
+        let retry = Duration::from_secs(self.opts.huge_retry_secs);
+        let mut try_pages = Vec::new();
+        let mut skipped = Vec::new();
+        for ps in sizes {
+            let slot = &mut st.backoff[backoff_index(ps)];
+            if let Some(b) = slot {
+                let need = min_size.div_ceil(ps.bytes());
+                let free_now = crate::sys::mman::hugetlb_available(ps.sysfs_name());
+                let elapsed = b.since.elapsed();
+                if elapsed < retry && free_now <= b.free_then && need >= b.need {
+                    skipped.push(Fallback {
+                        wanted: ps,
+                        kind: FallbackKind::of(ps).expect("hugetlb size"),
+                        cause: FallbackCause::BackingOff,
+                        reason: format!(
+                            "{ps} not retried: it failed {:.1}s ago ({}); next try after {}s \
+                             or when more than {} pages are free",
+                            elapsed.as_secs_f64(),
+                            b.reason,
+                            retry.as_secs(),
+                            b.free_then
+                        ),
+                    });
+                    st.backoff_skips += 1;
+                    continue;
+                }
+                *slot = None;
+            }
+            try_pages.push(ps);
+        }
+        (try_pages, skipped)
     }
 
     fn new_region(
@@ -212,125 +483,216 @@ impl Allocator {
         st: &mut State,
         min_size: u64,
         huge: bool,
-        req: &Request,
+        backing: &Backing,
+        placement: Placement,
     ) -> Result<Arc<Region>> {
-        let mut try_pages = Vec::new();
-        let huge = huge && req.huge_pages && self.opts.huge_pages == HugePages::Auto;
-        if huge {
-            if self.opts.max_huge_page >= PageSize::Huge1G.bytes()
-                && min_size >= PageSize::Huge1G.bytes()
-            {
-                try_pages.push(PageSize::Huge1G);
-            }
-            try_pages.push(PageSize::Huge2M);
-        }
+        let (try_pages, prior_fallbacks) = if huge {
+            self.huge_plan(st, min_size)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         let spec = RegionSpec {
             id: self.next_region.fetch_add(1, Ordering::Relaxed),
             min_size,
-            backing: req.backing.clone(),
+            backing: backing.clone(),
             try_pages,
             try_thp: huge,
-            placement: req.placement.unwrap_or(self.opts.placement),
+            placement,
             prefault: self.opts.prefault,
+            check_pool: true,
+            prior_fallbacks,
         };
         let region = Arc::new(Region::create(&spec, &self.topo)?);
-        self.created.fetch_add(1, Ordering::Relaxed);
-        if !region.fallbacks().is_empty() {
-            self.fallbacks
-                .fetch_add(region.fallbacks().len() as u64, Ordering::Relaxed);
-            for f in region.fallbacks() {
-                if st.recent_fallbacks.len() == RECENT_FALLBACKS {
-                    st.recent_fallbacks.remove(0);
-                }
-                st.recent_fallbacks.push(f.clone());
-            }
-        }
+        st.created += 1;
+        self.note_fallbacks(st, &region, min_size);
         Ok(region)
     }
 
-    /// Reserves `len` bytes. Objects below the large threshold share slabs; larger
-    /// ones (and every writable or non-memfd object) get a region of their own.
-    pub fn alloc(&self, len: u64, req: &Request) -> Result<Block> {
-        if len == 0 || len > self.opts.max_object {
-            return Err(AllocError::BadSize {
-                requested: len,
-                limit: self.opts.max_object,
-            });
+    /// Counts a new region's fallbacks, queues first-time warnings and starts or
+    /// clears hugetlb backoff.
+    fn note_fallbacks(&self, st: &mut State, region: &Region, min_size: u64) {
+        if region.page_size() != PageSize::Base {
+            // This size works again: no more backing off.
+            st.backoff[backoff_index(region.page_size())] = None;
         }
-        let class = self.classes.class_of(len);
-        let mut st = self.lock();
-        match class {
-            Some(c) if req.readonly && req.backing == Backing::Memfd => {
-                self.alloc_small(&mut st, c, len, req)
+        for f in region.fallbacks() {
+            st.fallback_counts[kind_index(f.kind)] += 1;
+            if st.recent_fallbacks.len() == RECENT_FALLBACKS {
+                st.recent_fallbacks.remove(0);
             }
-            _ => self.alloc_own(&mut st, len, req),
+            st.recent_fallbacks.push(f.clone());
+            let key = format!("{}:{:?}", f.kind, f.cause);
+            if f.cause != FallbackCause::BackingOff && st.warned.insert(key) {
+                st.warnings.push(format!(
+                    "shard-alloc: {} pages unavailable, using smaller pages ({}). \
+                     Later fallbacks of this kind are counted in stats(), not repeated.",
+                    f.kind, f.reason
+                ));
+            }
+            let hugetlb = matches!(f.kind, FallbackKind::Huge1G | FallbackKind::Huge2M);
+            let fd_limit = f.reason.contains("Too many open files");
+            if hugetlb
+                && matches!(f.cause, FallbackCause::Failed | FallbackCause::PoolShort)
+                && !fd_limit
+            {
+                st.backoff[backoff_index(f.wanted)] = Some(Backoff {
+                    since: Instant::now(),
+                    free_then: crate::sys::mman::hugetlb_available(f.wanted.sysfs_name()),
+                    need: min_size.div_ceil(f.wanted.bytes()),
+                    reason: f.reason.clone(),
+                });
+            }
         }
     }
 
-    fn alloc_own(&self, st: &mut State, len: u64, req: &Request) -> Result<Block> {
+    /// Reserves `len` bytes (see the module docs for where it goes).
+    pub fn alloc(&self, len: u64, req: &Request) -> Result<Block> {
+        if len == 0 || len > self.limit {
+            return Err(AllocError::BadSize {
+                requested: len,
+                limit: self.limit,
+            });
+        }
+        let shared = req.readonly && req.backing == Backing::Memfd;
+        let placement = req.placement.unwrap_or(self.opts.placement);
+        let mut st = self.lock();
+        match self.classes.class_of(len) {
+            Some(c) if shared => {
+                let key = PoolKey {
+                    backing: Backing::Memfd,
+                    placement,
+                    huge: false,
+                };
+                let pool = st.pool(&key, self.classes.len());
+                self.alloc_small(&mut st, pool, c, len)
+            }
+            _ if shared && len < self.opts.own_region_threshold => {
+                let key = PoolKey {
+                    backing: Backing::Memfd,
+                    placement,
+                    huge: self.wants_huge(len, req),
+                };
+                let pool = st.pool(&key, self.classes.len());
+                self.alloc_large(&mut st, pool, len)
+            }
+            _ => self.alloc_own(&mut st, len, req, placement),
+        }
+    }
+
+    fn wants_huge(&self, len: u64, req: &Request) -> bool {
+        req.huge_pages && self.opts.huge_pages == HugePages::Auto && len >= self.opts.huge_threshold
+    }
+
+    fn alloc_own(
+        &self,
+        st: &mut State,
+        len: u64,
+        req: &Request,
+        placement: Placement,
+    ) -> Result<Block> {
         let min = REGION_HEADER_BYTES
             .checked_add(len)
             .ok_or(AllocError::BadSize {
                 requested: len,
-                limit: self.opts.max_object,
+                limit: self.limit,
             })?;
-        let huge = len >= self.opts.huge_threshold;
-        let region = self.new_region(st, min, huge, req)?;
+        let huge = self.wants_huge(len, req);
+        let region = self.new_region(st, min, huge, &req.backing, placement)?;
         let capacity = region.size() - REGION_HEADER_BYTES;
-        st.regions.insert(
-            region.id(),
-            RegionEntry {
-                region: region.clone(),
-                kind: Kind::Own,
-                live: 1,
-                pending: 1,
-                retired: true,
-                cursor: region.size(),
-                slabs: Vec::new(),
-                live_bytes: len,
-                reserved_bytes: capacity,
+        let mut e = RegionEntry::new(region.clone(), Kind::Own, usize::MAX);
+        e.live_runs.insert(
+            REGION_HEADER_BYTES,
+            Run {
+                capacity,
                 generation: 1,
+                pending: true,
             },
         );
+        e.live = 1;
+        e.pending = 1;
+        e.live_bytes = len;
+        e.reserved_bytes = capacity;
+        st.regions.insert(region.id(), e);
         Ok(Block {
             region,
             offset: REGION_HEADER_BYTES,
             len,
             capacity,
             generation: 1,
-            slab: None,
+            slot: Slot::Run,
         })
     }
 
-    fn alloc_small(&self, st: &mut State, class: usize, len: u64, req: &Request) -> Result<Block> {
-        let pool = PoolKey {
-            backing: req.backing.clone(),
-            placement: req.placement.unwrap_or(self.opts.placement),
-        };
-        let key = (pool.clone(), class);
-        // 1. A partially free slab of this class.
-        loop {
-            let Some(&(rid, si)) = st.partial.get(&key).and_then(|v| v.last()) else {
-                break;
-            };
-            let entry = st.regions.get_mut(&rid);
-            let usable = entry
-                .as_ref()
-                .is_some_and(|e| !e.region.is_sealed() && !e.retired);
-            if !usable
-                || entry
-                    .as_ref()
-                    .is_some_and(|e| e.slabs[si as usize].free.is_empty())
-            {
-                st.partial.get_mut(&key).unwrap().pop();
-                continue;
+    fn alloc_large(&self, st: &mut State, pool: usize, len: u64) -> Result<Block> {
+        let capacity = round_up(len, PAGE).ok_or(AllocError::BadSize {
+            requested: len,
+            limit: self.limit,
+        })?;
+        let align_for = |r: &Region| {
+            let hp = r.page_size().bytes();
+            if hp > PAGE && capacity >= hp {
+                hp
+            } else {
+                PAGE
             }
-            let e = entry.unwrap();
-            return Ok(take_slot(e, si, len));
+        };
+        // 1. First fit in the pool's active large region.
+        if let Some(rid) = st.pools[pool].large_region {
+            let e = st.regions.get_mut(&rid).expect("active region is held");
+            let align = align_for(&e.region);
+            if let Some(at) = e.runs.as_mut().expect("large").alloc(capacity, align) {
+                return Ok(take_run(e, at, len, capacity));
+            }
+            // 2. It cannot serve this request: retire it, start another.
+            self.retire_locked(st, rid)?;
+        }
+        let key = st.pools[pool].key.clone();
+        // A region holds at least one run of this size after its header (padded
+        // to a huge page when the region gets huge pages).
+        let pad = if key.huge {
+            self.opts.max_huge_page.min(PageSize::Huge2M.bytes())
+        } else {
+            REGION_HEADER_BYTES
+        };
+        let size = self.opts.region_size.max(pad + capacity);
+        let region = self.new_region(st, size, key.huge, &key.backing, key.placement)?;
+        let id = region.id();
+        let mut e = RegionEntry::new(region, Kind::Large, pool);
+        e.runs = Some(RunList::new(REGION_HEADER_BYTES, e.region.size()));
+        let align = align_for(&e.region);
+        let Some(at) = e.runs.as_mut().expect("large").alloc(capacity, align) else {
+            // Only possible if the kernel gave a smaller page than the padding
+            // assumed; the region is dropped (unmapped, closed) here.
+            return Err(AllocError::BadSize {
+                requested: len,
+                limit: e.region.size() - REGION_HEADER_BYTES,
+            });
+        };
+        let block = take_run(&mut e, at, len, capacity);
+        st.regions.insert(id, e);
+        st.pools[pool].large_region = Some(id);
+        Ok(block)
+    }
+
+    fn alloc_small(&self, st: &mut State, pool: usize, class: usize, len: u64) -> Result<Block> {
+        // 1. A partially free slab of this class.
+        while let Some(&(rid, si)) = st.pools[pool].partial[class].last() {
+            match st.regions.get_mut(&rid) {
+                Some(e)
+                    if !e.retired
+                        && !e.region.is_sealed()
+                        && !e.slabs[si as usize].free.is_empty() =>
+                {
+                    return Ok(take_slot(e, si, len));
+                }
+                _ => {
+                    st.pools[pool].partial[class].pop();
+                }
+            }
         }
         // 2. A new slab in the active region, retiring it if it is full.
         let layout = SlabLayout::compute(self.classes.size(class));
-        let rid = match st.active.get(&pool).copied() {
+        let rid = match st.pools[pool].slab_region {
             Some(rid)
                 if st
                     .regions
@@ -347,24 +709,12 @@ impl Allocator {
                     .opts
                     .region_size
                     .max(REGION_HEADER_BYTES + layout.bytes);
-                let region = self.new_region(st, size, false, req)?;
+                let key = st.pools[pool].key.clone();
+                let region = self.new_region(st, size, false, &key.backing, key.placement)?;
                 let id = region.id();
-                st.regions.insert(
-                    id,
-                    RegionEntry {
-                        region,
-                        kind: Kind::Slab,
-                        live: 0,
-                        pending: 0,
-                        retired: false,
-                        cursor: REGION_HEADER_BYTES,
-                        slabs: Vec::new(),
-                        live_bytes: 0,
-                        reserved_bytes: 0,
-                        generation: 0,
-                    },
-                );
-                st.active.insert(pool, id);
+                st.regions
+                    .insert(id, RegionEntry::new(region, Kind::Slab, pool));
+                st.pools[pool].slab_region = Some(id);
                 id
             }
         };
@@ -376,28 +726,70 @@ impl Allocator {
             layout,
             free: (0..layout.slots as u32).rev().collect(),
             generations: vec![1; layout.slots as usize],
+            used: Bits::new(layout.slots as usize),
+            pending: Bits::new(layout.slots as usize),
             live: 0,
         });
         e.cursor += layout.bytes;
         let block = take_slot(e, si, len);
         if !e.slabs[si as usize].free.is_empty() {
-            st.partial.entry(key).or_default().push((rid, si));
+            st.pools[pool].partial[class].push((rid, si));
         }
         Ok(block)
     }
 
-    /// Ends the write of `block`. A large object's region is sealed now (if read-only);
-    /// a retired slab region is sealed once nothing in it is pending.
+    /// Finds `block`'s entry, checking that it is this allocator's and live.
+    fn entry_of<'a>(&self, st: &'a mut State, block: &Block) -> Result<&'a mut RegionEntry> {
+        let bad = AllocError::BadFree {
+            region: block.region.id(),
+            offset: block.offset,
+        };
+        let Some(e) = st.regions.get_mut(&block.region.id()) else {
+            return Err(bad);
+        };
+        if !Arc::ptr_eq(&e.region, &block.region) {
+            return Err(bad);
+        }
+        let live = match block.slot {
+            Slot::Slab(si, slot) => e.slabs.get(si as usize).is_some_and(|s| {
+                slot < s.layout.slots as u32
+                    && s.used.get(slot)
+                    && s.generations[slot as usize] == block.generation
+            }),
+            Slot::Run => e
+                .live_runs
+                .get(&block.offset)
+                .is_some_and(|r| r.generation == block.generation),
+        };
+        if live {
+            Ok(e)
+        } else {
+            Err(bad)
+        }
+    }
+
+    /// Ends the write of `block`. A large object's own region is sealed now (if
+    /// `readonly`); a retired shared region is sealed once nothing in it is
+    /// pending. Publishing twice is harmless; publishing a freed block is an error.
     pub fn publish(&self, block: &Block, readonly: bool) -> Result<()> {
         let mut st = self.lock();
-        let Some(e) = st.regions.get_mut(&block.region.id()) else {
-            return Err(AllocError::BadFree {
-                region: block.region.id(),
-                offset: block.offset,
-            });
+        let e = self.entry_of(&mut st, block)?;
+        let was_pending = match block.slot {
+            Slot::Slab(si, slot) => {
+                let s = &mut e.slabs[si as usize];
+                let p = s.pending.get(slot);
+                s.pending.set(slot, false);
+                p
+            }
+            Slot::Run => {
+                let r = e.live_runs.get_mut(&block.offset).expect("checked live");
+                std::mem::replace(&mut r.pending, false)
+            }
         };
-        e.pending = e.pending.saturating_sub(1);
-        if e.retired && e.pending == 0 && readonly {
+        if was_pending {
+            e.pending -= 1;
+        }
+        if readonly && e.sealable() {
             e.region.seal()?;
         }
         Ok(())
@@ -410,24 +802,36 @@ impl Allocator {
     }
 
     fn retire_locked(&self, st: &mut State, rid: u32) -> Result<()> {
-        st.active.retain(|_, v| *v != rid);
-        if let Some(e) = st.regions.get_mut(&rid) {
-            e.retired = true;
-            if e.pending == 0 && e.kind == Kind::Slab {
-                e.region.seal()?;
+        let Some(e) = st.regions.get_mut(&rid) else {
+            return Ok(());
+        };
+        e.retired = true;
+        let (kind, pool) = (e.kind, e.pool);
+        let seal = kind != Kind::Own && e.sealable();
+        if kind != Kind::Own {
+            let p = &mut st.pools[pool];
+            if p.slab_region == Some(rid) {
+                p.slab_region = None;
             }
+            if p.large_region == Some(rid) {
+                p.large_region = None;
+            }
+        }
+        if seal {
+            st.regions[&rid].region.seal()?;
         }
         Ok(())
     }
 
-    /// Retires and seals every slab region that holds objects (for callers that
-    /// want every published object kernel-sealed now).
+    /// Retires and seals every shared (slab or large) region that holds objects
+    /// (for callers that want every published object kernel-sealed now). Regions
+    /// with blocks still being written are sealed when the last one is published.
     pub fn seal_all(&self) -> Result<()> {
         let mut st = self.lock();
         let ids: Vec<u32> = st
             .regions
             .iter()
-            .filter(|(_, e)| e.kind == Kind::Slab && e.live > 0)
+            .filter(|(_, e)| e.kind != Kind::Own && e.live > 0)
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
@@ -439,59 +843,62 @@ impl Allocator {
     /// Returns `block`'s slot. Freeing twice (or a block from elsewhere) is an error.
     pub fn free(&self, block: &Block) -> Result<()> {
         let mut st = self.lock();
+        let e = self.entry_of(&mut st, block)?;
         let rid = block.region.id();
-        let bad = AllocError::BadFree {
-            region: rid,
-            offset: block.offset,
-        };
-        let Some(e) = st.regions.get_mut(&rid) else {
-            return Err(bad);
-        };
-        if !Arc::ptr_eq(&e.region, &block.region) {
-            return Err(bad);
-        }
-        match block.slab {
-            None => {
-                if e.generation != block.generation || e.live == 0 {
-                    return Err(bad);
-                }
-                e.generation = e.generation.wrapping_add(1);
-            }
-            Some((si, slot)) => {
+        let was_pending;
+        let mut newly_partial = None;
+        match block.slot {
+            Slot::Slab(si, slot) => {
                 let s = &mut e.slabs[si as usize];
-                if s.generations[slot as usize] != block.generation || s.free.contains(&slot) {
-                    return Err(bad);
-                }
                 s.generations[slot as usize] = s.generations[slot as usize].wrapping_add(1).max(1);
+                s.used.set(slot, false);
+                was_pending = s.pending.get(slot);
+                s.pending.set(slot, false);
                 s.live -= 1;
                 s.free.push(slot);
-                let class = s.class;
-                let newly_partial = s.free.len() == 1;
-                if newly_partial && !e.retired && !e.region.is_sealed() {
-                    let pool = PoolKey {
-                        backing: e.region.backing().clone(),
-                        placement: e.region.placement(),
-                    };
-                    st.partial.entry((pool, class)).or_default().push((rid, si));
+                if s.free.len() == 1 && !e.retired && !e.region.is_sealed() {
+                    newly_partial = Some((s.class, si));
+                }
+            }
+            Slot::Run => {
+                let r = e.live_runs.remove(&block.offset).expect("checked live");
+                was_pending = r.pending;
+                if let Some(runs) = e.runs.as_mut() {
+                    let ok = runs.free(block.offset, r.capacity);
+                    debug_assert!(ok, "run list out of step with live runs");
                 }
             }
         }
-        let e = st.regions.get_mut(&rid).expect("checked above");
         e.live -= 1;
         e.live_bytes -= block.len;
         e.reserved_bytes -= block.capacity;
-        if block.slab.is_none() && e.pending > 0 {
-            // Freed without publish: the write was abandoned.
+        if was_pending {
             e.pending -= 1;
         }
-        if e.live == 0 {
+        let (kind, pool, live) = (e.kind, e.pool, e.live);
+        // Freeing the last pending block of a retired region seals it now.
+        let seal = kind != Kind::Own && e.sealable();
+        if let Some((class, si)) = newly_partial {
+            st.pools[pool].partial[class].push((rid, si));
+        }
+        if live == 0 {
             // The region goes; readers that still hold the Arc keep their mapping.
             st.regions.remove(&rid);
-            st.active.retain(|_, v| *v != rid);
-            for v in st.partial.values_mut() {
-                v.retain(|(r, _)| *r != rid);
+            if kind != Kind::Own {
+                let p = &mut st.pools[pool];
+                if p.slab_region == Some(rid) {
+                    p.slab_region = None;
+                }
+                if p.large_region == Some(rid) {
+                    p.large_region = None;
+                }
+                for v in &mut p.partial {
+                    v.retain(|(r, _)| *r != rid);
+                }
             }
-            self.released.fetch_add(1, Ordering::Relaxed);
+            st.released += 1;
+        } else if seal {
+            st.regions[&rid].region.seal()?;
         }
         Ok(())
     }
@@ -516,21 +923,38 @@ impl Allocator {
                     capacity: 0,
                 })
                 .collect(),
-            fallbacks: self.fallbacks.load(Ordering::Relaxed),
+            fallbacks: st.fallback_counts.iter().sum(),
+            fallbacks_by_kind: FallbackKind::ALL
+                .iter()
+                .map(|&k| (k, st.fallback_counts[kind_index(k)]))
+                .collect(),
+            backoff_skips: st.backoff_skips,
             recent_fallbacks: st.recent_fallbacks.clone(),
-            regions_created: self.created.load(Ordering::Relaxed),
-            regions_released: self.released.load(Ordering::Relaxed),
+            regions_created: st.created,
+            regions_released: st.released,
             ..Stats::default()
         };
         let mut pages: HashMap<PageSize, u64> = HashMap::new();
         for e in st.regions.values() {
             s.regions += 1;
             s.sealed_regions += e.region.is_sealed() as u64;
+            match e.kind {
+                Kind::Slab => s.slab_regions += 1,
+                Kind::Large => s.large_regions += 1,
+                Kind::Own => s.own_regions += 1,
+            }
             s.bytes_mapped += e.region.size();
             s.bytes_live += e.live_bytes;
             s.bytes_reserved += e.reserved_bytes;
             s.live_blocks += e.live;
+            s.pending_blocks += e.pending;
             *pages.entry(e.region.page_size()).or_default() += 1;
+            if let Some(r) = &e.runs {
+                if !e.retired && !e.region.is_sealed() {
+                    s.large_free_bytes += r.free_bytes();
+                    s.large_free_runs += r.free_runs() as u64;
+                }
+            }
             for slab in &e.slabs {
                 let c = &mut s.classes[slab.class];
                 c.slabs += 1;
@@ -544,9 +968,37 @@ impl Allocator {
     }
 }
 
+fn take_run(e: &mut RegionEntry, at: u64, len: u64, capacity: u64) -> Block {
+    let generation = e.next_generation;
+    e.next_generation = e.next_generation.wrapping_add(1).max(1);
+    e.live_runs.insert(
+        at,
+        Run {
+            capacity,
+            generation,
+            pending: true,
+        },
+    );
+    e.live += 1;
+    e.pending += 1;
+    e.live_bytes += len;
+    e.reserved_bytes += capacity;
+    debug_assert_eq!(at % PAGE, 0);
+    Block {
+        region: e.region.clone(),
+        offset: at,
+        len,
+        capacity,
+        generation,
+        slot: Slot::Run,
+    }
+}
+
 fn take_slot(e: &mut RegionEntry, si: u32, len: u64) -> Block {
     let s = &mut e.slabs[si as usize];
     let slot = s.free.pop().expect("caller checked a free slot");
+    s.used.set(slot, true);
+    s.pending.set(slot, true);
     s.live += 1;
     let offset = s.start + s.layout.slot_offset(slot as u64);
     let generation = s.generations[slot as usize];
@@ -555,14 +1007,14 @@ fn take_slot(e: &mut RegionEntry, si: u32, len: u64) -> Block {
     e.pending += 1;
     e.live_bytes += len;
     e.reserved_bytes += capacity;
-    debug_assert_eq!(offset % crate::layout::MIN_ALIGN, 0);
-    debug_assert!(offset >= REGION_HEADER_BYTES && offset % PAGE < PAGE);
+    debug_assert_eq!(offset % MIN_ALIGN, 0);
+    debug_assert!(offset >= REGION_HEADER_BYTES);
     Block {
         region: e.region.clone(),
         offset,
         len,
         capacity,
         generation,
-        slab: Some((si, slot)),
+        slot: Slot::Slab(si, slot),
     }
 }

@@ -1,6 +1,25 @@
 //! The allocator's knobs: one table, with defaults, environment overrides
 //! (`SHARD_<NAME>`), and a tuning profile file (`key = value` lines) written by
 //! `tuning/`. Every value is validated; a bad one is an error naming it.
+//!
+//! | knob (profile key)     | env var                       | default        | meaning |
+//! |------------------------|-------------------------------|----------------|---------|
+//! | `region_size`          | `SHARD_REGION_SIZE`           | `64M`          | Size of a shared (slab or large-object) region. >= 1 MiB, a multiple of 4096. |
+//! | `classes_per_doubling` | `SHARD_CLASSES_PER_DOUBLING`  | `4`            | Size classes between consecutive powers of two (1, 2, 4 or 8): more classes, less internal waste, more partly-filled slabs. |
+//! | `large_threshold`      | `SHARD_LARGE_THRESHOLD`       | `256K`         | Objects of at least this size are "large": page-aligned runs, not slab slots. A power of two in 4 KiB ..= `region_size / 8`. |
+//! | `own_region_threshold` | `SHARD_OWN_REGION_THRESHOLD`  | `16M`          | Large objects of at least this size get a region of their own, sealed on publish. >= `large_threshold`. |
+//! | `huge_threshold`       | `SHARD_HUGE_THRESHOLD`        | `32M`          | Objects of at least this size go to regions that try huge pages (hugetlb 1 GiB, 2 MiB, then THP). Below `own_region_threshold` this makes large-object regions huge too. |
+//! | `huge_pages`           | `SHARD_HUGE_PAGES`            | `auto`         | `auto`: try huge pages as above; `off`: 4 KiB pages only. |
+//! | `max_huge_page`        | `SHARD_MAX_HUGE_PAGE`         | `1G`           | Largest hugetlb page size tried: `2M` or `1G` (1 GiB pages only for regions of at least 1 GiB). |
+//! | `huge_retry_secs`      | `SHARD_HUGE_RETRY_SECS`       | `30`           | After a hugetlb size fails, do not try it again for this many seconds (unless its pool's free count rises, or a smaller request comes). 0 = retry every time. |
+//! | `placement`            | `SHARD_PLACEMENT`             | `default`      | NUMA placement of new regions: `default`, `local`, `interleave`, `bind:N`, `preferred:N` (applied with `mbind` before first touch). |
+//! | `prefault`             | `SHARD_PREFAULT`              | `false`        | Fault every page of a new region in at creation (`MADV_POPULATE_WRITE`) instead of on first touch. |
+//! | `max_object`           | `SHARD_MAX_OBJECT`            | `64T`          | Largest single object; the allocator also caps it at physical memory. |
+//!
+//! Sizes accept `K`, `M`, `G`, `T` suffixes (powers of 1024, optional `iB`/`B`).
+//! Order of precedence: defaults, then the profile (`$SHARD_PROFILE`, else
+//! `$XDG_CONFIG_HOME/shard/profile` or `~/.config/shard/profile` if it exists),
+//! then `SHARD_*` variables; the result is validated as a whole.
 
 use std::path::{Path, PathBuf};
 
@@ -35,7 +54,9 @@ pub struct Options {
     pub max_huge_page: u64,
     /// NUMA placement of new regions.
     pub placement: Placement,
-    /// Prefault regions when they are created (`MAP_POPULATE`).
+    /// Seconds a failed hugetlb page size is not retried (0 = always retry).
+    pub huge_retry_secs: u64,
+    /// Prefault regions when they are created (`MADV_POPULATE_WRITE`).
     pub prefault: bool,
     /// Largest single object (bytes).
     pub max_object: u64,
@@ -52,6 +73,7 @@ impl Default for Options {
             huge_pages: HugePages::Auto,
             max_huge_page: 1 << 30,
             placement: Placement::Default,
+            huge_retry_secs: 30,
             prefault: false,
             max_object: 1 << 46,
         }
@@ -67,6 +89,7 @@ pub const KNOBS: &[&str] = &[
     "huge_threshold",
     "huge_pages",
     "max_huge_page",
+    "huge_retry_secs",
     "placement",
     "prefault",
     "max_object",
@@ -96,7 +119,8 @@ pub fn parse_size(name: &str, v: &str) -> Result<u64> {
                 "K" => 1 << 10,
                 "M" => 1 << 20,
                 "G" => 1 << 30,
-                _ => return Err(bad(name, v, "expected bytes, optionally with K, M or G")),
+                "T" => 1 << 40,
+                _ => return Err(bad(name, v, "expected bytes, optionally with K, M, G or T")),
             };
             (&t[..i], mult)
         }
@@ -137,6 +161,12 @@ impl Options {
                 }
             }
             "max_huge_page" => self.max_huge_page = parse_size(name, value)?,
+            "huge_retry_secs" => {
+                self.huge_retry_secs = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad(name, value, "expected a whole number of seconds"))?
+            }
             "placement" => {
                 self.placement = value.parse().map_err(|why: String| bad(name, value, why))?
             }

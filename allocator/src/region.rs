@@ -54,12 +54,72 @@ pub struct RegionSpec {
     pub try_thp: bool,
     pub placement: Placement,
     pub prefault: bool,
+    /// Check the sysfs free count of a hugetlb pool before trying it (the normal
+    /// case). Tests turn it off to drive the kernel's own `ENOMEM` path.
+    pub check_pool: bool,
+    /// Fallbacks decided before creation (a page size skipped while backing off);
+    /// recorded on the region with the ones taken during creation.
+    pub prior_fallbacks: Vec<Fallback>,
+}
+
+/// Which huge-page mechanism a fallback gave up on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FallbackKind {
+    /// hugetlb with 1 GiB pages.
+    Huge1G,
+    /// hugetlb with 2 MiB pages.
+    Huge2M,
+    /// shmem transparent huge pages (`MADV_HUGEPAGE`).
+    Thp,
+}
+
+impl FallbackKind {
+    pub const ALL: [FallbackKind; 3] = [FallbackKind::Huge1G, FallbackKind::Huge2M, FallbackKind::Thp];
+
+    /// The hugetlb kind of a page size (`None` for base pages).
+    pub fn of(p: PageSize) -> Option<FallbackKind> {
+        match p {
+            PageSize::Base => None,
+            PageSize::Huge2M => Some(FallbackKind::Huge2M),
+            PageSize::Huge1G => Some(FallbackKind::Huge1G),
+        }
+    }
+}
+
+impl std::fmt::Display for FallbackKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FallbackKind::Huge1G => "hugetlb 1GiB",
+            FallbackKind::Huge2M => "hugetlb 2MiB",
+            FallbackKind::Thp => "shmem THP",
+        })
+    }
+}
+
+/// Why a fallback happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FallbackCause {
+    /// The hugetlb pool (sysfs `free_hugepages - resv_hugepages`) was too small;
+    /// nothing was tried.
+    PoolShort,
+    /// A syscall failed on the way (typically `mmap` → `ENOMEM` when the pool ran
+    /// out between the check and the reservation); everything made was undone.
+    Failed,
+    /// Skipped without trying: this page size failed recently and the allocator is
+    /// backing off (see the `huge_retry_secs` option).
+    BackingOff,
+    /// The kernel does not offer it (THP disabled or absent).
+    Unsupported,
 }
 
 /// Why a region did not get the page size it first asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fallback {
+    /// The page size given up on (THP counts as 2 MiB).
     pub wanted: PageSize,
+    pub kind: FallbackKind,
+    pub cause: FallbackCause,
+    /// Human-readable detail, with sizes and errno.
     pub reason: String,
 }
 
@@ -131,55 +191,81 @@ pub struct Region {
 }
 
 impl Region {
-    /// Creates, sizes, places and maps a region, falling back through `spec.try_pages`.
+    /// Creates, sizes, places and maps a region, falling back through `spec.try_pages`
+    /// (hugetlb sizes, largest first), then shmem THP, then 4 KiB pages. Every step
+    /// down is recorded in [`Region::fallbacks`]. A failed attempt leaves nothing
+    /// behind: fds are closed and mappings unmapped by their owners' `Drop`, names
+    /// are unlinked.
     pub fn create(spec: &RegionSpec, topo: &Topology) -> Result<Region> {
-        let mut fallbacks = Vec::new();
+        let mut fallbacks = spec.prior_fallbacks.clone();
+        let bad_size = || AllocError::BadSize {
+            requested: spec.min_size,
+            limit: u64::MAX / 2,
+        };
         // hugetlb only makes sense for memfds (shm/file backings live on tmpfs/disk).
         if spec.backing == Backing::Memfd {
             for &ps in spec.try_pages.iter().filter(|p| **p != PageSize::Base) {
-                let size = PageAligned::up(spec.min_size, ps).ok_or(AllocError::BadSize {
-                    requested: spec.min_size,
-                    limit: u64::MAX / 2,
-                })?;
+                let kind = FallbackKind::of(ps).expect("hugetlb size");
+                let size = PageAligned::up(spec.min_size, ps).ok_or_else(bad_size)?;
                 let need = size.get() / ps.bytes();
-                let avail = crate::sys::mman::hugetlb_available(ps.sysfs_name());
-                if avail < need {
-                    fallbacks.push(Fallback {
-                        wanted: ps,
-                        reason: format!("{ps} pool has {avail} free pages, {need} needed"),
-                    });
-                    continue;
+                if spec.check_pool {
+                    let avail = crate::sys::mman::hugetlb_available(ps.sysfs_name());
+                    if avail < need {
+                        fallbacks.push(Fallback {
+                            wanted: ps,
+                            kind,
+                            cause: FallbackCause::PoolShort,
+                            reason: format!(
+                                "{ps} pool has {avail} free pages, {need} needed for {} bytes",
+                                size.get()
+                            ),
+                        });
+                        continue;
+                    }
                 }
                 match Self::create_at(spec, topo, size.get(), Some(ps), false, fallbacks.clone()) {
                     Ok(r) => return Ok(r),
                     Err(e) => fallbacks.push(Fallback {
                         wanted: ps,
+                        kind,
+                        cause: FallbackCause::Failed,
                         reason: e.to_string(),
                     }),
                 }
             }
         }
         let size = PageAligned::up(spec.min_size, PageSize::Base)
-            .ok_or(AllocError::BadSize {
-                requested: spec.min_size,
-                limit: u64::MAX / 2,
-            })?
+            .ok_or_else(bad_size)?
             .get();
         let mut thp = false;
         if spec.try_thp && spec.backing == Backing::Memfd {
+            let unsupported = |reason: String| Fallback {
+                wanted: PageSize::Huge2M,
+                kind: FallbackKind::Thp,
+                cause: FallbackCause::Unsupported,
+                reason,
+            };
             match crate::sys::mman::shmem_thp_mode() {
-                Some(m) if m == "never" || m == "deny" => fallbacks.push(Fallback {
-                    wanted: PageSize::Huge2M,
-                    reason: format!("shmem THP disabled (shmem_enabled={m})"),
-                }),
-                None => fallbacks.push(Fallback {
-                    wanted: PageSize::Huge2M,
-                    reason: "no shmem THP support".into(),
-                }),
+                Some(m) if m == "never" || m == "deny" => fallbacks.push(unsupported(format!(
+                    "shmem THP disabled (/sys/kernel/mm/transparent_hugepage/shmem_enabled={m})"
+                ))),
+                None => fallbacks.push(unsupported("no shmem THP support in this kernel".into())),
                 Some(_) => thp = true,
             }
         }
-        Self::create_at(spec, topo, size, None, thp, fallbacks)
+        match Self::create_at(spec, topo, size, None, thp, fallbacks.clone()) {
+            Err(e) if thp => {
+                // madvise(MADV_HUGEPAGE) refused: plain pages rather than no region.
+                fallbacks.push(Fallback {
+                    wanted: PageSize::Huge2M,
+                    kind: FallbackKind::Thp,
+                    cause: FallbackCause::Failed,
+                    reason: e.to_string(),
+                });
+                Self::create_at(spec, topo, size, None, false, fallbacks)
+            }
+            r => r,
+        }
     }
 
     fn create_at(
@@ -250,14 +336,28 @@ impl Region {
                 source,
             })
         })?;
-        let file = memfd::stat(&fd)
-            .map_err(|source| {
-                cleanup(AllocError::Sys {
-                    op: "fstat",
-                    source,
-                })
-            })?
-            .id;
+        let st = memfd::stat(&fd).map_err(|source| {
+            cleanup(AllocError::Sys {
+                op: "fstat",
+                source,
+            })
+        })?;
+        let file = st.id;
+        // The page size the kernel really gave: hugetlbfs reports its page size as
+        // the block size; shmem reports 4 KiB.
+        let page_size = match (huge, st.blksize) {
+            (Some(_), b) if b == PageSize::Huge1G.bytes() => PageSize::Huge1G,
+            (Some(_), b) if b == PageSize::Huge2M.bytes() => PageSize::Huge2M,
+            (Some(asked), b) => {
+                return Err(cleanup(AllocError::MapRegion {
+                    size,
+                    source: std::io::Error::other(format!(
+                        "asked for {asked} pages, the file has {b}-byte blocks"
+                    )),
+                }))
+            }
+            (None, _) => PageSize::Base,
+        };
         let writer = Mapping::map(&fd, 0, size as usize, Access::WriteShared, false)
             .map_err(|source| cleanup(AllocError::MapRegion { size, source }))?;
         if thp {
@@ -279,7 +379,6 @@ impl Region {
                 .populate(true)
                 .map_err(|source| cleanup(AllocError::MapRegion { size, source }))?;
         }
-        let page_size = huge.unwrap_or(PageSize::Base);
         let header = RegionHeader {
             token,
             size,

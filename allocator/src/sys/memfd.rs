@@ -24,6 +24,8 @@ pub struct FileStat {
     pub uid: u32,
     pub size: u64,
     pub mode: u32,
+    /// `st_blksize`: the page size for hugetlbfs files, 4096 for shmem.
+    pub blksize: u64,
 }
 
 /// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING [| MFD_HUGETLB | MFD_HUGE_*])`.
@@ -57,6 +59,7 @@ pub fn stat<Fd: AsFd>(fd: Fd) -> io::Result<FileStat> {
         uid: st.st_uid,
         size: st.st_size as u64,
         mode: st.st_mode as u32,
+        blksize: st.st_blksize as u64,
     })
 }
 

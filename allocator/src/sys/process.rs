@@ -82,3 +82,13 @@ pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Physical memory of the machine in bytes (`sysinfo(2)`: `totalram * mem_unit`);
+/// `None` if the call fails.
+pub fn total_memory() -> Option<u64> {
+    // SAFETY: sysinfo fills the zeroed struct we pass and reads nothing else.
+    let mut si: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: `si` is a valid, writable sysinfo struct.
+    let rc = unsafe { libc::sysinfo(&mut si) };
+    (rc == 0).then(|| (si.totalram as u64).saturating_mul(si.mem_unit.max(1) as u64))
+}

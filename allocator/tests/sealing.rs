@@ -1,0 +1,193 @@
+//! Sealing, proven against the kernel: once a region is sealed, a
+//! `PROT_WRITE|MAP_SHARED` mapping, `write()`/`pwrite()`, `ftruncate()` and
+//! `fallocate()` fail with `EPERM` — in this process, in a forked child (which
+//! inherits the very fd), and in an unrelated exec'd process that opens the fd
+//! through `/proc/<pid>/fd/<n>` read-write — while a `PROT_READ` mapping works and
+//! sees the bytes. A region still taking objects is not sealed.
+
+mod common;
+
+use std::os::fd::AsRawFd;
+
+use common::{child_role, expect_child, run_child};
+use shard_alloc::{Allocator, Block, Options, Request, Seals};
+
+const PATTERN: u8 = 0x5a;
+
+/// Every write path against `fd` (opened read-write), in raw libc calls so a
+/// forked child can run it without allocating. Returns a bit per check that
+/// did NOT behave as sealed; 0 = all good. `len` is the region size.
+fn probe_sealed(fd: i32, len: usize, off: usize) -> u32 {
+    let mut bad = 0;
+    let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    // SAFETY: plain syscalls on an fd we own; every mapping made is unmapped here,
+    // and the only memory read is a fresh PROT_READ mapping of `len` bytes.
+    unsafe {
+        // 1. A writable shared mapping is refused.
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        );
+        if p != libc::MAP_FAILED {
+            libc::munmap(p, len);
+            bad |= 1;
+        } else if errno() != libc::EPERM {
+            bad |= 1;
+        }
+        // 2. write() and pwrite() are refused.
+        let b = [0u8; 1];
+        if libc::pwrite(fd, b.as_ptr().cast(), 1, off as libc::off_t) != -1 || errno() != libc::EPERM {
+            bad |= 2;
+        }
+        if libc::write(fd, b.as_ptr().cast(), 1) != -1 || errno() != libc::EPERM {
+            bad |= 4;
+        }
+        // 3. The size is frozen both ways.
+        if libc::ftruncate(fd, (len * 2) as libc::off_t) != -1 || errno() != libc::EPERM {
+            bad |= 8;
+        }
+        if libc::ftruncate(fd, 4096) != -1 || errno() != libc::EPERM {
+            bad |= 16;
+        }
+        if libc::fallocate(fd, 0, 0, (len * 2) as libc::off_t) != -1 || errno() != libc::EPERM {
+            bad |= 32;
+        }
+        // 4. A read-only shared mapping works and sees the published bytes, and
+        //    cannot be mprotect'ed to writable.
+        let r = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, fd, 0);
+        if r == libc::MAP_FAILED {
+            bad |= 64;
+        } else {
+            if *(r as *const u8).add(off) != PATTERN {
+                bad |= 128;
+            }
+            if libc::mprotect(r, len, libc::PROT_READ | libc::PROT_WRITE) == 0 {
+                bad |= 256;
+            }
+            libc::munmap(r, len);
+        }
+    }
+    bad
+}
+
+fn sealed_block() -> (Allocator, Block) {
+    let a = Allocator::new(Options::default()).unwrap();
+    let b = a.alloc(100, &Request::default()).unwrap();
+    // SAFETY: 100 bytes of a fresh, unpublished block.
+    unsafe { std::ptr::write_bytes(b.write_ptr(), PATTERN, 100) };
+    a.publish(&b, true).unwrap();
+    assert!(!b.region.is_sealed(), "an active slab region is not sealed yet");
+    a.seal_all().unwrap();
+    assert!(b.region.is_sealed());
+    (a, b)
+}
+
+#[test]
+fn sealed_region_refuses_writes_in_this_process() {
+    let (_a, b) = sealed_block();
+    let r = &b.region;
+    assert_eq!(r.kernel_seals(), Seals::IMMUTABLE);
+    assert_eq!(
+        shard_alloc::sys::seal::get(r.readonly_fd()).unwrap(),
+        Seals::IMMUTABLE,
+        "readers see the seals through their read-only fd"
+    );
+    assert_eq!(probe_sealed(r.raw_fd(), r.size() as usize, b.offset as usize), 0);
+    // Seals can never be removed or added to.
+    assert!(shard_alloc::sys::seal::add(
+        // SAFETY: the fd is the region's, alive while `b` holds it.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(r.raw_fd()) },
+        Seals::WRITE
+    )
+    .is_err());
+    // The allocator's own read mapping (from the O_RDONLY twin) survived sealing.
+    // SAFETY: the read mapping lives as long as the region.
+    assert_eq!(unsafe { *b.read_ptr().add(99) }, PATTERN);
+}
+
+#[test]
+fn sealed_region_refuses_writes_in_a_forked_child() {
+    let (_a, b) = sealed_block();
+    let (fd, len, off) = (b.region.raw_fd(), b.region.size() as usize, b.offset as usize);
+    // SAFETY: the child only makes raw syscalls (no allocation, no locks) and
+    // leaves with _exit; the parent reaps it.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let bad = probe_sealed(fd, len, off);
+        // SAFETY: leaving the child without running the parent's atexit handlers.
+        unsafe { libc::_exit(bad as i32) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFEXITED(status), "child died: {status}");
+    assert_eq!(libc::WEXITSTATUS(status), 0, "forked child: bitmask of checks that failed");
+}
+
+#[test]
+fn sealed_region_refuses_writes_in_an_unrelated_process() {
+    if child_role().as_deref() == Some("sealed-reader") {
+        let pid: u32 = std::env::var("SHARD_TEST_PID").unwrap().parse().unwrap();
+        let fd: i32 = std::env::var("SHARD_TEST_FD").unwrap().parse().unwrap();
+        let len: usize = std::env::var("SHARD_TEST_LEN").unwrap().parse().unwrap();
+        let off: usize = std::env::var("SHARD_TEST_OFF").unwrap().parse().unwrap();
+        // Even opened read-write (same uid), the sealed file takes no writes.
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/proc/{pid}/fd/{fd}"))
+            .unwrap();
+        let seals = shard_alloc::sys::seal::get(&f).unwrap();
+        assert_eq!(seals, Seals::IMMUTABLE);
+        assert_eq!(probe_sealed(f.as_raw_fd(), len, off), 0);
+        println!("CHILD OK");
+        return;
+    }
+    if child_role().is_some() {
+        return;
+    }
+    let (_a, b) = sealed_block();
+    let out = run_child(
+        "sealed_region_refuses_writes_in_an_unrelated_process",
+        "sealed-reader",
+        &[
+            ("SHARD_TEST_PID", std::process::id().to_string()),
+            ("SHARD_TEST_FD", b.region.raw_fd().to_string()),
+            ("SHARD_TEST_LEN", b.region.size().to_string()),
+            ("SHARD_TEST_OFF", b.offset.to_string()),
+        ],
+    );
+    expect_child(&out, "CHILD OK");
+}
+
+#[test]
+fn unsealed_region_takes_writes_and_a_private_mapping_of_a_sealed_one_is_allowed() {
+    let a = Allocator::new(Options::default()).unwrap();
+    let b = a.alloc(64, &Request::default()).unwrap();
+    let fd = b.region.raw_fd();
+    let one = [1u8];
+    // SAFETY: pwrite of one byte from a live buffer into our own region, at the
+    // block's offset, which nobody else uses.
+    let n = unsafe { libc::pwrite(fd, one.as_ptr().cast(), 1, b.offset as libc::off_t) };
+    assert_eq!(n, 1, "an unsealed memfd takes writes");
+    a.publish(&b, true).unwrap();
+    a.seal_all().unwrap();
+    // A copy-on-write private mapping is allowed after sealing; its writes stay private.
+    let m = shard_alloc::sys::mman::Mapping::map(
+        b.region.readonly_fd(),
+        0,
+        4096 * 2,
+        shard_alloc::sys::mman::Access::CopyOnWrite,
+        false,
+    )
+    .unwrap();
+    // SAFETY: writing inside our private 8 KiB mapping.
+    unsafe { *m.as_ptr().add(b.offset as usize % 8192) = 9 };
+    // SAFETY: the shared read mapping lives as long as the region.
+    assert_eq!(unsafe { *b.read_ptr() }, 1, "private writes never reach the file");
+}
