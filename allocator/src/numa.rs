@@ -114,6 +114,59 @@ mod tests {
         assert!("everywhere".parse::<Placement>().is_err());
     }
 
+    /// Fake topologies of 2, 3 (sparse) and 4 nodes: every policy, every node
+    /// that exists, and the nodes that do not.
+    #[test]
+    fn every_policy_over_fake_topologies_of_two_to_four_nodes() {
+        for (list, nodes) in [
+            ("0-1", vec![0u32, 1]),
+            ("0,2-3", vec![0, 2, 3]),
+            ("0-3", vec![0, 1, 2, 3]),
+        ] {
+            let dir = std::env::temp_dir().join(format!(
+                "shard-topo-{}-{}",
+                std::process::id(),
+                nodes.len()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("has_memory"), format!("{list}\n")).unwrap();
+            let mem = Topology::at(&dir).memory_nodes().unwrap();
+            std::fs::remove_dir_all(&dir).unwrap();
+            assert_eq!(mem, nodes);
+            assert_eq!(
+                policy_for(Placement::Default, &mem, 0).unwrap(),
+                (MemPolicyMode::Default, vec![])
+            );
+            assert_eq!(
+                policy_for(Placement::Interleave, &mem, 0).unwrap(),
+                (MemPolicyMode::Interleave, nodes.clone()),
+                "interleave spans every node with memory"
+            );
+            for &n in &nodes {
+                assert_eq!(
+                    policy_for(Placement::Local, &mem, n).unwrap(),
+                    (MemPolicyMode::Bind, vec![n]),
+                    "local binds to the caller's node"
+                );
+                assert_eq!(
+                    policy_for(Placement::Bind(n), &mem, 0).unwrap(),
+                    (MemPolicyMode::Bind, vec![n])
+                );
+                assert_eq!(
+                    policy_for(Placement::Preferred(n), &mem, 0).unwrap(),
+                    (MemPolicyMode::Preferred, vec![n])
+                );
+            }
+            for missing in (0..6).filter(|n| !nodes.contains(n)) {
+                let e = policy_for(Placement::Bind(missing), &mem, 0).unwrap_err();
+                assert!(e.contains(&format!("node {missing} has no memory")), "{e}");
+                assert!(policy_for(Placement::Preferred(missing), &mem, 0).is_err());
+            }
+            let mask = NodeMask::from_nodes(&nodes);
+            assert!(!mask.is_empty());
+        }
+    }
+
     #[test]
     fn policies_on_a_four_node_machine() {
         let nodes = [0, 1, 2, 3];

@@ -100,6 +100,36 @@ pub fn query_page_nodes(addr: *const u8, len: usize, page_size: usize) -> io::Re
     }
 }
 
+/// `get_mempolicy(&mode, mask, maxnode, addr, MPOL_F_ADDR)`
+/// ([`get_mempolicy(2)`](https://man7.org/linux/man-pages/man2/get_mempolicy.2.html)):
+/// the policy governing the page at `addr` and its node set. For a memfd mapping
+/// this is the shared policy of the file that `mbind` set, whichever mapping of
+/// the file `addr` is in.
+pub fn policy_at(addr: *const u8) -> io::Result<(i32, Vec<u32>)> {
+    const MPOL_F_ADDR: libc::c_ulong = 1 << 1;
+    let mut mode: i32 = 0;
+    let mut mask = vec![0u64; MAX_NODES / 64];
+    // SAFETY: mode and mask are valid for writes of an int and MAX_NODES bits; the
+    // address is only looked up, never dereferenced by the kernel on our behalf.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_get_mempolicy,
+            &mut mode as *mut i32,
+            mask.as_mut_ptr(),
+            MAX_NODES as libc::c_ulong,
+            addr,
+            MPOL_F_ADDR,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let nodes = (0..MAX_NODES as u32)
+        .filter(|n| mask[*n as usize / 64] & (1 << (n % 64)) != 0)
+        .collect();
+    Ok((mode, nodes))
+}
+
 /// The node of the CPU this thread runs on (`getcpu(2)`).
 pub fn current_node() -> io::Result<u32> {
     let mut cpu = 0u32;
@@ -191,6 +221,19 @@ mod tests {
         assert_eq!(parse_node_list(""), Some(vec![]));
         assert_eq!(parse_node_list("3-1"), None);
         assert_eq!(parse_node_list("x"), None);
+    }
+
+    #[test]
+    fn missing_has_memory_falls_back_to_online_and_garbage_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("shard-topo-b-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("online"), "0-1\n").unwrap();
+        assert_eq!(Topology::at(&dir).memory_nodes().unwrap(), vec![0, 1]);
+        std::fs::write(dir.join("has_memory"), "zero\n").unwrap();
+        let e = Topology::at(&dir).memory_nodes().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(Topology::at(&dir).memory_nodes().is_err(), "no sysfs: an error, not a guess");
     }
 
     #[test]

@@ -53,10 +53,11 @@ pub fn free_2m() -> u64 {
     shard_alloc::sys::mman::hugetlb_available("hugepages-2048kB")
 }
 
-/// Prints the loud skip line the CI log is searched for.
+/// Prints the loud skip line the CI log is searched for. Written straight to the
+/// stderr handle, which libtest does not capture, so it shows in every run.
 pub fn skip(test: &str, why: &str) {
-    println!("SKIPPED: {test}: {why}");
-    eprintln!("SKIPPED: {test}: {why}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {test}: {why}");
 }
 
 /// The kernel page size of the mapping that contains `addr`, from /proc/self/smaps.
