@@ -4,10 +4,18 @@
 
 #' @export
 shared_info <- function(x) {
+  if (inherits(x, "shard_deep_shared")) {
+    return(list(path = x$path, backing = x$backing, size = x$size, readonly = x$readonly,
+                summary = x$summary, components = x$components,
+                segments = lapply(x$segments, shared_info)))
+  }
+  if (inherits(x, "shard_segment")) return(segment_info(x))
   if (inherits(x, "shard_shared")) {
     handle <- x$handle
+    opts <- x$options
   } else if (!is.null(vh <- .Call(C_vector_handle, x))) {
     handle <- vh$handle
+    opts <- NULL
   } else {
     stop("shard: shared_info() needs a shard_shared object or a vector returned by fetch()", call. = FALSE)
   }
@@ -18,8 +26,8 @@ shared_info <- function(x) {
                 attached = FALSE, error = conditionMessage(holder)))
   }
   v <- .Call(C_view_info, holder)
-  seals <- names(.seal_bits)[bitwAnd(v$seals, .seal_bits) != 0L]
-  list(
+  seals <- seal_names(v$seals)
+  out <- list(
     path = handle_path(h, if (inherits(x, "shard_shared")) x$name),
     backing = h$backing,
     size = h$len,
@@ -28,15 +36,18 @@ shared_info <- function(x) {
     sealed = all(c("write", "shrink", "grow") %in% seals),
     seals = seals,
     page_size = v$page_size,
-    numa = getOption("shard.numa", "default"),
+    huge_pages = v$page_size > 4096,
+    numa = if (is.null(opts)) NA_character_ else opts$numa,
     owner_pid = h$owner_pid,
-    local = v$local,
-    closed = v$closed,
+    local = as.logical(v$local),
+    closed = as.logical(v$closed),
     region_id = h$region_id,
     offset = h$offset,
     region_size = v$region_size,
     kind = names(.kind)[match(v$kind, .kind)]
   )
+  if (is.null(vh <- if (inherits(x, "shard_shared")) NULL else vh)) out else
+    c(out, list(private_copy = vh$changed))
 }
 
 #' @export
@@ -48,15 +59,26 @@ shard_diagnostics <- function() {
 
 #' @export
 share_open <- function(name) {
+  if (missing(name)) stop("shard: `name` is missing", call. = FALSE)
   name <- arg_name(name)
   if (is.null(name)) stop("shard: `name` must be a single non-empty string", call. = FALSE)
   handle <- .Call(C_lookup_name, name)
   holder <- .Call(C_attach, handle)
   v <- .Call(C_view_info, holder)
   h <- decode_handle(handle)
+  meta <- if (v$meta_len > 0 && v$kind == .kind[["serialized"]]) unserialize(.Call(C_view_meta, holder)) else NULL
+  if (identical(meta$shard, "deep")) {
+    out <- unserialize(.Call(C_view_vector, holder, handle, TRUE))
+    out$index <- structure(list(path = handle_path(h, name), backing = h$backing, size = h$len, readonly = TRUE,
+                                class_info = list(layout = "serialized"), handle = handle, name = name),
+                           class = "shard_shared")
+    return(out)
+  }
+  if (v$kind == .kind[["bytes"]]) return(segment_open(name))
   layout <- if (v$kind == .kind[["composite"]]) "composite" else if (v$kind == .kind[["serialized"]]) "serialized" else "vector"
   structure(list(path = handle_path(h, name), backing = h$backing, size = h$len, readonly = !v$writable,
-                 class_info = list(layout = layout), handle = handle, name = name),
+                 class_info = list(layout = layout), handle = handle, name = name,
+                 options = list(numa = NA_character_, huge_pages = NA, copy_threads = NA)),
             class = "shard_shared")
 }
 

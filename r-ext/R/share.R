@@ -11,7 +11,11 @@
 share <- function(x, backing = c("auto", "mmap", "shm"), readonly = TRUE, name = NULL,
                   deep = FALSE, min_bytes = 64 * 1024 * 1024, cycle = c("error", "skip"),
                   mode = c("balanced", "strict")) {
+  if (missing(x)) stop("shard: `x` is missing: share(x) needs an R object to share", call. = FALSE)
   if (inherits(x, c("shard_shared", "shard_deep_shared"))) return(x)
+  if (inherits(x, "shard_segment"))
+    stop("shard: `x` is a shard_segment (already shared memory): use fetch() or segment_read() on it",
+         call. = FALSE)
   backing <- arg_choice(backing, c("auto", "mmap", "shm"), "backing")
   readonly <- arg_flag(readonly, "readonly")
   deep <- arg_flag(deep, "deep")
@@ -19,6 +23,7 @@ share <- function(x, backing = c("auto", "mmap", "shm"), readonly = TRUE, name =
   min_bytes <- arg_bytes(min_bytes, "min_bytes")
   cycle <- arg_choice(cycle, c("error", "skip"), "cycle")
   mode <- arg_choice(mode, c("balanced", "strict"), "mode")
+  check_options()
   if (deep) {
     return(share_deep(x, backing = backing, readonly = readonly, name = name,
                       min_bytes = min_bytes, cycle = cycle, mode = mode))
@@ -29,24 +34,42 @@ share <- function(x, backing = c("auto", "mmap", "shm"), readonly = TRUE, name =
 
 # Options passed to C: list(backing, readonly, huge_pages, copy_threads, name, placement).
 share_opts <- function(backing, readonly, name) {
+  o <- check_options()
+  list(.backing_code[[backing]], readonly, o$huge_pages, as.integer(o$copy_threads), name, o$numa)
+}
+
+# The shard.* options in force, validated (each error names the option).
+check_options <- function() {
   placement <- getOption("shard.numa", NULL)
-  if (!is.null(placement) && !(is.character(placement) && length(placement) == 1L && !is.na(placement)))
-    stop("shard: option shard.numa must be a single string such as \"interleave\" or \"bind:0\"", call. = FALSE)
+  if (!is.null(placement)) {
+    if (!(is.character(placement) && length(placement) == 1L && !is.na(placement) &&
+          grepl("^(default|local|interleave|bind:[0-9]+|preferred:[0-9]+)$", placement)))
+      stop("shard: option shard.numa must be one of \"default\", \"local\", \"interleave\", ",
+           "\"bind:N\" or \"preferred:N\" (N a NUMA node number)", call. = FALSE)
+    if (placement == "default") placement <- NULL
+  }
   huge <- getOption("shard.huge_pages", TRUE)
   if (!(is.logical(huge) && length(huge) == 1L && !is.na(huge)))
     stop("shard: option shard.huge_pages must be TRUE or FALSE", call. = FALSE)
   threads <- getOption("shard.copy_threads", 0L)
-  if (!(is.numeric(threads) && length(threads) == 1L && !is.na(threads) && threads >= 0))
-    stop("shard: option shard.copy_threads must be a non-negative number", call. = FALSE)
-  list(.backing_code[[backing]], readonly, huge, as.integer(threads), name, placement)
+  if (!(is.numeric(threads) && length(threads) == 1L && !is.na(threads) && threads >= 0 &&
+        threads <= 256 && threads == round(threads)))
+    stop("shard: option shard.copy_threads must be a whole number from 0 (choose) to 256", call. = FALSE)
+  cow <- getOption("shard.cow", "allow")
+  if (!(is.character(cow) && length(cow) == 1L && cow %in% c("allow", "error")))
+    stop("shard: option shard.cow must be \"allow\" or \"error\"", call. = FALSE)
+  ser <- getOption("shard.serialize", "handle")
+  if (!(is.character(ser) && length(ser) == 1L && ser %in% c("handle", "data")))
+    stop("shard: option shard.serialize must be \"handle\" or \"data\"", call. = FALSE)
+  list(numa = placement, huge_pages = huge, copy_threads = threads, cow = cow, serialize = ser)
 }
 
 # How x is laid out in the arena: "vector", "composite" or "serialized".
 layout_of <- function(x) {
   if (is.atomic(x) && typeof(x) %in% .native_types && !isS4(x)) return("vector")
-  if (is.list(x) && !isS4(x) && is.null(attr(x, "shard_deep")) &&
-      all(vapply(x, function(e) is.atomic(e) && typeof(e) %in% .native_types && !isS4(e) && !is.null(e),
-                 logical(1))) && length(x) > 0L)
+  if (typeof(x) == "list" && !isS4(x) && length(x) > 0L &&
+      all(vapply(x, function(e) is.atomic(e) && typeof(e) %in% .native_types && !isS4(e),
+                 logical(1))))
     return("composite")
   "serialized"
 }
@@ -56,24 +79,35 @@ attrs_blob <- function(x) {
   if (is.null(a)) NULL else serialize(a, NULL, xdr = FALSE)
 }
 
-share_one <- function(x, backing, readonly, name, collect = TRUE) {
+# Runs a store call; a taken name becomes an error that names `name`.
+store_call <- function(expr, name) {
+  tryCatch(expr, error = function(e) {
+    msg <- conditionMessage(e)
+    if (!is.null(name) && grepl("already used by a live shared object", msg, fixed = TRUE))
+      stop(sprintf("shard: `name` \"%s\" is already taken by a live shared object; choose another name or close() that object first",
+                   name), call. = FALSE)
+    stop(e)
+  })
+}
+
+share_one <- function(x, backing, readonly, name, meta = NULL) {
   opts <- share_opts(backing, readonly, name)
   layout <- layout_of(x)
-  handle <- switch(layout,
+  handle <- store_call(switch(layout,
     vector = .Call(C_share_vector, x, attrs_blob(x), opts),
     composite = {
-      leaves <- lapply(seq_along(x), function(i) x[[i]])
+      leaves <- lapply(seq_along(x), function(i) .subset2(x, i))
       meta <- serialize(list(attrs = .Call(C_get_attrib, x),
                              leaf_attrs = lapply(leaves, function(e) .Call(C_get_attrib, e))),
                         NULL, xdr = FALSE)
       .Call(C_share_composite, leaves, meta, opts)
     },
-    serialized = .Call(C_share_serialized, serialize(x, NULL, xdr = FALSE), NULL, opts))
+    serialized = .Call(C_share_serialized, serialize(x, NULL, xdr = FALSE), meta, opts)), name)
   warn_fallbacks()
-  new_shared(handle, layout, x, readonly, name)
+  new_shared(handle, layout, x, readonly, name, opts)
 }
 
-new_shared <- function(handle, layout, x, readonly, name) {
+new_shared <- function(handle, layout, x, readonly, name, opts) {
   h <- decode_handle(handle)
   structure(list(
     path = handle_path(h, name),
@@ -83,7 +117,9 @@ new_shared <- function(handle, layout, x, readonly, name) {
     class_info = list(class = class(x), type = typeof(x), length = length(x),
                       dim = dim(x), layout = layout),
     handle = handle,
-    name = name
+    name = name,
+    options = list(numa = if (is.null(opts[[6]])) "default" else opts[[6]],
+                   huge_pages = opts[[3]], copy_threads = opts[[4]])
   ), class = "shard_shared")
 }
 
@@ -92,32 +128,33 @@ fetch <- function(x, ...) UseMethod("fetch")
 
 #' @export
 fetch.shard_shared <- function(x, ...) {
-  strict <- identical(getOption("shard.cow", "allow"), "error")
   holder <- .Call(C_attach, x$handle)
   info <- .Call(C_view_info, holder)
-  restore_from_view(holder, x$handle, info, strict)
+  restore_from_view(holder, x$handle, info)
 }
 
-restore_from_view <- function(holder, handle, info, strict) {
-  meta <- if (info$meta_len > 0) unserialize(.Call(C_view_meta, holder)) else NULL
+# Fetched vectors are marked not mutable, so that R duplicates (O(1): a new view)
+# before any modification; options(shard.cow = "error") turns that into an error.
+restore_from_view <- function(holder, handle, info) {
   kind <- info$kind
   if (kind == .kind[["serialized"]]) {
-    return(unserialize(.Call(C_view_vector, holder, handle, FALSE)))
+    return(unserialize(.Call(C_view_vector, holder, handle, TRUE)))
   }
+  meta <- if (info$meta_len > 0) unserialize(.Call(C_view_meta, holder)) else NULL
   if (kind == .kind[["composite"]]) {
-    leaves <- .Call(C_view_vector, holder, handle, FALSE)
+    leaves <- .Call(C_view_vector, holder, handle, TRUE)
     for (i in seq_along(leaves)) {
-      leaves[[i]] <- .Call(C_set_attrib, leaves[[i]], meta$leaf_attrs[[i]], strict)
+      leaves[[i]] <- .Call(C_set_attrib, leaves[[i]], meta$leaf_attrs[[i]], TRUE)
     }
     return(.Call(C_set_attrib, leaves, meta$attrs, FALSE))
   }
-  v <- .Call(C_view_vector, holder, handle, FALSE)
-  .Call(C_set_attrib, v, meta, strict)
+  v <- .Call(C_view_vector, holder, handle, TRUE)
+  .Call(C_set_attrib, v, meta, TRUE)
 }
 
 #' @export
 fetch.default <- function(x, ...) {
-  stop("shard: fetch() needs a shared object from share() (got an object of class ",
+  stop("shard: fetch() needs a shared object from share() or segment_create() (got an object of class ",
        paste(class(x), collapse = "/"), ")", call. = FALSE)
 }
 
@@ -132,21 +169,25 @@ close.shard_shared <- function(con, ...) {
 
 #' @export
 is_shared <- function(x) {
-  inherits(x, c("shard_shared", "shard_deep_shared")) || !is.null(.Call(C_vector_handle, x))
+  inherits(x, c("shard_shared", "shard_deep_shared", "shard_segment")) ||
+    !is.null(.Call(C_vector_handle, x))
 }
 
 #' @export
 materialize <- function(x) {
-  if (inherits(x, "shard_shared")) x <- fetch(x)
-  if (inherits(x, "shard_deep_shared")) x <- fetch(x)
+  if (inherits(x, c("shard_shared", "shard_deep_shared", "shard_segment"))) x <- fetch(x)
   materialize_value(x)
 }
 
 materialize_value <- function(x) {
-  if (is.list(x) && !is.null(x)) {
+  if (typeof(x) == "list") {
     a <- .Call(C_get_attrib, x)
-    out <- lapply(seq_along(x), function(i) materialize_value(x[[i]]))
+    out <- lapply(seq_along(x), function(i) materialize_value(.subset2(x, i)))
     return(.Call(C_set_attrib, out, a, FALSE))
+  }
+  if (isS4(x) && typeof(x) == "S4") {
+    for (nm in setdiff(names(attributes(x)), "class")) attr(x, nm) <- materialize_value(attr(x, nm))
+    return(x)
   }
   .Call(C_materialize, x)
 }

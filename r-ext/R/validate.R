@@ -32,18 +32,41 @@ arg_bytes <- function(value, arg) {
   value
 }
 
-# Refuses what cannot be shared as data: functions, external pointers, weak refs.
-check_shareable <- function(x, path, seen = new.env(parent = emptyenv())) {
-  bad <- switch(typeof(x), closure = , builtin = , special = "a function",
-                externalptr = "an external pointer", weakref = "a weak reference", NULL)
+arg_count <- function(value, arg, min = 0) {
+  if (!is.numeric(value) || length(value) != 1L || is.na(value) || !is.finite(value) ||
+      value != round(value) || value < min)
+    stop(sprintf("shard: `%s` must be a single whole number >= %d", arg, min), call. = FALSE)
+  as.numeric(value)
+}
+
+# Refuses what cannot be shared as data: functions, external pointers, weak refs,
+# anywhere in lists, data.frame columns, attributes or S4 slots (the error names the
+# path). Environments are not walked: serialization copies them.
+check_shareable <- function(x, path) {
+  bad <- unshareable_type(x)
   if (!is.null(bad))
     stop(sprintf("shard: cannot share %s (at %s): share data, not code or pointers", bad, path), call. = FALSE)
-  if (is.list(x) && !is.pairlist(x)) {
+  if (typeof(x) == "list") {
     nms <- names(x)
-    for (i in seq_along(x)) {
-      sub <- if (!is.null(nms) && nzchar(nms[i])) paste0(path, "$", nms[i]) else sprintf("%s[[%d]]", path, i)
-      check_shareable(x[[i]], sub, seen)
-    }
+    for (i in seq_along(x)) check_shareable(.subset2(x, i), child_path(path, nms, i))
+  }
+  a <- attributes(x)
+  if (length(a)) {
+    sep <- if (isS4(x)) "@" else "attr:"
+    for (nm in setdiff(names(a), c("names", "dim", "dimnames", "class", "levels", "row.names", "tsp", "comment")))
+      check_shareable(a[[nm]], if (sep == "@") paste0(path, "@", nm) else sprintf("attr(%s, \"%s\")", path, nm))
   }
   invisible(TRUE)
+}
+
+unshareable_type <- function(x) {
+  switch(typeof(x), closure = , builtin = , special = "a function",
+         externalptr = "an external pointer", weakref = "a weak reference", NULL)
+}
+
+child_path <- function(path, nms, i) {
+  if (!is.null(nms) && !is.na(nms[i]) && nzchar(nms[i])) {
+    nm <- nms[i]
+    if (grepl("^[A-Za-z.][A-Za-z0-9._]*$", nm)) paste0(path, "$", nm) else paste0(path, "$`", nm, "`")
+  } else sprintf("%s[[%d]]", path, i)
 }
