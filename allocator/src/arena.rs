@@ -99,6 +99,9 @@ pub struct Block {
     /// Generation of the slot: changes every time the slot is reused.
     pub generation: u32,
     slot: Slot,
+    /// Index of the region's entry in the allocator's table (checked against
+    /// `region` on use, so a stale index is harmless).
+    entry: u32,
 }
 
 impl Block {
@@ -309,12 +312,12 @@ struct PoolKey {
 #[derive(Debug)]
 struct Pool {
     key: PoolKey,
-    /// The slab region currently carving new slabs.
+    /// The slab region currently carving new slabs (entry index).
     slab_region: Option<u32>,
-    /// The large region currently taking runs.
+    /// The large region currently taking runs (entry index).
     large_region: Option<u32>,
     /// Slabs with free slots in unsealed, unretired regions, per class:
-    /// (region id, slab index). May hold stale entries, skipped on use.
+    /// (entry index, slab index). May hold stale entries, skipped on use.
     partial: Vec<Vec<(u32, u32)>>,
 }
 
@@ -329,9 +332,54 @@ struct Backoff {
     reason: String,
 }
 
+/// The held regions: a table indexed by a small integer that blocks carry, so
+/// the hot paths need no hashing; ids map to indices for the cold paths.
+#[derive(Debug, Default)]
+struct Regions {
+    slots: Vec<Option<RegionEntry>>,
+    vacant: Vec<u32>,
+    by_id: IdMap<u32, u32>,
+}
+
+impl Regions {
+    fn insert(&mut self, e: RegionEntry) -> u32 {
+        let id = e.region.id();
+        let idx = match self.vacant.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(e);
+                i
+            }
+            None => {
+                self.slots.push(Some(e));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.by_id.insert(id, idx);
+        idx
+    }
+    fn at(&mut self, idx: u32) -> Option<&mut RegionEntry> {
+        self.slots.get_mut(idx as usize)?.as_mut()
+    }
+    fn index_of(&self, id: u32) -> Option<u32> {
+        self.by_id.get(&id).copied()
+    }
+    fn remove(&mut self, idx: u32) -> Option<RegionEntry> {
+        let e = self.slots.get_mut(idx as usize)?.take()?;
+        self.by_id.remove(&e.region.id());
+        self.vacant.push(idx);
+        Some(e)
+    }
+    fn iter(&self) -> impl Iterator<Item = (u32, &RegionEntry)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| Some((i as u32, e.as_ref()?)))
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
-    regions: IdMap<u32, RegionEntry>,
+    regions: Regions,
     pools: Vec<Pool>,
     recent_fallbacks: Vec<Fallback>,
     fallback_counts: [u64; 3],
@@ -612,7 +660,7 @@ impl Allocator {
         e.pending = 1;
         e.live_bytes = len;
         e.reserved_bytes = capacity;
-        st.regions.insert(region.id(), e);
+        let entry = st.regions.insert(e);
         Ok(Block {
             region,
             offset: REGION_HEADER_BYTES,
@@ -620,6 +668,7 @@ impl Allocator {
             capacity,
             generation: 1,
             slot: Slot::Run,
+            entry,
         })
     }
 
@@ -637,14 +686,14 @@ impl Allocator {
             }
         };
         // 1. First fit in the pool's active large region.
-        if let Some(rid) = st.pools[pool].large_region {
-            let e = st.regions.get_mut(&rid).expect("active region is held");
+        if let Some(idx) = st.pools[pool].large_region {
+            let e = st.regions.at(idx).expect("active region is held");
             let align = align_for(&e.region);
             if let Some(at) = e.runs.as_mut().expect("large").alloc(capacity, align) {
-                return Ok(take_run(e, at, len, capacity));
+                return Ok(take_run(e, idx, at, len, capacity));
             }
             // 2. It cannot serve this request: retire it, start another.
-            self.retire_locked(st, rid)?;
+            self.retire_locked(st, idx)?;
         }
         let key = st.pools[pool].key.clone();
         // A region holds at least one run of this size after its header (padded
@@ -656,11 +705,9 @@ impl Allocator {
         };
         let size = self.opts.region_size.max(pad + capacity);
         let region = self.new_region(st, size, key.huge, &key.backing, key.placement)?;
-        let id = region.id();
         let mut e = RegionEntry::new(region, Kind::Large, pool);
-        e.runs = Some(RunList::new(REGION_HEADER_BYTES, e.region.size()));
-        let align = align_for(&e.region);
-        let Some(at) = e.runs.as_mut().expect("large").alloc(capacity, align) else {
+        let mut runs = RunList::new(REGION_HEADER_BYTES, e.region.size());
+        let Some(at) = runs.alloc(capacity, align_for(&e.region)) else {
             // Only possible if the kernel gave a smaller page than the padding
             // assumed; the region is dropped (unmapped, closed) here.
             return Err(AllocError::BadSize {
@@ -668,22 +715,25 @@ impl Allocator {
                 limit: e.region.size() - REGION_HEADER_BYTES,
             });
         };
-        let block = take_run(&mut e, at, len, capacity);
-        st.regions.insert(id, e);
-        st.pools[pool].large_region = Some(id);
-        Ok(block)
+        e.runs = Some(runs);
+        let idx = st.regions.insert(e);
+        st.pools[pool].large_region = Some(idx);
+        let e = st.regions.at(idx).expect("just inserted");
+        Ok(take_run(e, idx, at, len, capacity))
     }
 
     fn alloc_small(&self, st: &mut State, pool: usize, class: usize, len: u64) -> Result<Block> {
         // 1. A partially free slab of this class.
-        while let Some(&(rid, si)) = st.pools[pool].partial[class].last() {
-            match st.regions.get_mut(&rid) {
+        while let Some(&(idx, si)) = st.pools[pool].partial[class].last() {
+            match st.regions.at(idx) {
                 Some(e)
                     if !e.retired
                         && !e.region.is_sealed()
-                        && !e.slabs[si as usize].free.is_empty() =>
+                        && e.slabs
+                            .get(si as usize)
+                            .is_some_and(|s| s.class == class && !s.free.is_empty()) =>
                 {
-                    return Ok(take_slot(e, si, len));
+                    return Ok(take_slot(e, idx, si, len));
                 }
                 _ => {
                     st.pools[pool].partial[class].pop();
@@ -692,14 +742,14 @@ impl Allocator {
         }
         // 2. A new slab in the active region, retiring it if it is full.
         let layout = SlabLayout::compute(self.classes.size(class));
-        let rid = match st.pools[pool].slab_region {
-            Some(rid)
+        let idx = match st.pools[pool].slab_region {
+            Some(idx)
                 if st
                     .regions
-                    .get(&rid)
+                    .at(idx)
                     .is_some_and(|e| e.cursor + layout.bytes <= e.region.size()) =>
             {
-                rid
+                idx
             }
             other => {
                 if let Some(old) = other {
@@ -711,14 +761,14 @@ impl Allocator {
                     .max(REGION_HEADER_BYTES + layout.bytes);
                 let key = st.pools[pool].key.clone();
                 let region = self.new_region(st, size, false, &key.backing, key.placement)?;
-                let id = region.id();
-                st.regions
-                    .insert(id, RegionEntry::new(region, Kind::Slab, pool));
-                st.pools[pool].slab_region = Some(id);
-                id
+                let idx = st
+                    .regions
+                    .insert(RegionEntry::new(region, Kind::Slab, pool));
+                st.pools[pool].slab_region = Some(idx);
+                idx
             }
         };
-        let e = st.regions.get_mut(&rid).expect("active region exists");
+        let e = st.regions.at(idx).expect("active region exists");
         let si = e.slabs.len() as u32;
         e.slabs.push(Slab {
             class,
@@ -731,24 +781,24 @@ impl Allocator {
             live: 0,
         });
         e.cursor += layout.bytes;
-        let block = take_slot(e, si, len);
+        let block = take_slot(e, idx, si, len);
         if !e.slabs[si as usize].free.is_empty() {
-            st.pools[pool].partial[class].push((rid, si));
+            st.pools[pool].partial[class].push((idx, si));
         }
         Ok(block)
     }
 
     /// Finds `block`'s entry, checking that it is this allocator's and live.
     fn entry_of<'a>(&self, st: &'a mut State, block: &Block) -> Result<&'a mut RegionEntry> {
-        let bad = AllocError::BadFree {
+        let bad = || AllocError::BadFree {
             region: block.region.id(),
             offset: block.offset,
         };
-        let Some(e) = st.regions.get_mut(&block.region.id()) else {
-            return Err(bad);
+        let Some(e) = st.regions.at(block.entry) else {
+            return Err(bad());
         };
         if !Arc::ptr_eq(&e.region, &block.region) {
-            return Err(bad);
+            return Err(bad());
         }
         let live = match block.slot {
             Slot::Slab(si, slot) => e.slabs.get(si as usize).is_some_and(|s| {
@@ -764,7 +814,7 @@ impl Allocator {
         if live {
             Ok(e)
         } else {
-            Err(bad)
+            Err(bad())
         }
     }
 
@@ -795,30 +845,35 @@ impl Allocator {
         Ok(())
     }
 
-    /// Stops `region` from taking new blocks and seals it once nothing is pending.
-    pub fn retire(&self, region: u32) -> Result<()> {
+    /// Stops region `id` from taking new blocks and seals it once nothing is
+    /// pending. Unknown ids (already released) are ignored.
+    pub fn retire(&self, id: u32) -> Result<()> {
         let mut st = self.lock();
-        self.retire_locked(&mut st, region)
+        match st.regions.index_of(id) {
+            Some(idx) => self.retire_locked(&mut st, idx),
+            None => Ok(()),
+        }
     }
 
-    fn retire_locked(&self, st: &mut State, rid: u32) -> Result<()> {
-        let Some(e) = st.regions.get_mut(&rid) else {
+    fn retire_locked(&self, st: &mut State, idx: u32) -> Result<()> {
+        let Some(e) = st.regions.at(idx) else {
             return Ok(());
         };
         e.retired = true;
         let (kind, pool) = (e.kind, e.pool);
         let seal = kind != Kind::Own && e.sealable();
+        let region = e.region.clone();
         if kind != Kind::Own {
             let p = &mut st.pools[pool];
-            if p.slab_region == Some(rid) {
+            if p.slab_region == Some(idx) {
                 p.slab_region = None;
             }
-            if p.large_region == Some(rid) {
+            if p.large_region == Some(idx) {
                 p.large_region = None;
             }
         }
         if seal {
-            st.regions[&rid].region.seal()?;
+            region.seal()?;
         }
         Ok(())
     }
@@ -832,10 +887,10 @@ impl Allocator {
             .regions
             .iter()
             .filter(|(_, e)| e.kind != Kind::Own && e.live > 0)
-            .map(|(id, _)| *id)
+            .map(|(idx, _)| idx)
             .collect();
-        for id in ids {
-            self.retire_locked(&mut st, id)?;
+        for idx in ids {
+            self.retire_locked(&mut st, idx)?;
         }
         Ok(())
     }
@@ -844,7 +899,7 @@ impl Allocator {
     pub fn free(&self, block: &Block) -> Result<()> {
         let mut st = self.lock();
         let e = self.entry_of(&mut st, block)?;
-        let rid = block.region.id();
+        let idx = block.entry;
         let was_pending;
         let mut newly_partial = None;
         match block.slot {
@@ -877,35 +932,37 @@ impl Allocator {
         }
         let (kind, pool, live) = (e.kind, e.pool, e.live);
         // Freeing the last pending block of a retired region seals it now.
-        let seal = kind != Kind::Own && e.sealable();
+        let seal = (kind != Kind::Own && e.sealable()).then(|| e.region.clone());
         if let Some((class, si)) = newly_partial {
-            st.pools[pool].partial[class].push((rid, si));
+            st.pools[pool].partial[class].push((idx, si));
         }
         if live == 0 {
             // The region goes; readers that still hold the Arc keep their mapping.
-            st.regions.remove(&rid);
+            st.regions.remove(idx);
             if kind != Kind::Own {
                 let p = &mut st.pools[pool];
-                if p.slab_region == Some(rid) {
+                if p.slab_region == Some(idx) {
                     p.slab_region = None;
                 }
-                if p.large_region == Some(rid) {
+                if p.large_region == Some(idx) {
                     p.large_region = None;
                 }
                 for v in &mut p.partial {
-                    v.retain(|(r, _)| *r != rid);
+                    v.retain(|(r, _)| *r != idx);
                 }
             }
             st.released += 1;
-        } else if seal {
-            st.regions[&rid].region.seal()?;
+        } else if let Some(r) = seal {
+            r.seal()?;
         }
         Ok(())
     }
 
     /// The region with this id, if it is still held.
     pub fn region(&self, id: u32) -> Option<Arc<Region>> {
-        self.lock().regions.get(&id).map(|e| e.region.clone())
+        let mut st = self.lock();
+        let idx = st.regions.index_of(id)?;
+        st.regions.at(idx).map(|e| e.region.clone())
     }
 
     /// A snapshot of occupancy, fragmentation, page sizes and fallbacks.
@@ -935,7 +992,7 @@ impl Allocator {
             ..Stats::default()
         };
         let mut pages: HashMap<PageSize, u64> = HashMap::new();
-        for e in st.regions.values() {
+        for (_, e) in st.regions.iter() {
             s.regions += 1;
             s.sealed_regions += e.region.is_sealed() as u64;
             match e.kind {
@@ -968,7 +1025,7 @@ impl Allocator {
     }
 }
 
-fn take_run(e: &mut RegionEntry, at: u64, len: u64, capacity: u64) -> Block {
+fn take_run(e: &mut RegionEntry, entry: u32, at: u64, len: u64, capacity: u64) -> Block {
     let generation = e.next_generation;
     e.next_generation = e.next_generation.wrapping_add(1).max(1);
     e.live_runs.insert(
@@ -991,10 +1048,11 @@ fn take_run(e: &mut RegionEntry, at: u64, len: u64, capacity: u64) -> Block {
         capacity,
         generation,
         slot: Slot::Run,
+        entry,
     }
 }
 
-fn take_slot(e: &mut RegionEntry, si: u32, len: u64) -> Block {
+fn take_slot(e: &mut RegionEntry, entry: u32, si: u32, len: u64) -> Block {
     let s = &mut e.slabs[si as usize];
     let slot = s.free.pop().expect("caller checked a free slot");
     s.used.set(slot, true);
@@ -1016,5 +1074,6 @@ fn take_slot(e: &mut RegionEntry, si: u32, len: u64) -> Block {
         capacity,
         generation,
         slot: Slot::Slab(si, slot),
+        entry,
     }
 }

@@ -17,7 +17,14 @@ pub const MIN_SLAB_BYTES: u64 = 64 << 10;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SizeClasses {
     sizes: Vec<u64>,
+    /// Class of every length up to [`DIRECT_LOOKUP`], by `ceil(len / 64)`: class
+    /// bounds below it are multiples of 64, so one table load replaces the search
+    /// on the hot path.
+    direct: Vec<u16>,
 }
+
+/// Lengths up to this are classed by table lookup; longer ones by binary search.
+pub const DIRECT_LOOKUP: u64 = 4096;
 
 impl SizeClasses {
     /// Classes from [`MIN_ALIGN`] up to (excluding) `large_threshold`.
@@ -35,12 +42,20 @@ impl SizeClasses {
             }
             base *= 2;
         }
-        SizeClasses { sizes }
+        let search = |len: u64| sizes.partition_point(|&s| s < len);
+        let direct = (0..=DIRECT_LOOKUP / MIN_ALIGN)
+            .map(|k| search((k * MIN_ALIGN).max(1)) as u16)
+            .collect();
+        SizeClasses { sizes, direct }
     }
 
     /// The class index for an object of `len` bytes, or `None` if it is large.
     pub fn class_of(&self, len: u64) -> Option<usize> {
-        let i = self.sizes.partition_point(|&s| s < len.max(1));
+        let i = if len <= DIRECT_LOOKUP {
+            self.direct[len.div_ceil(MIN_ALIGN) as usize] as usize
+        } else {
+            self.sizes.partition_point(|&s| s < len)
+        };
         (i < self.sizes.len()).then_some(i)
     }
 
@@ -212,7 +227,6 @@ mod tests {
         }
     }
 
-
     #[test]
     fn runs_split_align_and_coalesce() {
         let mut r = RunList::new(PAGE, 64 * PAGE);
@@ -247,6 +261,13 @@ mod tests {
                 }
                 None => prop_assert!(len > *c.sizes().last().unwrap()),
             }
+        }
+
+        #[test]
+        fn table_lookup_agrees_with_the_search(len in 0u64..=8192, cpd in prop::sample::select(vec![1u32, 2, 4, 8]), lt in prop::sample::select(vec![4096u64, 8192, 256 << 10])) {
+            let c = SizeClasses::compute(cpd, lt);
+            let i = c.sizes().partition_point(|&s| s < len.max(1));
+            prop_assert_eq!(c.class_of(len), (i < c.len()).then_some(i));
         }
 
         #[test]

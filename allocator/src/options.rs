@@ -346,11 +346,15 @@ mod tests {
 
     #[test]
     fn validation_rejects_inconsistent_knobs() {
-        let mut o = Options::default();
-        o.large_threshold = 3000;
+        let o = Options {
+            large_threshold: 3000,
+            ..Options::default()
+        };
         assert!(o.validate().is_err());
-        let mut o = Options::default();
-        o.own_region_threshold = 1024;
+        let o = Options {
+            own_region_threshold: 1024,
+            ..Options::default()
+        };
         assert!(o.validate().is_err());
     }
 }

@@ -74,7 +74,11 @@ pub enum FallbackKind {
 }
 
 impl FallbackKind {
-    pub const ALL: [FallbackKind; 3] = [FallbackKind::Huge1G, FallbackKind::Huge2M, FallbackKind::Thp];
+    pub const ALL: [FallbackKind; 3] = [
+        FallbackKind::Huge1G,
+        FallbackKind::Huge2M,
+        FallbackKind::Thp,
+    ];
 
     /// The hugetlb kind of a page size (`None` for base pages).
     pub fn of(p: PageSize) -> Option<FallbackKind> {
@@ -277,7 +281,7 @@ impl Region {
         fallbacks: Vec<Fallback>,
     ) -> Result<Region> {
         let pid = process::pid();
-        let start = process::start_time(pid).unwrap_or(0);
+        let start = own_start_time(pid);
         let mut token = [0u8; 16];
         process::random_bytes(&mut token).map_err(|source| AllocError::Sys {
             op: "getrandom",
@@ -501,6 +505,23 @@ impl Region {
         })?;
         self.sealed.store(true, Ordering::Release);
         Ok(())
+    }
+}
+
+/// This process's start time, read from `/proc/self/stat` once per pid (a forked
+/// child has a new pid and reads its own). 0 if it cannot be read.
+fn own_start_time(pid: u32) -> u64 {
+    static CACHE: Mutex<Option<(u32, u64)>> = Mutex::new(None);
+    let mut c = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    match *c {
+        Some((p, t)) if p == pid => t,
+        _ => match process::start_time(pid) {
+            Ok(t) => {
+                *c = Some((pid, t));
+                t
+            }
+            Err(_) => 0,
+        },
     }
 }
 

@@ -25,12 +25,13 @@ impl Rng {
 }
 
 fn opts() -> Options {
-    let mut o = Options::default();
-    o.region_size = 1 << 20;
-    o.large_threshold = 64 << 10;
-    o.own_region_threshold = 512 << 10;
-    o.huge_pages = HugePages::Off;
-    o
+    Options {
+        region_size: 1 << 20,
+        large_threshold: 64 << 10,
+        own_region_threshold: 512 << 10,
+        huge_pages: HugePages::Off,
+        ..Options::default()
+    }
 }
 
 fn fill_byte(tag: u64, i: usize) -> u8 {
@@ -65,7 +66,7 @@ fn eight_threads_random_alloc_publish_free() {
             let a = a.clone();
             let live = live.clone();
             std::thread::spawn(move || {
-                let mut rng = Rng(0x9E37_79B9 ^ (t + 1) * 0x1234_5678_9abc);
+                let mut rng = Rng(0x9E37_79B9 ^ ((t + 1) * 0x1234_5678_9abc));
                 let mut mine: Vec<(Block, u64)> = Vec::new();
                 for op in 0..OPS {
                     let r = rng.below(100);
@@ -87,7 +88,8 @@ fn eight_threads_random_alloc_publish_free() {
                         let tag = t * OPS + op;
                         // SAFETY: the block is ours alone, unpublished, len bytes long;
                         // the writer mapping lives while it is pending.
-                        let w = unsafe { std::slice::from_raw_parts_mut(b.write_ptr(), len as usize) };
+                        let w =
+                            unsafe { std::slice::from_raw_parts_mut(b.write_ptr(), len as usize) };
                         for (i, x) in w.iter_mut().enumerate() {
                             *x = fill_byte(tag, i);
                         }
@@ -98,7 +100,8 @@ fn eight_threads_random_alloc_publish_free() {
                         let (b, tag) = mine.swap_remove(i);
                         // SAFETY: the read mapping lives while `b` holds its region,
                         // and the bytes are published and never written again.
-                        let rd = unsafe { std::slice::from_raw_parts(b.read_ptr(), b.len as usize) };
+                        let rd =
+                            unsafe { std::slice::from_raw_parts(b.read_ptr(), b.len as usize) };
                         for (j, x) in rd.iter().enumerate() {
                             assert_eq!(*x, fill_byte(tag, j), "byte {j} of block {tag} changed");
                         }

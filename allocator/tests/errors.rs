@@ -10,9 +10,10 @@ use common::{child_role, expect_child, fd_count, run_child, serial};
 use shard_alloc::{AllocError, Allocator, Backing, HugePages, Options, Request};
 
 fn opts() -> Options {
-    let mut o = Options::default();
-    o.huge_pages = HugePages::Off;
-    o
+    Options {
+        huge_pages: HugePages::Off,
+        ..Options::default()
+    }
 }
 
 fn set_limit(res: libc::__rlimit_resource_t, soft: u64) {
@@ -43,7 +44,10 @@ fn zero_and_absurd_sizes_are_bad_size_errors() {
         }
     }
     let ram = shard_alloc::sys::process::total_memory().unwrap();
-    assert!(a.max_object() <= ram, "objects are capped at physical memory");
+    assert!(
+        a.max_object() <= ram,
+        "objects are capped at physical memory"
+    );
     assert_eq!(a.stats().regions, 0);
 }
 
@@ -126,7 +130,10 @@ fn address_space_exhaustion_is_a_map_error() {
         let e = r.unwrap_err();
         assert!(matches!(e, AllocError::MapRegion { .. }), "{e:?}");
         assert_eq!(e.raw_os_error(), Some(libc::ENOMEM));
-        assert!(e.to_string().contains(&((1u64 << 30) + 4096).to_string()), "{e}");
+        assert!(
+            e.to_string().contains(&((1u64 << 30) + 4096).to_string()),
+            "{e}"
+        );
         assert_eq!(fd_count(), base, "no fd left behind");
         assert_eq!(a.stats().regions, 0);
         println!("CHILD OK");
@@ -191,7 +198,10 @@ fn freeing_or_publishing_a_foreign_block_is_refused() {
     // Same region id in both allocators, different regions: refused by identity.
     assert_eq!(x.region.id(), y.region.id());
     assert!(matches!(b.free(&x), Err(AllocError::BadFree { .. })));
-    assert!(matches!(b.publish(&x, true), Err(AllocError::BadFree { .. })));
+    assert!(matches!(
+        b.publish(&x, true),
+        Err(AllocError::BadFree { .. })
+    ));
     let msg = b.free(&x).unwrap_err().to_string();
     assert!(msg.contains(&format!("offset {}", x.offset)), "{msg}");
     a.free(&x).unwrap();

@@ -18,13 +18,14 @@ use shard_alloc::{Allocator, Backing, Options, PageSize, Placement, Region, Requ
 const MIB: u64 = 1 << 20;
 
 fn huge_opts() -> Options {
-    let mut o = Options::default();
-    o.region_size = 8 * MIB;
-    o.large_threshold = 64 << 10;
-    o.huge_threshold = MIB;
-    o.own_region_threshold = 4 * MIB;
-    o.max_huge_page = 2 * MIB;
-    o
+    Options {
+        region_size: 8 * MIB,
+        large_threshold: 64 << 10,
+        huge_threshold: MIB,
+        own_region_threshold: 4 * MIB,
+        max_huge_page: 2 * MIB,
+        ..Options::default()
+    }
 }
 
 #[test]
@@ -40,7 +41,12 @@ fn hugetlb_region_is_really_backed_by_2m_pages() {
     let a = Allocator::new(huge_opts()).unwrap();
     let len = 6 * MIB;
     let b = a.alloc(len, &Request::default()).unwrap();
-    assert_eq!(b.region.page_size(), PageSize::Huge2M, "{:?}", b.region.fallbacks());
+    assert_eq!(
+        b.region.page_size(),
+        PageSize::Huge2M,
+        "{:?}",
+        b.region.fallbacks()
+    );
     assert_eq!(b.region.size() % (2 * MIB), 0);
     assert_eq!(b.region.header().page_size, 2 * MIB);
     // SAFETY: len bytes of a fresh, unpublished block.
@@ -51,11 +57,19 @@ fn hugetlb_region_is_really_backed_by_2m_pages() {
         "the kernel maps the region with 2 MiB pages"
     );
     a.publish(&b, true).unwrap();
-    assert_eq!(b.region.kernel_seals(), Seals::IMMUTABLE, "hugetlb memfds seal too");
+    assert_eq!(
+        b.region.kernel_seals(),
+        Seals::IMMUTABLE,
+        "hugetlb memfds seal too"
+    );
     // SAFETY: the read mapping lives while `b` holds the region.
     assert_eq!(unsafe { *b.read_ptr().add(len as usize - 1) }, 0xab);
     let st = a.stats();
-    assert!(st.page_sizes.contains(&(PageSize::Huge2M, 1)), "{:?}", st.page_sizes);
+    assert!(
+        st.page_sizes.contains(&(PageSize::Huge2M, 1)),
+        "{:?}",
+        st.page_sizes
+    );
     a.free(&b).unwrap();
     assert_eq!(a.stats().regions, 0);
 }
@@ -76,9 +90,17 @@ fn huge_large_regions_align_runs_of_a_huge_page_or_more() {
     let big = a.alloc(3 * MIB, &r).unwrap();
     let small2 = a.alloc(MIB, &r).unwrap();
     assert_eq!(small.region.page_size(), PageSize::Huge2M);
-    assert_eq!(small.region.id(), big.region.id(), "one shared large region");
+    assert_eq!(
+        small.region.id(),
+        big.region.id(),
+        "one shared large region"
+    );
     assert_eq!(small.offset % 4096, 0);
-    assert_eq!(big.offset % (2 * MIB), 0, "a run of >= one huge page is huge-aligned");
+    assert_eq!(
+        big.offset % (2 * MIB),
+        0,
+        "a run of >= one huge page is huge-aligned"
+    );
     assert!(big.offset >= small.offset + small.capacity);
     assert_eq!(small2.offset % 4096, 0);
     for b in [&small, &big, &small2] {
@@ -145,14 +167,21 @@ fn exhausting_the_pool_falls_back_with_a_reason_backs_off_and_leaves_nothing() {
         .any(|f| f.cause == FallbackCause::BackingOff));
     assert!(a.stats().backoff_skips >= 1);
     assert!(
-        a.take_warnings().iter().all(|w| !w.contains("hugetlb 2MiB")),
+        a.take_warnings()
+            .iter()
+            .all(|w| !w.contains("hugetlb 2MiB")),
         "each warning is given once"
     );
     blocks.push(again);
     // Freeing a huge region raises the pool's free count, which lifts the backoff.
     a.free(&blocks.remove(0)).unwrap();
     let back = a.alloc(4 * MIB, &r).unwrap();
-    assert_eq!(back.region.page_size(), PageSize::Huge2M, "{:?}", back.region.fallbacks());
+    assert_eq!(
+        back.region.page_size(),
+        PageSize::Huge2M,
+        "{:?}",
+        back.region.fallbacks()
+    );
     blocks.push(back);
     for b in &blocks {
         a.free(b).unwrap();
@@ -175,18 +204,37 @@ fn empty_pool_falls_back_to_4k_pages() {
     let b = a.alloc(len, &Request::default()).unwrap();
     assert_eq!(b.region.page_size(), PageSize::Base);
     let f = &b.region.fallbacks()[0];
-    assert_eq!((f.kind, f.cause), (FallbackKind::Huge2M, FallbackCause::PoolShort));
+    assert_eq!(
+        (f.kind, f.cause),
+        (FallbackKind::Huge2M, FallbackCause::PoolShort)
+    );
     assert!(f.reason.contains("needed"), "{}", f.reason);
     // THP is tried next and recorded whichever way it goes.
-    assert!(b.region.thp() || b.region.fallbacks().iter().any(|f| f.kind == FallbackKind::Thp));
+    assert!(
+        b.region.thp()
+            || b.region
+                .fallbacks()
+                .iter()
+                .any(|f| f.kind == FallbackKind::Thp)
+    );
     // With huge_retry_secs = 0 the next request checks again instead of backing off.
     let c = a.alloc(len, &Request::default()).unwrap();
-    assert!(c.region.fallbacks().iter().all(|f| f.cause != FallbackCause::BackingOff));
+    assert!(c
+        .region
+        .fallbacks()
+        .iter()
+        .all(|f| f.cause != FallbackCause::BackingOff));
     assert_eq!(a.stats().backoff_skips, 0);
     assert_eq!(a.stats().fallbacks_of(FallbackKind::Huge2M), 2);
     // Huge pages not asked for: no fallback at all.
     let d = a
-        .alloc(len, &Request { huge_pages: false, ..Request::default() })
+        .alloc(
+            len,
+            &Request {
+                huge_pages: false,
+                ..Request::default()
+            },
+        )
         .unwrap();
     assert!(d.region.fallbacks().is_empty());
     for x in [&b, &c, &d] {
@@ -217,13 +265,20 @@ fn kernel_enomem_from_hugetlb_mmap_falls_back_cleanly() {
     let r = Region::create(&spec, &Topology::default()).unwrap();
     assert_eq!(r.page_size(), PageSize::Base);
     let f = &r.fallbacks()[0];
-    assert_eq!((f.kind, f.cause), (FallbackKind::Huge2M, FallbackCause::Failed));
+    assert_eq!(
+        (f.kind, f.cause),
+        (FallbackKind::Huge2M, FallbackCause::Failed)
+    );
     assert!(
         f.reason.contains("mapping a region") && f.reason.contains("Cannot allocate memory"),
         "{}",
         f.reason
     );
-    assert_eq!(fd_count(), base_fds + 2, "only the fallback region's two fds");
+    assert_eq!(
+        fd_count(),
+        base_fds + 2,
+        "only the fallback region's two fds"
+    );
     drop(r);
     assert_eq!(fd_count(), base_fds);
 }

@@ -9,12 +9,13 @@ use shard_alloc::{Allocator, HugePages, Options, Request, Seals};
 const K: u64 = 1024;
 
 fn opts() -> Options {
-    let mut o = Options::default();
-    o.region_size = 4 << 20;
-    o.large_threshold = 64 * K;
-    o.own_region_threshold = 1 << 20;
-    o.huge_pages = HugePages::Off;
-    o
+    Options {
+        region_size: 4 << 20,
+        large_threshold: 64 * K,
+        own_region_threshold: 1 << 20,
+        huge_pages: HugePages::Off,
+        ..Options::default()
+    }
 }
 
 #[test]
@@ -25,23 +26,34 @@ fn runs_are_reused_coalesced_and_retired_regions_sealed() {
     let y = a.alloc(512 * K - 100, &r).unwrap();
     let z = a.alloc(512 * K, &r).unwrap();
     assert!([&x, &y, &z].iter().all(|b| b.region.id() == x.region.id()));
-    assert!([&x, &y, &z].iter().all(|b| b.offset % 4096 == 0 && !b.is_small()));
+    assert!([&x, &y, &z]
+        .iter()
+        .all(|b| b.offset % 4096 == 0 && !b.is_small()));
     assert_eq!(y.capacity, 512 * K, "runs are whole pages");
     assert_eq!(y.offset, x.offset + x.capacity, "first fit packs runs");
     let st = a.stats();
-    assert_eq!((st.large_regions, st.slab_regions, st.own_regions), (1, 0, 0));
+    assert_eq!(
+        (st.large_regions, st.slab_regions, st.own_regions),
+        (1, 0, 0)
+    );
     assert_eq!(st.large_free_bytes, (4 << 20) - 4096 - 3 * 512 * K);
 
     // A freed run is reused by the next fit, with a new generation.
     a.free(&y).unwrap();
     let w = a.alloc(256 * K, &r).unwrap();
     assert_eq!(w.offset, y.offset);
-    assert_ne!(w.generation, y.generation, "stale handles to y are detectable");
+    assert_ne!(
+        w.generation, y.generation,
+        "stale handles to y are detectable"
+    );
     // Freed neighbours coalesce: x + w + the tail of y's old run make one run.
     a.free(&x).unwrap();
     a.free(&w).unwrap();
     let big = a.alloc(1024 * K - 4096, &r).unwrap();
-    assert_eq!(big.offset, x.offset, "x, w and the rest of y's run coalesced");
+    assert_eq!(
+        big.offset, x.offset,
+        "x, w and the rest of y's run coalesced"
+    );
 
     // Fill the region; the request that does not fit retires it and starts another.
     let mut more = Vec::new();
@@ -60,7 +72,10 @@ fn runs_are_reused_coalesced_and_retired_regions_sealed() {
     }
     assert!(first.is_sealed(), "retired + nothing pending = sealed");
     assert_eq!(first.kernel_seals(), Seals::IMMUTABLE);
-    assert!(!more.last().unwrap().region.is_sealed(), "the new active region is open");
+    assert!(
+        !more.last().unwrap().region.is_sealed(),
+        "the new active region is open"
+    );
 
     // Space freed in a sealed region is never handed out again.
     a.free(&big).unwrap();
@@ -97,15 +112,30 @@ fn freeing_an_unpublished_block_of_a_retired_region_seals_it() {
 fn writable_and_named_backing_objects_get_regions_of_their_own() {
     let a = Allocator::new(opts()).unwrap();
     let w = a
-        .alloc(100 * K, &Request { readonly: false, ..Request::default() })
+        .alloc(
+            100 * K,
+            &Request {
+                readonly: false,
+                ..Request::default()
+            },
+        )
         .unwrap();
     let v = a
-        .alloc(100, &Request { readonly: false, ..Request::default() })
+        .alloc(
+            100,
+            &Request {
+                readonly: false,
+                ..Request::default()
+            },
+        )
         .unwrap();
     assert_ne!(w.region.id(), v.region.id());
     assert_eq!(a.stats().own_regions, 2);
     a.publish(&w, false).unwrap();
-    assert!(!w.region.is_sealed(), "writable objects are never sealed by publish");
+    assert!(
+        !w.region.is_sealed(),
+        "writable objects are never sealed by publish"
+    );
     a.free(&w).unwrap();
     a.free(&v).unwrap();
 }

@@ -41,12 +41,13 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn opts() -> Options {
-    let mut o = Options::default();
-    o.region_size = 1 << 20;
-    o.large_threshold = 64 << 10;
-    o.own_region_threshold = 256 << 10;
-    o.huge_pages = HugePages::Off;
-    o
+    Options {
+        region_size: 1 << 20,
+        large_threshold: 64 << 10,
+        own_region_threshold: 256 << 10,
+        huge_pages: HugePages::Off,
+        ..Options::default()
+    }
 }
 
 struct Live {
@@ -93,13 +94,20 @@ fn check(a: &Allocator, live: &[Live]) -> Result<(), TestCaseError> {
         st.pending_blocks,
         live.iter().filter(|l| !l.published).count() as u64
     );
-    prop_assert_eq!(st.regions, by_region.len() as u64, "regions released when empty");
+    prop_assert_eq!(
+        st.regions,
+        by_region.len() as u64,
+        "regions released when empty"
+    );
     prop_assert_eq!(
         st.regions_created - st.regions_released,
         by_region.len() as u64
     );
     let class_live: u64 = st.classes.iter().map(|c| c.live).sum();
-    prop_assert_eq!(class_live, live.iter().filter(|l| l.block.is_small()).count() as u64);
+    prop_assert_eq!(
+        class_live,
+        live.iter().filter(|l| l.block.is_small()).count() as u64
+    );
     Ok(())
 }
 

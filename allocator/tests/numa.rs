@@ -17,9 +17,11 @@ use shard_alloc::{AllocError, Allocator, Options, Placement, Request};
 const LEN: u64 = 2 << 20;
 
 fn touched_nodes(p: Placement) -> (Vec<i32>, i32, Vec<u32>) {
-    let mut o = Options::default();
-    o.placement = p;
-    o.huge_pages = shard_alloc::HugePages::Off;
+    let o = Options {
+        placement: p,
+        huge_pages: shard_alloc::HugePages::Off,
+        ..Options::default()
+    };
     let a = Allocator::new(o).unwrap();
     let b = a.alloc(LEN, &Request::default()).unwrap();
     // SAFETY: LEN bytes of a fresh, unpublished block.
@@ -46,8 +48,16 @@ fn pages_land_where_the_placement_says() {
     for (p, mode, want_set) in [
         (Placement::Bind(mem[0]), MemPolicyMode::Bind, vec![mem[0]]),
         (Placement::Local, MemPolicyMode::Bind, vec![cur]),
-        (Placement::Preferred(mem[0]), MemPolicyMode::Preferred, vec![mem[0]]),
-        (Placement::Interleave, MemPolicyMode::Interleave, mem.clone()),
+        (
+            Placement::Preferred(mem[0]),
+            MemPolicyMode::Preferred,
+            vec![mem[0]],
+        ),
+        (
+            Placement::Interleave,
+            MemPolicyMode::Interleave,
+            mem.clone(),
+        ),
     ] {
         let (nodes, got_mode, got_set) = touched_nodes(p);
         assert_eq!(nodes.len() as u64, LEN / 4096);
@@ -98,8 +108,10 @@ fn a_node_the_fake_topology_invents_is_a_typed_error_leaving_nothing_behind() {
     let missing = (0..4).find(|n| !real.contains(n));
     let base = fd_count();
     if let Some(n) = missing {
-        let mut o = Options::default();
-        o.placement = Placement::Bind(n);
+        let o = Options {
+            placement: Placement::Bind(n),
+            ..Options::default()
+        };
         let a = Allocator::with_topology(o, Topology::at(&dir)).unwrap();
         // The seam says node n exists; the kernel does not have it: mbind refuses.
         let e = a.alloc(LEN, &Request::default()).unwrap_err();
@@ -108,8 +120,10 @@ fn a_node_the_fake_topology_invents_is_a_typed_error_leaving_nothing_behind() {
         assert_eq!(a.stats().regions, 0);
         // Interleave over the fake set still works: the kernel intersects it with
         // the nodes that exist.
-        let mut o = Options::default();
-        o.placement = Placement::Interleave;
+        let o = Options {
+            placement: Placement::Interleave,
+            ..Options::default()
+        };
         let a2 = Allocator::with_topology(o, Topology::at(&dir)).unwrap();
         match a2.alloc(LEN, &Request::default()) {
             Ok(b) => a2.free(&b).unwrap(),
@@ -117,8 +131,10 @@ fn a_node_the_fake_topology_invents_is_a_typed_error_leaving_nothing_behind() {
         }
     }
     // A node outside the topology is refused before any syscall.
-    let mut o = Options::default();
-    o.placement = Placement::Bind(9);
+    let o = Options {
+        placement: Placement::Bind(9),
+        ..Options::default()
+    };
     let a = Allocator::with_topology(o, Topology::at(&dir)).unwrap();
     let e = a.alloc(100, &Request::default()).unwrap_err();
     assert!(e.to_string().contains("node 9 has no memory"), "{e}");

@@ -21,12 +21,18 @@ fn child_case(role: &str) {
             assert_eq!(o.huge_retry_secs, 5);
             assert_eq!(o.huge_pages, shard_alloc::HugePages::Off);
             // Untouched knobs keep their defaults.
-            assert_eq!(o.own_region_threshold, Options::default().own_region_threshold);
+            assert_eq!(
+                o.own_region_threshold,
+                Options::default().own_region_threshold
+            );
         }
         "env-beats-profile" => {
             let o = Options::from_env().unwrap();
             assert_eq!(o.region_size, 32 << 20, "env wins over the profile");
-            assert_eq!(o.classes_per_doubling, 2, "profile applies where env is silent");
+            assert_eq!(
+                o.classes_per_doubling, 2,
+                "profile applies where env is silent"
+            );
         }
         "bad-env" => {
             let e = Options::from_env().unwrap_err();
@@ -67,10 +73,17 @@ fn env_and_profile_cases() {
     let dir = std::env::temp_dir().join(format!("shard-opts-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let good = dir.join("good");
-    std::fs::write(&good, "# tuned\nregion_size = 256M\nclasses_per_doubling = 2\n").unwrap();
+    std::fs::write(
+        &good,
+        "# tuned\nregion_size = 256M\nclasses_per_doubling = 2\n",
+    )
+    .unwrap();
     let bad = dir.join("bad");
     std::fs::write(&bad, "region_size = 64M\n\nplacement = bind:x   # typo\n").unwrap();
-    let none = ("SHARD_PROFILE", dir.join("absent-is-fine?").display().to_string());
+    let none = (
+        "SHARD_PROFILE",
+        dir.join("absent-is-fine?").display().to_string(),
+    );
     let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
         (
             "env-overrides",
@@ -98,7 +111,10 @@ fn env_and_profile_cases() {
                 ("SHARD_LARGE_THRESHOLD", "lots".into()),
             ],
         ),
-        ("bad-profile", vec![("SHARD_PROFILE", bad.display().to_string())]),
+        (
+            "bad-profile",
+            vec![("SHARD_PROFILE", bad.display().to_string())],
+        ),
         (
             "inconsistent",
             vec![
@@ -124,7 +140,10 @@ fn every_knob_is_settable_and_named_in_errors() {
     }
     let mut o = Options::default();
     let e = o.set("regoin_size", "1M").unwrap_err().to_string();
-    assert!(e.contains("unknown option") && e.contains("region_size"), "{e}");
+    assert!(
+        e.contains("unknown option") && e.contains("region_size"),
+        "{e}"
+    );
     for (k, v) in [
         ("region_size", "2G"),
         ("classes_per_doubling", "8"),

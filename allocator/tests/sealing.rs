@@ -40,7 +40,9 @@ fn probe_sealed(fd: i32, len: usize, off: usize) -> u32 {
         }
         // 2. write() and pwrite() are refused.
         let b = [0u8; 1];
-        if libc::pwrite(fd, b.as_ptr().cast(), 1, off as libc::off_t) != -1 || errno() != libc::EPERM {
+        if libc::pwrite(fd, b.as_ptr().cast(), 1, off as libc::off_t) != -1
+            || errno() != libc::EPERM
+        {
             bad |= 2;
         }
         if libc::write(fd, b.as_ptr().cast(), 1) != -1 || errno() != libc::EPERM {
@@ -58,7 +60,14 @@ fn probe_sealed(fd: i32, len: usize, off: usize) -> u32 {
         }
         // 4. A read-only shared mapping works and sees the published bytes, and
         //    cannot be mprotect'ed to writable.
-        let r = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, fd, 0);
+        let r = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        );
         if r == libc::MAP_FAILED {
             bad |= 64;
         } else {
@@ -80,7 +89,10 @@ fn sealed_block() -> (Allocator, Block) {
     // SAFETY: 100 bytes of a fresh, unpublished block.
     unsafe { std::ptr::write_bytes(b.write_ptr(), PATTERN, 100) };
     a.publish(&b, true).unwrap();
-    assert!(!b.region.is_sealed(), "an active slab region is not sealed yet");
+    assert!(
+        !b.region.is_sealed(),
+        "an active slab region is not sealed yet"
+    );
     a.seal_all().unwrap();
     assert!(b.region.is_sealed());
     (a, b)
@@ -96,7 +108,10 @@ fn sealed_region_refuses_writes_in_this_process() {
         Seals::IMMUTABLE,
         "readers see the seals through their read-only fd"
     );
-    assert_eq!(probe_sealed(r.raw_fd(), r.size() as usize, b.offset as usize), 0);
+    assert_eq!(
+        probe_sealed(r.raw_fd(), r.size() as usize, b.offset as usize),
+        0
+    );
     // Seals can never be removed or added to.
     assert!(shard_alloc::sys::seal::add(
         // SAFETY: the fd is the region's, alive while `b` holds it.
@@ -112,7 +127,11 @@ fn sealed_region_refuses_writes_in_this_process() {
 #[test]
 fn sealed_region_refuses_writes_in_a_forked_child() {
     let (_a, b) = sealed_block();
-    let (fd, len, off) = (b.region.raw_fd(), b.region.size() as usize, b.offset as usize);
+    let (fd, len, off) = (
+        b.region.raw_fd(),
+        b.region.size() as usize,
+        b.offset as usize,
+    );
     // SAFETY: the child only makes raw syscalls (no allocation, no locks) and
     // leaves with _exit; the parent reaps it.
     let pid = unsafe { libc::fork() };
@@ -126,7 +145,11 @@ fn sealed_region_refuses_writes_in_a_forked_child() {
     // SAFETY: waiting for our own child.
     assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
     assert!(libc::WIFEXITED(status), "child died: {status}");
-    assert_eq!(libc::WEXITSTATUS(status), 0, "forked child: bitmask of checks that failed");
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "forked child: bitmask of checks that failed"
+    );
 }
 
 #[test]
@@ -189,5 +212,9 @@ fn unsealed_region_takes_writes_and_a_private_mapping_of_a_sealed_one_is_allowed
     // SAFETY: writing inside our private 8 KiB mapping.
     unsafe { *m.as_ptr().add(b.offset as usize % 8192) = 9 };
     // SAFETY: the shared read mapping lives as long as the region.
-    assert_eq!(unsafe { *b.read_ptr() }, 1, "private writes never reach the file");
+    assert_eq!(
+        unsafe { *b.read_ptr() },
+        1,
+        "private writes never reach the file"
+    );
 }

@@ -26,7 +26,9 @@ fn own_region_objects_seal_on_publish_and_small_and_large_ones_pack() {
     let larges: Vec<_> = (0..4)
         .map(|i| a.alloc((1 << 20) + i * 1000, &Request::default()).unwrap())
         .collect();
-    assert!(larges.iter().all(|l| l.region.id() == larges[0].region.id()));
+    assert!(larges
+        .iter()
+        .all(|l| l.region.id() == larges[0].region.id()));
     assert!(larges.iter().all(|l| l.offset % 4096 == 0 && !l.is_small()));
 
     let smalls: Vec<_> = (0..1000)

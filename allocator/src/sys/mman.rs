@@ -86,9 +86,8 @@ impl Mapping {
     pub fn advise_hugepage(&self) -> io::Result<()> {
         // SAFETY: the range is exactly this live mapping; the advice changes no
         // memory contents.
-        Ok(unsafe {
-            rustix::mm::madvise(self.ptr.as_ptr().cast(), self.len, Advice::LinuxHugepage)?
-        })
+        unsafe { rustix::mm::madvise(self.ptr.as_ptr().cast(), self.len, Advice::LinuxHugepage)? };
+        Ok(())
     }
 
     /// `madvise(MADV_POPULATE_WRITE)` / `MADV_POPULATE_READ` (Linux 5.14): fault the

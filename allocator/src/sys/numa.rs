@@ -43,6 +43,9 @@ impl NodeMask {
 
 /// `mbind(addr, len, mode, nodemask, maxnode, 0)`. Must be called before the pages
 /// are first touched; on a memfd mapping it sets the shared policy of the file.
+// The address is handed to the kernel, which validates the range (EFAULT/EINVAL);
+// user space never dereferences it, so a bad pointer cannot cause UB here.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn mbind(addr: *mut u8, len: usize, mode: MemPolicyMode, nodes: &NodeMask) -> io::Result<()> {
     let (mask_ptr, maxnode) = if nodes.is_empty() {
         (std::ptr::null(), 0usize)
@@ -105,6 +108,8 @@ pub fn query_page_nodes(addr: *const u8, len: usize, page_size: usize) -> io::Re
 /// the policy governing the page at `addr` and its node set. For a memfd mapping
 /// this is the shared policy of the file that `mbind` set, whichever mapping of
 /// the file `addr` is in.
+// As for mbind: the kernel only looks the address up.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn policy_at(addr: *const u8) -> io::Result<(i32, Vec<u32>)> {
     const MPOL_F_ADDR: libc::c_ulong = 1 << 1;
     let mut mode: i32 = 0;
@@ -233,7 +238,10 @@ mod tests {
         let e = Topology::at(&dir).memory_nodes().unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(Topology::at(&dir).memory_nodes().is_err(), "no sysfs: an error, not a guess");
+        assert!(
+            Topology::at(&dir).memory_nodes().is_err(),
+            "no sysfs: an error, not a guess"
+        );
     }
 
     #[test]

@@ -46,25 +46,6 @@ pub fn is_alive(pid: u32, start_time: u64) -> bool {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn start_time_skips_odd_command_names() {
-        let line = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
-        assert_eq!(parse_start_time(line), Some(98765));
-    }
-
-    #[test]
-    fn self_is_alive_and_a_wrong_start_time_is_not() {
-        let me = pid();
-        let st = start_time(me).unwrap();
-        assert!(is_alive(me, st));
-        assert!(!is_alive(me, st + 1));
-    }
-}
-
 /// Fills `buf` from the kernel's CSPRNG ([`getrandom(2)`](https://man7.org/linux/man-pages/man2/getrandom.2.html)).
 pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
     let mut done = 0;
@@ -91,4 +72,23 @@ pub fn total_memory() -> Option<u64> {
     // SAFETY: `si` is a valid, writable sysinfo struct.
     let rc = unsafe { libc::sysinfo(&mut si) };
     (rc == 0).then(|| (si.totalram as u64).saturating_mul(si.mem_unit.max(1) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_skips_odd_command_names() {
+        let line = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
+        assert_eq!(parse_start_time(line), Some(98765));
+    }
+
+    #[test]
+    fn self_is_alive_and_a_wrong_start_time_is_not() {
+        let me = pid();
+        let st = start_time(me).unwrap();
+        assert!(is_alive(me, st));
+        assert!(!is_alive(me, st + 1));
+    }
 }
