@@ -22,8 +22,9 @@ shared_info <- function(x) {
   h <- decode_handle(handle)
   holder <- tryCatch(.Call(C_attach, handle), error = function(e) e)
   if (inherits(holder, "error")) {
+    msg <- conditionMessage(holder)
     return(list(path = handle_path(h, NULL), backing = h$backing, size = h$len, owner_pid = h$owner_pid,
-                attached = FALSE, error = conditionMessage(holder)))
+                attached = FALSE, closed = grepl("has been closed", msg, fixed = TRUE), error = msg))
   }
   v <- .Call(C_view_info, holder)
   seals <- seal_names(v$seals)

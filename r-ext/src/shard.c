@@ -224,9 +224,15 @@ static SEXP attach_holder(SEXP handle) {
 static SEXP vec_unserialize(SEXP cls, SEXP st) {
     SEXP handle = VECTOR_ELT(st, 0);
     SEXP holder = PROTECT(attach_holder(handle));
-    if (holder == R_NilValue)
-        rust_error("cannot restore a shared vector (it was serialized as a handle to shared memory; "
-                   "serialize a materialize()d copy, or set options(shard.serialize = \"data\"), to store the values)");
+    if (holder == R_NilValue) {
+        const char *m = shard_last_error();
+        size_t n = strlen(m) + 1;
+        char *buf = R_alloc(n, 1);
+        memcpy(buf, m, n);
+        Rf_error("shard: cannot restore a shared vector: %s. It was serialized as a handle to shared memory, "
+                 "not as values: to save or send the values, call materialize() on it first or set "
+                 "options(shard.serialize = \"data\") before serializing", buf);
+    }
     SEXP r = make_vec(holder, handle, INTEGER(VECTOR_ELT(st, 4))[0], (uint64_t) REAL(VECTOR_ELT(st, 1))[0],
                       (uint64_t) REAL(VECTOR_ELT(st, 2))[0], (R_xlen_t) REAL(VECTOR_ELT(st, 3))[0]);
     UNPROTECT(1);

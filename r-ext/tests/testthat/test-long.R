@@ -1,0 +1,27 @@
+# Long vectors (more than 2^31 - 1 elements). They need several GiB of memory, so
+# they run only with SHARD_TEST_LONG=1.
+
+test_that("long vectors (> 2^31 elements) round-trip zero-copy", {
+  if (!identical(Sys.getenv("SHARD_TEST_LONG"), "1"))
+    skip("long-vector test needs ~6 GiB of memory: set SHARD_TEST_LONG=1 to run it")
+  n <- 2^31 + 10
+  x <- raw(n)
+  x[c(1, n)] <- as.raw(c(7, 9))
+  s <- share(x)
+  rm(x); gc()
+  y <- fetch(s)
+  expect_identical(length(y), n)
+  expect_identical(y[c(1, n)], as.raw(c(7, 9)))
+  expect_identical(y[n - 1], as.raw(0))
+  expect_lt(length(serialize(y, NULL)), 500)
+  y[n] <- as.raw(1)
+  expect_identical(y[n], as.raw(1))
+  expect_identical(fetch(s)[n], as.raw(9))
+  close(s)
+  l <- logical(n); l[n] <- TRUE
+  s2 <- share(l); rm(l); gc()
+  z <- fetch(s2)
+  expect_identical(length(z), n)
+  expect_identical(which(z), n)
+  close(s2)
+})

@@ -1,0 +1,90 @@
+# Every argument of every exported function is validated with an error naming it.
+
+test_that("share() validates each argument", {
+  expect_error(share(), "`x` is missing")
+  expect_error(share(1, backing = "disk"), "`backing` must be one of \"auto\", \"mmap\", \"shm\", not \"disk\"")
+  expect_error(share(1, backing = NA_character_), "`backing`")
+  expect_error(share(1, backing = 1), "`backing`")
+  expect_error(share(1, backing = c("mmap", "shm")), "`backing`")
+  expect_error(share(1, readonly = NA), "`readonly` must be TRUE or FALSE")
+  expect_error(share(1, readonly = "yes"), "`readonly`")
+  expect_error(share(1, readonly = c(TRUE, FALSE)), "`readonly`")
+  expect_error(share(1, deep = NA), "`deep` must be TRUE or FALSE")
+  expect_error(share(1, deep = 1), "`deep`")
+  expect_error(share(1, name = ""), "`name`")
+  expect_error(share(1, name = NA_character_), "`name`")
+  expect_error(share(1, name = c("a", "b")), "`name`")
+  expect_error(share(1, name = 5), "`name`")
+  expect_error(share(1, name = "has space"), "`name` may use only")
+  expect_error(share(1, name = ".hidden"), "`name`")
+  expect_error(share(1, name = strrep("a", 201)), "`name`")
+  expect_error(share(1, min_bytes = -1), "`min_bytes` must be a single non-negative number")
+  expect_error(share(1, min_bytes = NA), "`min_bytes`")
+  expect_error(share(1, min_bytes = "1"), "`min_bytes`")
+  expect_error(share(1, min_bytes = Inf), "`min_bytes`")
+  expect_error(share(1, min_bytes = c(1, 2)), "`min_bytes`")
+  expect_error(share(1, cycle = "ignore"), "`cycle` must be one of \"error\", \"skip\"")
+  expect_error(share(1, cycle = NA), "`cycle`")
+  expect_error(share(1, mode = "lenient"), "`mode` must be one of \"balanced\", \"strict\"")
+  expect_error(share(1, mode = NULL), "`mode`")
+})
+
+test_that("share() refuses functions, external pointers and weak references inside x, naming the path", {
+  expect_error(share(function(x) x), "cannot share a function \\(at x\\)")
+  expect_error(share(sum), "cannot share a function")
+  expect_error(share(list(a = 1, b = list(f = mean))), "cannot share a function \\(at x\\$b\\$f\\)")
+  expect_error(share(list(1, new("externalptr"))), "cannot share an external pointer \\(at x\\[\\[2\\]\\]\\)")
+  expect_error(share(data.frame(a = 1:2, b = I(list(mean, 1)))), "cannot share a function \\(at x\\$b\\[\\[1\\]\\]\\)")
+  expect_error(share(structure(1:3, fun = function() 1)), "cannot share a function \\(at attr\\(x, \"fun\"\\)\\)")
+  expect_error(share(new.env()), NA)   # environments are copied by serialization
+})
+
+test_that("a name already taken is an error naming `name`; it is free again after close()", {
+  s <- share(1:3, name = "shard-test-taken")
+  expect_identical(s$name, "shard-test-taken")
+  expect_error(share(4:6, name = "shard-test-taken"),
+               "`name` \"shard-test-taken\" is already taken by a live shared object")
+  o <- share_open("shard-test-taken")
+  expect_identical(fetch(o), 1:3)
+  close(s)
+  s2 <- share(4:6, name = "shard-test-taken")
+  expect_identical(fetch(share_open("shard-test-taken")), 4:6)
+  close(s2)
+})
+
+test_that("the other exported functions validate their arguments", {
+  expect_error(fetch(1:3), "fetch\\(\\) needs a shared object")
+  expect_error(fetch(NULL), "fetch\\(\\) needs a shared object")
+  expect_error(shared_info(1:3), "shared_info\\(\\) needs a shard_shared object")
+  expect_error(share_open(), "`name` is missing")
+  expect_error(share_open(NA), "`name`")
+  expect_error(share_open("no-such-name-abc"), "no shared object named")
+  expect_false(is_shared(1:3))
+  expect_false(is_shared(NULL))
+  expect_identical(materialize(1:3), 1:3)
+  s <- share(1)
+  bad <- s
+  bad$handle <- bad$handle[1:10]
+  expect_error(fetch(bad), "handle")
+  bad2 <- s
+  bad2$handle[60] <- as.raw(bitwXor(as.integer(bad2$handle[60]), 1L))
+  expect_error(fetch(bad2), "shard:")
+  close(s)
+  expect_error(share(s <- share(1))$nothing, NA)
+  close(s)
+})
+
+test_that("options are validated when used, naming the option", {
+  withr_local <- function(...) { old <- options(...); old }
+  old <- options(shard.numa = "everywhere"); on.exit(options(old))
+  expect_error(share(1), "option shard.numa must be one of")
+  options(shard.numa = NULL, shard.huge_pages = "maybe")
+  expect_error(share(1), "option shard.huge_pages must be TRUE or FALSE")
+  options(shard.huge_pages = NULL, shard.copy_threads = -1)
+  expect_error(share(1), "option shard.copy_threads")
+  options(shard.copy_threads = NULL, shard.cow = "sometimes")
+  expect_error(share(1), "option shard.cow must be \"allow\" or \"error\"")
+  options(shard.cow = NULL, shard.serialize = "values")
+  expect_error(share(1), "option shard.serialize must be \"handle\" or \"data\"")
+  options(shard.serialize = NULL)
+})
