@@ -1,10 +1,20 @@
 //! `shard-alloc`: a slab allocator over shared-memory regions.
 //!
 //! Many small objects are packed into slabs inside a few regions (O(regions)
-//! kernel objects, not O(objects)); large objects get a region of their own,
-//! huge-page backed where the kernel allows, sealed as soon as they are written.
-//! Regions are sealed (`F_SEAL_WRITE|SHRINK|GROW|SEAL`) when they stop taking
-//! objects, and released (unmapped, fd closed) when their last block is freed.
+//! kernel objects, not O(objects)); large objects get page-aligned runs in shared
+//! large regions, and the largest a region of their own, huge-page backed where
+//! the kernel allows, sealed as soon as they are written (see [`arena`] for the
+//! exact rules). Regions are sealed (`F_SEAL_WRITE|SHRINK|GROW|SEAL`) when they
+//! stop taking objects, and released (unmapped, fd closed) when their last block
+//! is freed. Every knob is in the table of [`options`].
+//!
+//! hugetlb and private mappings: a `MAP_PRIVATE` mapping of a hugetlb region
+//! (what a copy-on-write view of an object is) *reserves* huge pages for the
+//! copies it might make, at `mmap` time, from the same pool; with the pool
+//! exhausted that `mmap` fails with `ENOMEM`, and callers must fall back (copy)
+//! and count it. Shared hugetlb mappings reserve the whole file when it is first
+//! mapped, which is why an empty pool shows up as `ENOMEM` from `mmap` (never use
+//! `MAP_NORESERVE`: the first touch would then be a `SIGBUS`).
 //!
 //! Module map:
 //! - [`sys`]: every syscall (the OS contract).
@@ -28,5 +38,6 @@ pub use error::{AllocError, Result};
 pub use numa::Placement;
 pub use options::{HugePages, Options};
 pub use page::PageSize;
-pub use region::{Backing, Fallback, Region, RegionHeader};
+pub use layout::{RunList, SizeClasses};
+pub use region::{Backing, Fallback, FallbackCause, FallbackKind, Region, RegionHeader};
 pub use sys::seal::Seals;
