@@ -839,7 +839,9 @@ impl Allocator {
         if was_pending {
             e.pending -= 1;
         }
-        if readonly && e.sealable() {
+        // Shared regions hold only read-only objects: they seal on the rule alone.
+        // An own region seals on publish only when its object is read-only.
+        if (readonly || e.kind != Kind::Own) && e.sealable() {
             e.region.seal()?;
         }
         Ok(())

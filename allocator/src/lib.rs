@@ -35,9 +35,9 @@ pub mod sys;
 
 pub use arena::{Allocator, Block, ClassStats, Request, Stats};
 pub use error::{AllocError, Result};
+pub use layout::{RunList, SizeClasses};
 pub use numa::Placement;
 pub use options::{HugePages, Options};
 pub use page::PageSize;
-pub use layout::{RunList, SizeClasses};
 pub use region::{Backing, Fallback, FallbackCause, FallbackKind, Region, RegionHeader};
 pub use sys::seal::Seals;

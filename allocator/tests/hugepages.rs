@@ -12,6 +12,7 @@ mod common;
 
 use common::{fd_count, free_2m, kernel_page_kib, serial, skip};
 use shard_alloc::region::{FallbackCause, FallbackKind, RegionSpec};
+use shard_alloc::sys::mman::{Access, Mapping};
 use shard_alloc::sys::numa::Topology;
 use shard_alloc::{Allocator, Backing, Options, PageSize, Placement, Region, Request, Seals};
 
@@ -142,6 +143,21 @@ fn exhausting_the_pool_falls_back_with_a_reason_backs_off_and_leaves_nothing() {
         assert!(blocks.len() as u64 <= free, "the pool should have run out");
     };
     assert_eq!(fell_back.region.page_size(), PageSize::Base);
+    // hugetlb private (copy-on-write) mappings reserve huge pages for their whole
+    // length at mmap time: with the pool drained, one of a 3-page region fails with
+    // ENOMEM, which is why callers must fall back to copying.
+    let huge_region = &blocks[0].region;
+    let pages = huge_region.size() / (2 * MIB);
+    assert!(free_2m() < pages, "the pool is drained");
+    let e = Mapping::map(
+        huge_region.readonly_fd(),
+        0,
+        huge_region.size() as usize,
+        Access::CopyOnWrite,
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOMEM), "{e}");
     let f = fell_back
         .region
         .fallbacks()
