@@ -7,7 +7,7 @@ test_that("long vectors (> 2^31 elements) round-trip zero-copy", {
   n <- 2^31 + 10
   x <- raw(n)
   x[c(1, n)] <- as.raw(c(7, 9))
-  s <- share(x)
+  s <- suppressWarnings(share(x))   # the huge-page fallback warns once where there are none
   rm(x); gc()
   y <- fetch(s)
   expect_identical(length(y), n)
@@ -21,7 +21,7 @@ test_that("long vectors (> 2^31 elements) round-trip zero-copy", {
   if (.Platform$OS.type == "unix")
     expect_identical(parallel::mclapply(1, function(i) fetch(s)[n], mc.cores = 1)[[1]], as.raw(9))
   # a long vector as a column of a list of vectors (composite layout)
-  s2 <- share(list(a = as.raw(1:10), b = fetch(s)))
+  s2 <- suppressWarnings(share(list(a = as.raw(1:10), b = fetch(s))))
   z <- fetch(s2)
   expect_identical(length(z$b), n)
   expect_identical(z$b[n], as.raw(9))
