@@ -216,9 +216,9 @@ test_that("another user's handle is refused in both directions", {
   if (Sys.info()[["effective_user"]] != "root") testthat::skip("needs root to run R as SHARD_TEST_OTHER_USER")
   if (!nzchar(Sys.which("runuser"))) testthat::skip("runuser not found")
   libs <- paste(.libPaths(), collapse = ":")
-  d <- tempfile("rel-other-")
+  d <- tempfile("rel-other-", tmpdir = "/tmp")  # R's own tempdir is 0700
   dir.create(d, mode = "0777")
-  Sys.chmod(d, "0777")
+  Sys.chmod(d, "0777", use_umask = FALSE)
   on.exit(unlink(d, recursive = TRUE), add = TRUE)
   rscript <- file.path(R.home("bin"), "Rscript")
   # 1. The other user shares and waits; we (root) try to attach: refused by the uid check.
@@ -230,7 +230,7 @@ test_that("another user's handle is refused in both directions", {
   p <- processx::process$new("runuser", c("-u", other, "--", "env", paste0("R_LIBS=", libs),
                                           paste0("SHARD_TMPDIR=", d), rscript, script),
                              stdout = file.path(d, "out"), stderr = "2>&1")
-  on.exit({ file.create(file.path(d, "done")); p$kill() }, add = TRUE)
+  on.exit({ file.create(file.path(d, "done")); p$kill() }, add = TRUE, after = FALSE)
   t0 <- Sys.time()
   while (!file.exists(file.path(d, "h.rds")) && p$is_alive() && Sys.time() - t0 < 30) Sys.sleep(0.05)
   if (!file.exists(file.path(d, "h.rds")))
