@@ -107,7 +107,7 @@ segment_read <- function(x, offset = 0, length = NULL, type = c("raw", "double",
   } else {
     length <- arg_count(length, "length", min = 0)
     if (offset + length * es > len)
-      stop(sprintf("shard: reading %.0f %s values (%.0f bytes) at `offset` %.0f overflows the segment of %.0f bytes",
+      stop(sprintf("shard: `length` %.0f (%s values, %.0f bytes) at `offset` %.0f overflows the segment of %.0f bytes",
                    length, type, length * es, offset, len), call. = FALSE)
   }
   .Call(C_segment_read, holder, offset, length, type)

@@ -83,7 +83,7 @@ test_that("segment functions validate their arguments with clear errors", {
   expect_error(segment_write(seg, 1, offset = -1), "`offset`")
   expect_error(segment_write(seg, 1, offset = 60), "overflows the segment of 64 bytes")
   expect_error(segment_write(seg, rnorm(9)), "overflows")
-  expect_error(segment_read(seg, 0, 9, "double"), "overflows the segment of 64 bytes")
+  expect_error(segment_read(seg, 0, 9, "double"), "`length` 9 \\(double values, 72 bytes\\) at `offset` 0 overflows the segment of 64 bytes")
   expect_error(segment_read(seg, type = "character"), "`type` must be one of")
   expect_error(segment_read(seg, offset = 100), "past the end")
   expect_error(segment_read(seg, length = -1), "`length`")
