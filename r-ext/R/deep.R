@@ -22,18 +22,20 @@ share_deep <- function(x, backing, readonly, name, min_bytes, cycle, mode) {
   st$keep <- list()        # objects made by rewrite(): alive while their addresses are memo keys
   st$skip <- character()
   st$force <- character()
-  st$log <- list()
+  st$log <- new.env(hash = TRUE, parent = emptyenv())   # "1", "2", ... -> record (O(1) appends)
+  st$n <- 0L
   ok <- FALSE
   on.exit(if (!ok) for (s in st$segments) try(close(s), silent = TRUE))
   skeleton <- deep_walk(x, "x", st)
-  actions <- vapply(st$log, `[[`, "", "action")
+  log <- if (st$n) mget(as.character(seq_len(st$n)), envir = st$log) else list()
+  actions <- vapply(log, `[[`, "", "action")
   counts <- c(shared = sum(actions == "shared"), aliased = sum(actions == "aliased"),
               kept = sum(actions == "kept"), skipped = sum(actions == "skipped"),
               cycles = sum(actions == "cycle"))
-  components <- data.frame(path = vapply(st$log, `[[`, "", "path"), action = actions,
-                           bytes = vapply(st$log, function(e) as.numeric(e$bytes), 0),
-                           segment = vapply(st$log, function(e) as.integer(e$segment), 0L),
-                           stringsAsFactors = FALSE)
+  components <- data.frame(path = vapply(log, `[[`, "", "path"), action = actions,
+                           bytes = vapply(log, function(e) as.numeric(e$bytes), 0),
+                           segment = vapply(log, function(e) as.integer(e$segment), 0L),
+                           stringsAsFactors = FALSE, row.names = NULL)
   envs <- lapply(ls(st$envs, all.names = TRUE), function(a) get(a, st$envs)$copy)
   segs <- st$segments
   out <- structure(list(
@@ -61,7 +63,9 @@ share_deep <- function(x, backing, readonly, name, min_bytes, cycle, mode) {
 }
 
 deep_log <- function(st, path, action, bytes = NA_real_, segment = NA_integer_) {
-  st$log[[length(st$log) + 1L]] <- list(path = path, action = action, bytes = bytes, segment = segment)
+  n <- st$n + 1L
+  st$n <- n
+  assign(as.character(n), list(path = path, action = action, bytes = bytes, segment = segment), envir = st$log)
 }
 
 # Bytes of the data of x (exact for atomic vectors; object.size otherwise).
@@ -153,15 +157,18 @@ deep_walk <- function(node, path, st) {
   }
   if (typeof(node) == "list") {
     nms <- names(node)
-    idx <- integer(); vals <- list()
+    vals <- vector("list", length(node))
+    changed <- logical(length(node))
     for (i in seq_along(node)) {
       old <- .subset2(node, i)
       new <- deep_walk(old, child_path(path, nms, i), st)
       if (!identical(.Call(C_address, new), .Call(C_address, old))) {
-        idx <- c(idx, i); vals[[length(vals) + 1L]] <- new
+        changed[i] <- TRUE
+        if (!is.null(new)) vals[[i]] <- new
       }
     }
-    node <- if (length(idx)) .Call(C_list_replace, node, idx, vals) else node
+    idx <- which(changed)
+    if (length(idx)) node <- .Call(C_list_replace, node, idx, vals[idx])
   }
   if (isS4(node)) {
     a <- attributes(node)
@@ -221,15 +228,18 @@ fetch.shard_deep_shared <- function(x, ...) {
 deep_rebuild <- function(node, vals, ours, envs) {
   if (inherits(node, "shard_deep_ref") && typeof(node) == "list") return(vals[[node$id]])
   if (typeof(node) == "list") {
-    idx <- integer(); new <- list()
+    new <- vector("list", length(node))
+    changed <- logical(length(node))
     for (i in seq_along(node)) {
       old <- .subset2(node, i)
       v <- deep_rebuild(old, vals, ours, envs)
       if (!identical(.Call(C_address, v), .Call(C_address, old))) {
-        idx <- c(idx, i); new[[length(new) + 1L]] <- v
+        changed[i] <- TRUE
+        if (!is.null(v)) new[[i]] <- v
       }
     }
-    if (length(idx)) node <- .Call(C_list_replace, node, idx, new)
+    idx <- which(changed)
+    if (length(idx)) node <- .Call(C_list_replace, node, idx, new[idx])
   }
   if (isS4(node) && typeof(node) == "S4") {
     a <- attributes(node)
