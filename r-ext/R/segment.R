@@ -12,7 +12,10 @@ segment_create <- function(size, backing = c("auto", "mmap", "shm"), name = NULL
   name <- arg_name(name)
   opts <- share_opts(backing, FALSE, name)
   handle <- store_call(.Call(C_segment_create, size, opts), name)
-  new_segment(handle, name, size)
+  tryCatch(new_segment(handle, name, size), error = function(e) {
+    try(.Call(C_close, handle), silent = TRUE)
+    stop(e)
+  })
 }
 
 new_segment <- function(handle, name, size) {

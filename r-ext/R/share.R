@@ -103,8 +103,13 @@ share_one <- function(x, backing, readonly, name, meta = NULL) {
       .Call(C_share_composite, leaves, meta, opts)
     },
     serialized = .Call(C_share_serialized, serialize(x, NULL, xdr = FALSE), meta, opts)), name)
+  # Nothing after the share may leave it live without an R object: close it on error.
+  out <- tryCatch(new_shared(handle, layout, x, readonly, name, opts), error = function(e) {
+    try(.Call(C_close, handle), silent = TRUE)
+    stop(e)
+  })
   warn_fallbacks()
-  new_shared(handle, layout, x, readonly, name, opts)
+  out
 }
 
 new_shared <- function(handle, layout, x, readonly, name, opts) {
@@ -231,9 +236,13 @@ handle_path <- function(h, name) {
          mmap = file.path(shard_tmpdir(), base))
 }
 
+# The real uid, read once (so that no file needs opening after a share, e.g. at the fd limit).
 user_id <- function() {
-  st <- readLines("/proc/self/status", warn = FALSE)
-  as.integer(strsplit(sub("^Uid:\\s*", "", st[startsWith(st, "Uid:")]), "\\s+")[[1]][1])
+  if (is.null(.shard_state$uid)) {
+    st <- readLines("/proc/self/status", warn = FALSE)
+    .shard_state$uid <- as.integer(strsplit(sub("^Uid:\\s*", "", st[startsWith(st, "Uid:")]), "\\s+")[[1]][1])
+  }
+  .shard_state$uid
 }
 
 shard_tmpdir <- function() {
