@@ -24,6 +24,8 @@
 //! - [`options`]: the knobs table (defaults, env, profile).
 //! - [`numa`]: placement policies.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod arena;
 pub mod error;
 pub mod layout;

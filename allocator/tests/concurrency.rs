@@ -58,7 +58,7 @@ fn check_no_overlap(live: &BTreeMap<(u32, u64), u64>, b: &Block) {
 #[test]
 fn eight_threads_random_alloc_publish_free() {
     const THREADS: u64 = 8;
-    const OPS: u64 = 3000;
+    const OPS: u64 = 2000;
     let a = Arc::new(Allocator::new(opts()).unwrap());
     let live = Arc::new(Mutex::new(BTreeMap::<(u32, u64), u64>::new()));
     let handles: Vec<_> = (0..THREADS)
