@@ -435,9 +435,18 @@ impl Region {
     pub fn page_size(&self) -> PageSize {
         self.page_size
     }
-    /// Whether shmem THP was requested (`MADV_HUGEPAGE`) for this region.
+    /// Whether shmem THP was requested (`MADV_HUGEPAGE`) for this region. THP is
+    /// best effort: [`Region::page_size`] stays `Base`, and what the kernel really
+    /// gave shows once pages are touched, in [`Region::thp_mapped_bytes`].
     pub fn thp(&self) -> bool {
         self.thp
+    }
+
+    /// Bytes of this region that this process's read mapping maps with 2 MiB
+    /// page-table entries (shmem THP), from `/proc/self/smaps`. Only pages the
+    /// reader has touched count. Diagnostics: reads the whole smaps file.
+    pub fn thp_mapped_bytes(&self) -> std::io::Result<u64> {
+        crate::sys::mman::huge_mapped_bytes(self.reader.as_ptr())
     }
     /// Every fallback taken on the way to this region's page size.
     pub fn fallbacks(&self) -> &[Fallback] {

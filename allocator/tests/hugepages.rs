@@ -298,3 +298,40 @@ fn kernel_enomem_from_hugetlb_mmap_falls_back_cleanly() {
     drop(r);
     assert_eq!(fd_count(), base_fds);
 }
+
+#[test]
+fn shmem_thp_is_asked_for_and_what_the_kernel_gave_is_visible() {
+    let _g = serial();
+    let mode = shard_alloc::sys::mman::shmem_thp_mode().unwrap_or_default();
+    let a = Allocator::new(huge_opts()).unwrap();
+    // Bigger than the hugetlb pool: falls to THP.
+    let len = (free_2m() + 8) * 2 * MIB;
+    let b = a.alloc(len, &Request::default()).unwrap();
+    assert_eq!(b.region.page_size(), PageSize::Base);
+    if mode == "never" || mode == "deny" || mode.is_empty() {
+        let f = b
+            .region
+            .fallbacks()
+            .iter()
+            .find(|f| f.kind == FallbackKind::Thp)
+            .expect("a THP fallback is recorded, never silent");
+        assert_eq!(f.cause, FallbackCause::Unsupported);
+        assert!(f.reason.contains("shmem_enabled"), "{}", f.reason);
+        assert!(a.stats().fallbacks_of(FallbackKind::Thp) >= 1);
+        skip(
+            "shmem_thp_is_asked_for_and_what_the_kernel_gave_is_visible (THP part)",
+            &format!("shmem THP is {mode:?} on this machine"),
+        );
+    } else {
+        assert!(b.region.thp());
+        // SAFETY: len bytes of a fresh, unpublished block.
+        unsafe { std::ptr::write_bytes(b.write_ptr(), 3, len as usize) };
+        for i in (0..len as usize).step_by(4096) {
+            // SAFETY: inside the read mapping, alive while `b` holds the region.
+            let _ = unsafe { std::ptr::read_volatile(b.read_ptr().add(i)) };
+        }
+        let huge = b.region.thp_mapped_bytes().unwrap();
+        assert!(huge > 0, "THP mode {mode}: no huge mappings after touch");
+    }
+    a.free(&b).unwrap();
+}

@@ -126,6 +126,38 @@ pub fn shmem_thp_mode() -> Option<String> {
     Some(text[start..end].to_string())
 }
 
+/// Bytes of the mapping that contains `addr` which this process maps with huge
+/// page-table entries, from `/proc/self/smaps`
+/// ([`proc_pid_smaps(5)`](https://man7.org/linux/man-pages/man5/proc_pid_smaps.5.html)):
+/// `ShmemPmdMapped` (shmem THP) plus `FilePmdMapped`. hugetlb mappings are not
+/// counted here (their `KernelPageSize` says it). Diagnostics only: it reads the
+/// whole smaps file.
+pub fn huge_mapped_bytes(addr: *const u8) -> io::Result<u64> {
+    let a = addr as usize;
+    let smaps = std::fs::read_to_string("/proc/self/smaps")?;
+    let mut inside = false;
+    let mut total = 0u64;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((lo, hi)) = first.split_once('-') {
+            if let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+            {
+                inside = lo <= a && a < hi;
+                continue;
+            }
+        }
+        if inside {
+            for key in ["ShmemPmdMapped:", "FilePmdMapped:"] {
+                if let Some(v) = line.strip_prefix(key) {
+                    let kib: u64 = v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+                    total += kib * 1024;
+                }
+            }
+        }
+    }
+    Ok(total)
+}
+
 /// Huge pages of `size_kib` KiB that can still be reserved: `free_hugepages -
 /// resv_hugepages` from `/sys/kernel/mm/hugepages/hugepages-<size>kB/`.
 pub fn hugetlb_available(sysfs_dir: &str) -> u64 {
