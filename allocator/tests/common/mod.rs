@@ -57,7 +57,7 @@ pub fn free_2m() -> u64 {
 /// stderr handle, which libtest does not capture, so it shows in every run.
 pub fn skip(test: &str, why: &str) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {test}: {why}");
+    let _ = writeln!(std::io::stderr().lock(), "\nSKIPPED: {test}: {why}");
 }
 
 /// The kernel page size of the mapping that contains `addr`, from /proc/self/smaps.
