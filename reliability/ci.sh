@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The bounded reliability subset for CI (about 8-10 minutes on 2 cores):
+#   fuzz 60 s per target, the stress driver (threads, processes, forged handles),
+#   the kill-owner loop with N=50, the limits checks (sysctl cases included when
+#   root), and the Rust tests under AddressSanitizer (RELIABILITY_ASAN=0 skips).
+# Needs the shard R package installed (the site library or R_LIBS); installs it
+# into a temporary library if it is not. Prints "reliability: N passed, M failed".
+#   bash reliability/ci.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+t0=$(date +%s)
+if ! Rscript -e 'suppressMessages(library(shard))' >/dev/null 2>&1; then
+  lib=$(mktemp -d); bash scripts/install-r-pkg.sh "$lib" >/dev/null || exit 1
+  export R_LIBS="$lib${R_LIBS:+:$R_LIBS}"
+fi
+passed=0; failed=0; failures=()
+step() { # name, command...
+  local name=$1; shift
+  local s=$(date +%s)
+  echo "== reliability: $name"
+  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$name"); fi
+  echo "== reliability: $name took $(( $(date +%s) - s ))s"
+}
+step "fuzz (${FUZZ_SECONDS:-60}s per target)" env FUZZ_SECONDS="${FUZZ_SECONDS:-60}" bash reliability/fuzz-ci.sh
+step "stress" env STRESS_ITERS=2000 STRESS_SECS=5 STRESS_KNOWN_FINDINGS="${STRESS_KNOWN_FINDINGS-fd-is-a-fifo}" bash reliability/stress.sh
+step "kill-owner N=${KILL_N:-50}" env FRESH_EVERY=5 Rscript reliability/kill-owner.R "${KILL_N:-50}"
+step "limits" bash reliability/limits.sh
+if [ "${RELIABILITY_ASAN:-1}" = 1 ]; then
+  step "Rust tests under ASan" bash reliability/sanitizers.sh asan
+fi
+echo "reliability: $(( $(date +%s) - t0 ))s in all"
+[ $failed -gt 0 ] && printf 'reliability: FAILED step: %s\n' "${failures[@]}"
+echo "reliability: $passed passed, $failed failed"
+[ $failed -eq 0 ]
