@@ -8,7 +8,8 @@
  *   4. Element methods per type (real, integer, logical, raw, complex, string)
  *   5. Class registration
  *   6. Writing objects into the arena (atomic, strings, composite)
- *   7. .Call entry points
+ *   7. .Call entry points: share/attach/close, segments (create, write, read,
+ *      protect), and two helpers for deep sharing (object identity, list replace)
  *
  * Rules: every Rust call returns before any R error is raised (no longjmp
  * crosses Rust frames); the shared bytes are never written; after close() every
