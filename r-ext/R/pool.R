@@ -47,7 +47,13 @@ worker_stub <- function(name) {
 #' @export
 pool_create <- function(n = NULL, type = c("psock", "fork"), set_default = TRUE) {
   if (is.null(n)) n <- pool_default_size()
-  n <- as.integer(arg_count(n, "n", min = 1))
+  n <- arg_count(n, "n", min = 1)
+  # each worker holds one socket, and R has 128 connection slots in all
+  room <- 128L - nrow(showConnections(all = TRUE))
+  if (n > room)
+    stop(sprintf("shard: `n` = %.0f workers is more than this R session can connect to (at most %d now: each worker takes one of R's 128 connections)",
+                 n, room), call. = FALSE)
+  n <- as.integer(n)
   type <- arg_choice(type, c("psock", "fork"), "type")
   set_default <- arg_flag(set_default, "set_default")
   if (type == "fork" && .Platform$OS.type != "unix")
@@ -126,6 +132,8 @@ pool_finalize <- function(pool) {
 
 #' @export
 pool_stop <- function(pool = NULL, wait = 5) {
+  if (!is.numeric(wait) || length(wait) != 1L || is.na(wait) || wait < 0)
+    stop("shard: `wait` must be a single non-negative number of seconds", call. = FALSE)
   if (is.null(pool)) pool <- .pool_state$current
   if (is.null(pool)) return(invisible(FALSE))
   check_pool_object(pool)
@@ -439,12 +447,15 @@ pool_lapply <- function(X, FUN, ..., pool = NULL, chunk_size = 1L,
                         on_error = c("stop", "return"), retries = 1L) {
   pool <- resolve_pool(pool)
   FUN <- match.fun(FUN)
-  chunk_size <- as.integer(arg_count(chunk_size, "chunk_size", min = 1))
+  chunk_size <- as.integer(min(arg_count(chunk_size, "chunk_size", min = 1), .Machine$integer.max))
   progress <- arg_flag(progress, "progress")
   on_error <- arg_choice(on_error, c("stop", "return"), "on_error")
-  retries <- as.integer(arg_count(retries, "retries", min = 0))
+  retries <- arg_count(retries, "retries", min = 0)
+  if (retries > 100) stop("shard: `retries` must be a whole number from 0 to 100", call. = FALSE)
+  retries <- as.integer(retries)
   if (!is.vector(X) || is.object(X)) X <- as.list(X)
   n <- length(X)
+  chunk_size <- min(chunk_size, max(n, 1L))
   nms <- names(X)
   results <- vector("list", n)
   if (!is.null(nms)) names(results) <- nms
