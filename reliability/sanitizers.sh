@@ -25,6 +25,10 @@ run_binaries() { # $1 = label, $2 = log, then the wrapper command
   local label=$1 log=$2; shift 2
   local n=0 bad=0
   for b in $(test_binaries "$log"); do
+    case " ${SKIP_BINARIES:-} " in *" $(basename "$b" | sed 's/-[0-9a-f]*$//') "*)
+      echo "$label SKIPPED: $(basename "$b") (in SKIP_BINARIES)"; continue ;; esac
+    # shard_tune and benches are not tests
+    case "$(basename "$b")" in shard_tune-*|shard_bench-*) continue ;; esac
     n=$((n + 1))
     # allocator tests expect to run from allocator/ (their manifest dir)
     case "$b" in *shard_alloc-*|*/concurrency-*|*/errors-*|*/hugepages-*|*/large_runs-*|*/model-*|*/numa-*|*/options_env-*|*/sealing-*|*/smoke-*) dir=allocator ;; *) dir=. ;; esac
@@ -55,9 +59,12 @@ for m in $modes; do
     echo "== memcheck build"
     log=$(mktemp)
     CARGO_TARGET_DIR="${MEMCHECK_TARGET_DIR:-$root/target/memcheck}" cargo test --workspace --no-run >"$log" 2>&1 || { cat "$log"; exit 1; }
-    # Proptest cases are cut down: memcheck runs ~30x slower.
-    PROPTEST_CASES=${PROPTEST_CASES:-16} run_binaries memcheck "$log" \
-      valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite
+    # Proptest cases are cut down: memcheck runs ~30x slower. tests/fork.rs is
+    # skipped: its fork+pipe handshake deadlocks under valgrind (the helper it
+    # re-executes runs natively and waits on a pipe whose writer valgrind's child
+    # never reaches); see docs/RELIABILITY.md.
+    SKIP_BINARIES=${SKIP_BINARIES-fork} PROPTEST_CASES=${PROPTEST_CASES:-16} run_binaries memcheck "$log" \
+      timeout "${MEMCHECK_TIMEOUT:-900}" valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite
     rm -f "$log" ;;
   r)
     command -v valgrind >/dev/null || { echo "valgrind not installed"; exit 1; }

@@ -6,9 +6,7 @@ dir <- commandArgs(TRUE)[[1]]
 pool_create(2)
 x <- as.double(seq_len(1e6))
 s <- share(x)
-kids <- ps::ps_pids()[vapply(ps::ps_pids(), function(p) {
-  tryCatch(ps::ps_ppid(ps::ps_handle(p)) == Sys.getpid(), error = function(e) FALSE)
-}, logical(1))]
+kids <- pool_status()$pid   # PSOCK workers are not our children (started through a shell)
 saveRDS(list(pid = Sys.getpid(), workers = kids, s = s, sum = sum(x)), file.path(dir, "ready.rds.tmp"))
 file.rename(file.path(dir, "ready.rds.tmp"), file.path(dir, "ready.rds"))
 repeat {
