@@ -465,12 +465,18 @@ pool_lapply <- function(X, FUN, ..., pool = NULL, chunk_size = 1L,
   recvResult <- par_fun("recvResult")
   t0 <- proc.time()[["elapsed"]]
   pool$busy <- TRUE
-  busy <- integer(pool$n)           # task running on each worker slot (0 = idle)
+  # Tasks sent to each worker slot and not answered yet, oldest first. A worker
+  # runs them in order; when tasks turn out short (< 10 ms a round trip), each
+  # worker gets its next task before it answers the current one, which hides
+  # the master's turnaround; long tasks go one at a time (best balance).
+  inflight <- rep(list(integer()), pool$n)
+  depth <- 1L
+  prefetch <- isTRUE(getOption("shard.pool_prefetch", FALSE))
   pb <- NULL
   on.exit({
     # Interrupted or failed with tasks in flight: those workers will answer
     # later, so they are killed here and replaced at the next call.
-    for (w in which(busy > 0L)) {
+    for (w in which(lengths(inflight) > 0L)) {
       try(close(pool$cl[[w]]$con), silent = TRUE)
       if (proc_alive(pool$pids[w])) try(tools::pskill(pool$pids[w], tools::SIGKILL), silent = TRUE)
       pool$dead[w] <- TRUE
@@ -506,6 +512,9 @@ pool_lapply <- function(X, FUN, ..., pool = NULL, chunk_size = 1L,
   worker_failures <- list() # tasks that lost their worker more than `retries` times
   warnings_seen <- list()
   stopping <- FALSE
+  sent_at <- numeric(ntask)
+  rtt_sum <- 0
+  rtt_n <- 0L
   if (progress) pb <- pb_open(n)
 
   send <- function(w, t) {
@@ -528,14 +537,18 @@ pool_lapply <- function(X, FUN, ..., pool = NULL, chunk_size = 1L,
     }
     task_bytes[t] <<- envelope + length(task_raw[[t]])
     pool$bytes_sent[w] <- pool$bytes_sent[w] + bytes
-    busy[w] <<- t
+    inflight[[w]] <<- c(inflight[[w]], t)
+    sent_at[t] <<- proc.time()[["elapsed"]]
     TRUE
   }
 
-  lost_worker <- function(w, t) {
-    # The worker running task t has gone: replace it, retry the task or report it.
+  lost_worker <- function(w) {
+    # The worker has gone: replace it; the task it was running (the oldest sent)
+    # is retried or reported, the ones queued behind it had not started.
     pid <- pool$pids[w]
-    busy[w] <<- 0L
+    t <- inflight[[w]][1L]
+    queue <<- c(inflight[[w]][-1L], queue)
+    inflight[[w]] <<- integer()
     pool$dead[w] <- TRUE
     try(close(pool$cl[[w]]$con), silent = TRUE)
     attempts[t] <<- attempts[t] + 1L
@@ -555,10 +568,10 @@ pool_lapply <- function(X, FUN, ..., pool = NULL, chunk_size = 1L,
     pool_replace_worker(pool, w)
   }
 
-  while ((length(queue) && !stopping) || any(busy > 0L)) {
-    # Hand out chunks to idle workers (dynamic load balancing).
-    while (length(queue) && !stopping && any(busy == 0L)) {
-      w <- which(busy == 0L)[1]
+  while ((length(queue) && !stopping) || any(lengths(inflight) > 0L)) {
+    # Hand out chunks to the least loaded workers (dynamic load balancing).
+    while (length(queue) && !stopping && min(load <- lengths(inflight)) < depth) {
+      w <- which.min(load)
       t <- queue[1]
       queue <- queue[-1]
       if (!send(w, t)) {
@@ -567,22 +580,27 @@ pool_lapply <- function(X, FUN, ..., pool = NULL, chunk_size = 1L,
         pool_replace_worker(pool, w)
       }
     }
-    active <- which(busy > 0L)
+    active <- which(lengths(inflight) > 0L)
     if (!length(active)) break
     ready <- socketSelect(lapply(pool$cl[active], `[[`, "con"), FALSE, timeout = 1)
     if (!any(ready)) {
       # No message: also catch a worker whose process vanished without closing its socket.
-      for (w in active) if (!proc_alive(pool$pids[w])) lost_worker(w, busy[w])
+      for (w in active) if (!proc_alive(pool$pids[w])) lost_worker(w)
       next
     }
     for (w in active[ready]) {
-      t <- busy[w]
+      t <- inflight[[w]][1L]
       r <- tryCatch(recvResult(pool$cl[[w]]), error = function(e) e)
       if (inherits(r, "error")) {
-        lost_worker(w, t)
+        lost_worker(w)
         next
       }
-      busy[w] <- 0L
+      inflight[[w]] <- inflight[[w]][-1L]
+      if (rtt_n < 2L * pool$n && length(inflight[[w]]) == 0L) {
+        rtt_sum <- rtt_sum + (proc.time()[["elapsed"]] - sent_at[t])
+        rtt_n <- rtt_n + 1L
+        if (rtt_n >= pool$n) depth <- if (prefetch && rtt_sum / rtt_n < 0.01) 2L else 1L
+      }
       pool$tasks[w] <- pool$tasks[w] + 1L
       idx <- chunks[[t]]
       if (inherits(r, "try-error")) {
@@ -617,7 +635,8 @@ pool_lapply <- function(X, FUN, ..., pool = NULL, chunk_size = 1L,
                         task_bytes_median = if (length(sent)) stats::median(sent) else NA_real_,
                         task_bytes_max = if (length(sent)) max(sent) else NA_real_,
                         task_bytes_total = sum(sent), retried = sum(attempts > 0L),
-                        errors = length(errors), lost = length(worker_failures))
+                        errors = length(errors), lost = length(worker_failures), depth = depth,
+                        round_trip = if (rtt_n) rtt_sum / rtt_n else NA_real_)
   pool_release_job(pool, job_id)
   for (wn in warnings_seen)
     warning(sprintf("pool_lapply(): element %s (worker %d): %s", element_label(wn$index, nms), wn$worker, wn$message),
