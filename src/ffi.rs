@@ -200,7 +200,10 @@ unsafe fn share_options(o: &shard_share_opts) -> Result<ShareOptions, StoreError
     // SAFETY: as above.
     let placement = match unsafe { opt_str(o.placement, "placement")? } {
         None => None,
-        Some(p) => Some(p.parse().map_err(|e: String| invalid(&format!("placement {p:?}: {e}")))?),
+        Some(p) => Some(
+            p.parse()
+                .map_err(|e: String| invalid(&format!("placement {p:?}: {e}")))?,
+        ),
     };
     Ok(ShareOptions {
         backing,
@@ -209,6 +212,7 @@ unsafe fn share_options(o: &shard_share_opts) -> Result<ShareOptions, StoreError
         placement,
         huge_pages: o.huge_pages != 0,
         copy_threads: o.copy_threads.max(0) as usize,
+        prefault: None,
     })
 }
 
@@ -586,7 +590,11 @@ pub unsafe extern "C" fn shard_sweep(removed: *mut u64) -> i32 {
 /// # Safety
 /// `opts` points to a valid struct; `out_handle` has room for `SHARD_HANDLE_LEN` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn shard_segment_create(opts: *const shard_share_opts, size: u64, out_handle: *mut u8) -> i32 {
+pub unsafe extern "C" fn shard_segment_create(
+    opts: *const shard_share_opts,
+    size: u64,
+    out_handle: *mut u8,
+) -> i32 {
     guard(|| {
         if opts.is_null() || out_handle.is_null() {
             return Err(invalid("NULL argument"));
@@ -670,6 +678,35 @@ pub unsafe extern "C" fn shard_stats_get(out: *mut shard_stats) -> i32 {
         };
         // SAFETY: checked non-NULL.
         unsafe { *out = st };
+        Ok(())
+    })
+}
+
+/// Checks that a view's object is still the one attached: `SHARD_OK`, or
+/// `SHARD_CLOSED` when it was closed here or its owner closed it (while the
+/// region was writable), or `SHARD_BAD_HANDLE` when its memory was reused. Views
+/// of objects closed by their owner read bytes that may since have changed;
+/// call this before trusting them again.
+///
+/// # Safety
+/// `v` is a live view.
+#[no_mangle]
+pub unsafe extern "C" fn shard_view_validate(v: *const shard_view) -> i32 {
+    guard(|| {
+        if v.is_null() {
+            return Err(invalid("NULL view"));
+        }
+        // SAFETY: caller promises a live view.
+        unsafe { (*v).v.validate() }
+    })
+}
+
+/// Sets the process default for the prefault helper thread of large shares
+/// (non-zero: on). The default is on unless `SHARD_PREFAULT_AHEAD=0`.
+#[no_mangle]
+pub extern "C" fn shard_set_prefault(on: i32) -> i32 {
+    guard(|| {
+        crate::store::set_default_prefault(on != 0);
         Ok(())
     })
 }

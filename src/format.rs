@@ -12,6 +12,10 @@
 use crate::error::{Result, StoreError};
 
 pub const OBJECT_MAGIC: [u8; 4] = *b"SHOB";
+/// What the owner writes over [`OBJECT_MAGIC`] when it closes an object in a
+/// region that is still writable (a tombstone): attaching it then fails `Closed`
+/// until the slot is reused (then the generation no longer matches).
+pub const CLOSED_MAGIC: [u8; 4] = *b"SHCL";
 pub const FORMAT_VERSION: u16 = 1;
 pub const HEADER_LEN: u64 = 64;
 
@@ -100,6 +104,9 @@ impl ObjectHeader {
         let bad = |m: &str| StoreError::BadHandle(format!("object header: {m}"));
         if b.len() < 64 {
             return Err(bad("truncated"));
+        }
+        if b[0..4] == CLOSED_MAGIC {
+            return Err(StoreError::Closed);
         }
         if b[0..4] != OBJECT_MAGIC {
             return Err(bad("no object at this offset (magic mismatch)"));

@@ -4,16 +4,24 @@
 //! - [`handle`]: the handle and its wire encoding.
 //! - [`store`]: share / attach / close, the per-process registry of mapped regions.
 //! - [`names`]: named shares, the per-user directory, the stale-object sweep.
+//! - [`copy`]: copying large objects in (copy threads, prefault helper).
 //! - [`ffi`]: the C ABI (`include/shard.h`) used by the R package.
 
+pub mod copy;
 pub mod error;
 pub mod ffi;
+mod fork;
 pub mod format;
 pub mod handle;
 pub mod names;
+mod owner;
 pub mod store;
 
+pub use copy::CopyPlan;
 pub use error::{Code, Result, StoreError};
 pub use format::{Kind, ObjectHeader};
 pub use handle::{BackingKind, Handle};
-pub use store::{BackingChoice, PrivateMap, ShareOptions, Store, View, Writer};
+pub use store::{
+    default_prefault, set_default_prefault, BackingChoice, PrivateMap, ShareOptions, Store, View,
+    Writer,
+};

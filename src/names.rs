@@ -1,32 +1,40 @@
-//! Named shares and the per-user directory.
+//! Named shares, the per-user directory, and the stale-object sweep.
 //!
 //! A name is a file `<dir>/names/<name>` holding the encoded handle, created
-//! atomically (written to a temporary file, then `link`ed, which fails if the
-//! name exists). `<dir>` is `$SHARD_TMPDIR`, else `$TMPDIR`, else `/tmp`, plus
-//! `shard-<uid>`, mode 0700 and checked to belong to the user. A name whose owner
-//! has exited is stale: looking it up or registering over it removes it.
+//! atomically (written to a temporary file of mode 0600, then `link`ed, which fails
+//! if the name exists). `<dir>` is `$SHARD_TMPDIR`, else `$TMPDIR`, else `/tmp`,
+//! plus `shard-<uid>`, mode 0700 and checked to belong to the user (a directory
+//! another user planted there, or a symlink, is refused). A name whose owner has
+//! exited is stale: looking it up, registering over it or sweeping removes it.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use shard_alloc::sys::process;
 
 use crate::error::{Result, StoreError};
 use crate::handle::Handle;
 
-/// The per-user directory (created 0700 on first use).
-pub fn user_dir() -> Result<PathBuf> {
+/// The per-user directory path (not created).
+pub fn user_dir_path() -> PathBuf {
     let base = std::env::var_os("SHARD_TMPDIR")
         .or_else(|| std::env::var_os("TMPDIR"))
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/tmp"));
-    let dir = base.join(format!("shard-{}", process::uid()));
+    base.join(format!("shard-{}", process::uid()))
+}
+
+/// The per-user directory (created 0700 on first use).
+pub fn user_dir() -> Result<PathBuf> {
+    let dir = user_dir_path();
     ensure_private_dir(&dir)?;
     Ok(dir)
 }
 
-fn ensure_private_dir(dir: &PathBuf) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+fn ensure_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     match std::fs::DirBuilder::new()
         .mode(0o700)
         .recursive(true)
@@ -79,25 +87,30 @@ pub fn register(name: &str, handle: &Handle) -> Result<()> {
     validate(name)?;
     let dir = names_dir()?;
     let path = dir.join(name);
-    let tmp = dir.join(format!(".tmp-{}-{}", process::pid(), name));
+    let tmp = dir.join(format!(".tmp-{}-{}-{}", process::pid(), unique(), name));
+    let _ = std::fs::remove_file(&tmp);
     {
-        let mut f =
-            std::fs::File::create(&tmp).map_err(|e| StoreError::io("create name file", e))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| StoreError::io("create name file", e))?;
         f.write_all(&handle.encode())
             .map_err(|e| StoreError::io("write name file", e))?;
     }
+    let mut attempts = 0;
     let result = loop {
+        attempts += 1;
         match std::fs::hard_link(&tmp, &path) {
             Ok(()) => break Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 100 => {
                 match read(&path) {
                     Some(old) if process::is_alive(old.owner_pid, old.owner_start) => {
                         break Err(StoreError::NameTaken(name.to_string()))
                     }
-                    // Stale (dead owner) or unreadable: remove and try again.
-                    _ => {
-                        let _ = std::fs::remove_file(&path);
-                    }
+                    // Stale (dead owner) or unreadable: take it away, then retry.
+                    _ => remove_stale(&dir, &path),
                 }
             }
             Err(e) => break Err(StoreError::io("link name file", e)),
@@ -107,7 +120,30 @@ pub fn register(name: &str, handle: &Handle) -> Result<()> {
     result
 }
 
-fn read(path: &PathBuf) -> Option<Handle> {
+/// Removes the stale name file at `path` without ever removing a live one that
+/// another process registered after we read the stale one: the file is first
+/// renamed away (atomic), then checked; a live entry moved by mistake is linked
+/// back (or, if the name was taken again meanwhile, that process keeps it).
+fn remove_stale(dir: &Path, path: &Path) {
+    let aside = dir.join(format!(".stale-{}-{}", process::pid(), unique()));
+    if std::fs::rename(path, &aside).is_err() {
+        return; // Gone already: someone else removed it.
+    }
+    match read(&aside) {
+        Some(h) if process::is_alive(h.owner_pid, h.owner_start) => {
+            let _ = std::fs::hard_link(&aside, path);
+        }
+        _ => {}
+    }
+    let _ = std::fs::remove_file(&aside);
+}
+
+fn unique() -> u32 {
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn read(path: &Path) -> Option<Handle> {
     Handle::decode(&std::fs::read(path).ok()?).ok()
 }
 
@@ -135,7 +171,9 @@ pub fn lookup(name: &str) -> Result<Handle> {
     };
     let h = Handle::decode(&bytes)?;
     if !process::is_alive(h.owner_pid, h.owner_start) {
-        let _ = std::fs::remove_file(&path);
+        if let Some(dir) = path.parent() {
+            remove_stale(dir, &path);
+        }
         return Err(StoreError::OwnerGone { pid: h.owner_pid });
     }
     Ok(h)
@@ -151,14 +189,20 @@ pub fn parse_region_file(name: &str) -> Option<(u32, u32, u64)> {
     it.next().is_none().then_some((uid, pid, start))
 }
 
-/// Removes what dead owners of this user left: shm objects in `/dev/shm`, files in
-/// the per-user directory, and stale names. Returns how many entries went.
+/// Removes what dead owners of this user left: shm objects in `/dev/shm` and
+/// files in the per-user directory whose name records a dead owner
+/// (`shard-<uid>-<pid>-<start>-<region>`, see [`parse_region_file`]), and names
+/// whose handle names a dead owner. Creates nothing. Returns how many entries went.
 pub fn sweep() -> Result<u64> {
+    sweep_in(Path::new("/dev/shm"), &user_dir_path())
+}
+
+/// [`sweep`] over explicit directories (tests).
+pub fn sweep_in(shm_dir: &Path, user_dir: &Path) -> Result<u64> {
     let uid = process::uid();
     let mut removed = 0;
-    let dirs = [PathBuf::from("/dev/shm"), user_dir()?];
-    for dir in dirs {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
+    for dir in [shm_dir, user_dir] {
+        let Ok(rd) = std::fs::read_dir(dir) else {
             continue;
         };
         for e in rd.flatten() {
@@ -166,20 +210,31 @@ pub fn sweep() -> Result<u64> {
             let Some((u, pid, start)) = name.to_str().and_then(parse_region_file) else {
                 continue;
             };
-            if u == uid && !process::is_alive(pid, start) && std::fs::remove_file(e.path()).is_ok()
+            let mine = e.metadata().is_ok_and(|m| m.uid() == uid);
+            if u == uid
+                && mine
+                && !process::is_alive(pid, start)
+                && std::fs::remove_file(e.path()).is_ok()
             {
                 removed += 1;
             }
         }
     }
-    if let Ok(rd) = std::fs::read_dir(names_dir()?) {
+    let names = user_dir.join("names");
+    if let Ok(rd) = std::fs::read_dir(&names) {
         for e in rd.flatten() {
-            let stale = match std::fs::read(e.path())
-                .ok()
-                .and_then(|b| Handle::decode(&b).ok())
-            {
+            let file_name = e.file_name().to_string_lossy().into_owned();
+            let stale = match read(&e.path()) {
                 Some(h) => !process::is_alive(h.owner_pid, h.owner_start),
-                None => e.file_name().to_string_lossy().starts_with(".tmp-"),
+                // Leftovers of an interrupted register/remove_stale.
+                None => {
+                    (file_name.starts_with(".tmp-") || file_name.starts_with(".stale-"))
+                        && file_name
+                            .split('-')
+                            .nth(1)
+                            .and_then(|p| p.parse::<u32>().ok())
+                            .is_some_and(|p| p != process::pid() && !pid_exists(p))
+                }
             };
             if stale && std::fs::remove_file(e.path()).is_ok() {
                 removed += 1;
@@ -187,6 +242,20 @@ pub fn sweep() -> Result<u64> {
         }
     }
     Ok(removed)
+}
+
+fn pid_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Runs [`sweep`] the first time a store is created in this process (and again
+/// in a forked child's first store): cheap (three `readdir`s), errors ignored.
+pub fn sweep_once_per_process() {
+    static SWEPT_BY: AtomicU32 = AtomicU32::new(0);
+    let me = process::pid();
+    if SWEPT_BY.swap(me, Ordering::Relaxed) != me {
+        let _ = sweep();
+    }
 }
 
 #[cfg(test)]

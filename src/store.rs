@@ -3,26 +3,33 @@
 //! processes of the same user) as [`View`]s, and closes objects.
 //!
 //! Attach from another process opens the owner's region fd through
-//! `/proc/<pid>/fd/<n>` read-only (the kernel checks the user), checks
-//! dev/ino, uid, the region token and the object's header and generation, and maps
-//! the region once per process (a registry caches it while any view lives).
+//! `/proc/<pid>/fd/<n>` read-only (the kernel checks the user), checks dev/ino and
+//! uid with `fstat`, reads the region header and the object header with `pread`
+//! (token, generation, checksum) — so a forged, corrupted or stale handle is
+//! rejected before anything is mapped — and only then maps the region, once per
+//! process (a registry caches the mapping while any view lives). See
+//! `docs/ARCHITECTURE.md` for the lifetime rules and fork handling.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use shard_alloc::sys::memfd;
 use shard_alloc::sys::mman::{Access, Mapping};
 use shard_alloc::sys::process;
 use shard_alloc::sys::OwnedFd;
 use shard_alloc::{
-    Allocator, Backing, Block, Options, PageSize, Placement, RegionHeader, Request, Seals,
+    Allocator, Backing, Block, Options, PageSize, Placement, Region, RegionHeader, Request, Seals,
 };
 
+use crate::copy::{self, CopyPlan};
 use crate::error::{Result, StoreError};
-use crate::format::{Kind, ObjectHeader, ObjectLayout, FLAG_WRITABLE, HEADER_LEN};
+use crate::fork;
+use crate::format::{Kind, ObjectHeader, ObjectLayout, CLOSED_MAGIC, FLAG_WRITABLE, HEADER_LEN};
 use crate::handle::{BackingKind, Handle};
 use crate::names;
+use crate::owner::{Owner, Owners};
 
 /// Which backing a share asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,8 +51,11 @@ pub struct ShareOptions {
     pub name: Option<String>,
     pub placement: Option<Placement>,
     pub huge_pages: bool,
-    /// Threads for copying large objects in (0 = choose).
+    /// Threads copying large objects in (0 = one per CPU, at most 8).
     pub copy_threads: usize,
+    /// Run a helper thread that faults the destination in ahead of the copy of a
+    /// large object (`None`: the process default, see [`set_default_prefault`]).
+    pub prefault: Option<bool>,
 }
 
 impl Default for ShareOptions {
@@ -57,6 +67,37 @@ impl Default for ShareOptions {
             placement: None,
             huge_pages: true,
             copy_threads: 0,
+            prefault: None,
+        }
+    }
+}
+
+/// 0: not decided yet (read `SHARD_PREFAULT_AHEAD`), 1: off, 2: on.
+static PREFAULT_DEFAULT: AtomicU8 = AtomicU8::new(0);
+
+/// Sets the process default of [`ShareOptions::prefault`].
+pub fn set_default_prefault(on: bool) {
+    PREFAULT_DEFAULT.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+}
+
+/// The process default of [`ShareOptions::prefault`]: `SHARD_PREFAULT_AHEAD`
+/// (`0`/`1`, `false`/`true`, `off`/`on`) unless set by [`set_default_prefault`];
+/// on when unset.
+pub fn default_prefault() -> bool {
+    match PREFAULT_DEFAULT.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            let on = !matches!(
+                std::env::var("SHARD_PREFAULT_AHEAD")
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase()
+                    .as_str(),
+                "0" | "false" | "off" | "no"
+            );
+            PREFAULT_DEFAULT.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+            on
         }
     }
 }
@@ -91,26 +132,40 @@ impl ObjKey {
     }
 }
 
-/// A region as mapped in this process.
+/// How a region is mapped in this process.
 #[derive(Debug)]
 enum Source {
-    /// One of this process's own regions (or inherited across fork).
-    Own(Arc<shard_alloc::Region>),
+    /// One of this process's own regions (or one inherited across fork).
+    Own(Arc<Region>),
     /// Another process's region, mapped read-only here.
     Foreign {
         map: Mapping,
         ro_fd: OwnedFd,
         page_size: u64,
-        seals: Seals,
     },
 }
 
+/// A region as mapped in this process, with what handles are checked against.
 #[derive(Debug)]
 struct Attached {
     src: Source,
+    /// The full region token, as the region header holds it.
+    token: [u8; 16],
+    /// Bytes mapped (the region's size).
+    size: u64,
+    /// Watch on the owner (foreign regions mapped by this process).
+    owner: Option<Arc<Owner>>,
 }
 
 impl Attached {
+    fn own(r: Arc<Region>) -> Attached {
+        Attached {
+            token: r.token(),
+            size: r.size(),
+            src: Source::Own(r),
+            owner: None,
+        }
+    }
     fn base(&self) -> *const u8 {
         match &self.src {
             Source::Own(r) => r.read_base(),
@@ -130,12 +185,19 @@ impl Attached {
         }
     }
     fn seals(&self) -> Seals {
-        match &self.src {
-            Source::Own(r) => r.kernel_seals(),
-            Source::Foreign { ro_fd, seals, .. } => {
-                shard_alloc::sys::seal::get(ro_fd).unwrap_or(*seals)
-            }
+        shard_alloc::sys::seal::get(self.ro_fd()).unwrap_or(Seals::empty())
+    }
+    /// A copy of the 64-byte object header at `offset` (which the caller checked
+    /// lies in the mapping). Volatile: the owner may be rewriting a freed slot.
+    fn header_bytes(&self, offset: u64) -> [u8; 64] {
+        let mut b = [0u8; 64];
+        let p = self.base().wrapping_add(offset as usize);
+        for (i, x) in b.iter_mut().enumerate() {
+            // SAFETY: offset + 64 <= self.size (checked by every caller), and the
+            // mapping lives as long as self.
+            *x = unsafe { std::ptr::read_volatile(p.add(i)) };
         }
+        b
     }
 }
 
@@ -145,8 +207,31 @@ pub struct ObjState {
     closed: AtomicBool,
 }
 
+/// Checks the object header found where handle `h` points.
+fn check_object(bytes: &[u8], h: &Handle) -> Result<ObjectHeader> {
+    if bytes.len() >= 4 && bytes[0..4] == CLOSED_MAGIC {
+        return Err(StoreError::Closed);
+    }
+    let header = ObjectHeader::decode(bytes, h.len)?;
+    if header.generation != h.generation {
+        return Err(StoreError::BadHandle(
+            "stale handle: the object was closed and its memory reused".into(),
+        ));
+    }
+    if header.token_lo != h.token[..8]
+        || header.kind != h.kind
+        || (header.flags & FLAG_WRITABLE != 0) != h.writable
+    {
+        return Err(StoreError::BadHandle(
+            "object does not match the handle".into(),
+        ));
+    }
+    Ok(header)
+}
+
 /// A read-only view of one object's bytes, valid while it lives (the region stays
-/// mapped). After the object is closed, [`View::data`] returns [`StoreError::Closed`].
+/// mapped). After the object is closed in this process, [`View::data`] returns
+/// [`StoreError::Closed`].
 #[derive(Debug, Clone)]
 pub struct View {
     region: Arc<Attached>,
@@ -155,8 +240,8 @@ pub struct View {
     handle: Handle,
 }
 
-// SAFETY: a View only reads immutable shared bytes through raw pointers into a
-// mapping that its Arc keeps alive.
+// SAFETY: a View only reads shared bytes through raw pointers into a mapping that
+// its Arc keeps alive; it has no interior mutability besides atomics.
 unsafe impl Send for View {}
 // SAFETY: as above.
 unsafe impl Sync for View {}
@@ -197,13 +282,14 @@ impl View {
     pub fn kind(&self) -> Kind {
         self.header.kind
     }
+    /// Whether the object was closed in this process.
     pub fn is_closed(&self) -> bool {
         self.state.closed.load(Ordering::Acquire)
     }
     fn block_ptr(&self) -> *const u8 {
         self.region.base().wrapping_add(self.handle.offset as usize)
     }
-    /// Pointer to the data section (valid while this view lives, even after close).
+    /// Pointer to the data section (mapped while this view lives, even after close).
     pub fn data_ptr(&self) -> *const u8 {
         self.block_ptr().wrapping_add(self.header.data_off as usize)
     }
@@ -215,9 +301,9 @@ impl View {
         if self.is_closed() {
             return Err(StoreError::Closed);
         }
-        // SAFETY: decode() checked data_off+data_len fits the block, which lies in
-        // the mapping that self.region keeps alive; the bytes are never written
-        // while the object is open (sealed, or published and read-only).
+        // SAFETY: check_object() checked data_off + data_len fits the block, and
+        // attach checked the block fits the mapping, which self.region keeps
+        // alive. The owner does not write an object's bytes while it is open.
         Ok(unsafe { std::slice::from_raw_parts(self.data_ptr(), self.header.data_len as usize) })
     }
     /// The metadata blob, or `Closed`.
@@ -225,7 +311,8 @@ impl View {
         if self.is_closed() {
             return Err(StoreError::Closed);
         }
-        // SAFETY: as in data(); the metadata follows the 64-byte header.
+        // SAFETY: as in data(); the metadata follows the 64-byte header and ends
+        // before data_off (checked by ObjectHeader::decode).
         Ok(unsafe {
             std::slice::from_raw_parts(
                 self.block_ptr().wrapping_add(HEADER_LEN as usize),
@@ -233,15 +320,24 @@ impl View {
             )
         })
     }
+    /// Checks the object is still the one attached: `Closed` if it was closed here
+    /// or its owner closed it (tombstone), `BadHandle` if its memory was reused,
+    /// `OwnerGone` never (a dead owner cannot change anything).
+    pub fn validate(&self) -> Result<()> {
+        if self.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        check_object(&self.region.header_bytes(self.handle.offset), &self.handle).map(|_| ())
+    }
     /// Page size of the region holding the object.
     pub fn page_size(&self) -> u64 {
         self.region.page_size()
     }
-    /// Seals the kernel reports for the region.
+    /// Seals the kernel reports for the region (`F_GET_SEALS`).
     pub fn seals(&self) -> Seals {
         self.region.seals()
     }
-    /// Whether the object lives in one of this process's own regions.
+    /// Whether the object lives in a region this process created or inherited.
     pub fn is_local(&self) -> bool {
         matches!(self.region.src, Source::Own(_))
     }
@@ -301,8 +397,27 @@ impl Writer {
         self.header.data_len
     }
 
-    /// Copies `src` into the data section at `offset`, with several threads for
-    /// large copies (the page faults of a fresh region dominate, and they scale).
+    /// How a large copy into this writer is done (threads, prefault helper).
+    pub fn copy_plan(&self) -> CopyPlan {
+        // available_parallelism() reads cgroup files: once per process.
+        static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let threads = match self.opts.copy_threads {
+            0 => *CPUS.get_or_init(|| {
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get())
+                    .min(8)
+            }),
+            n => n,
+        };
+        CopyPlan {
+            threads,
+            prefault: self.opts.prefault.unwrap_or_else(default_prefault),
+        }
+    }
+
+    /// Copies `src` into the data section at `offset`. Copies of at least
+    /// [`copy::PARALLEL_MIN`] bytes use the copy threads and the prefault helper
+    /// of [`Writer::copy_plan`] (the page faults of a fresh region dominate).
     pub fn copy_from(&mut self, offset: u64, src: &[u8]) -> Result<()> {
         let end = offset.checked_add(src.len() as u64);
         if !end.is_some_and(|e| e <= self.header.data_len) {
@@ -312,42 +427,19 @@ impl Writer {
                 self.header.data_len
             )));
         }
-        let dst = self.data_ptr().wrapping_add(offset as usize) as usize;
-        let threads = match self.opts.copy_threads {
-            0 => std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(8),
-            n => n,
-        };
-        const PARALLEL_MIN: usize = 64 << 20;
-        if threads <= 1 || src.len() < PARALLEL_MIN {
-            // SAFETY: dst..dst+len lies in this writer's unpublished block (checked
-            // above), which nothing else writes or reads yet; src is a separate buffer.
-            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst as *mut u8, src.len()) };
-            return Ok(());
-        }
-        let chunk = src.len().div_ceil(threads).next_multiple_of(2 << 20);
-        std::thread::scope(|s| {
-            for (i, part) in src.chunks(chunk).enumerate() {
-                s.spawn(move || {
-                    // SAFETY: chunks are disjoint sub-ranges of the destination range
-                    // checked above.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            part.as_ptr(),
-                            (dst + i * chunk) as *mut u8,
-                            part.len(),
-                        )
-                    }
-                });
-            }
-        });
+        let plan = self.copy_plan();
+        let dst = self.data_ptr().wrapping_add(offset as usize);
+        // SAFETY: dst..dst+len lies in this writer's unpublished block (checked
+        // above), which nothing else reads or writes yet; src is a separate buffer
+        // (a caller cannot hold a slice of an unpublished block).
+        unsafe { copy::copy(dst, src, plan) };
         Ok(())
     }
 }
 
 struct Owned {
     block: Block,
+    handle: Handle,
     state: Arc<ObjState>,
     name: Option<String>,
     data_off: u64,
@@ -360,6 +452,8 @@ pub struct Counters {
     pub shares: AtomicU64,
     pub attaches_local: AtomicU64,
     pub attaches_foreign: AtomicU64,
+    /// Regions of other processes mapped by this process (0 in a forked child
+    /// that only attaches its parent's objects: those are inherited).
     pub regions_mapped: AtomicU64,
     pub closes: AtomicU64,
 }
@@ -374,8 +468,23 @@ pub struct Store {
     registry: Mutex<HashMap<RegionKey, Weak<Attached>>>,
     /// Regions inherited across fork: kept mapped so children attach for free.
     inherited: Mutex<HashMap<RegionKey, Arc<Attached>>>,
-    states: Mutex<HashMap<ObjKey, Weak<ObjState>>>,
+    states: Mutex<States>,
+    owners: Owners,
+    /// Held around every allocator call that may seal a region (alloc, publish,
+    /// free, seal_all, Region::seal) and around writes through a region's writer
+    /// mapping after publish (tombstones, `MADV_DONTFORK`): the writer mapping
+    /// exists exactly while the region is unsealed.
+    seal_lock: Mutex<()>,
+    /// Regions whose writer mapping is already marked `MADV_DONTFORK`.
+    no_fork: Mutex<HashSet<u32>>,
     pub counters: Counters,
+}
+
+#[derive(Default)]
+struct States {
+    map: HashMap<ObjKey, Weak<ObjState>>,
+    /// Size after the last pruning of dead entries (pruning is amortized).
+    pruned_at: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -383,11 +492,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 static GLOBAL: Mutex<Option<Arc<Store>>> = Mutex::new(None);
-static OPTIONS_ERROR: OnceLock<String> = OnceLock::new();
 
 impl Store {
-    /// A store with explicit allocator options.
+    /// A store with explicit allocator options. Also removes what dead owners
+    /// of this user left (once per process, see [`names::sweep`]).
     pub fn with_options(opts: Options) -> Result<Store> {
+        fork::install();
+        names::sweep_once_per_process();
         let pid = process::pid();
         Ok(Store {
             pid,
@@ -398,15 +509,25 @@ impl Store {
             owned: Mutex::new(HashMap::new()),
             registry: Mutex::new(HashMap::new()),
             inherited: Mutex::new(HashMap::new()),
-            states: Mutex::new(HashMap::new()),
+            states: Mutex::new(States::default()),
+            owners: Owners::default(),
+            seal_lock: Mutex::new(()),
+            no_fork: Mutex::new(HashSet::new()),
             counters: Counters::default(),
         })
     }
 
-    /// The process-wide store, created on first use from `Options::from_env()`, and
-    /// created afresh in a forked child (which keeps its parent's regions mapped
-    /// read-only, so attaching to the parent's objects costs no syscall).
+    /// The process-wide store, created on first use from `Options::from_env()`.
+    ///
+    /// In a forked child the parent's store is found here with another pid: the
+    /// child gets a fresh store that *adopts* every region the parent had mapped
+    /// (its own and those it attached), so attaching the parent's objects maps
+    /// nothing. The parent's store is leaked on purpose: dropping it would free,
+    /// seal or unlink the parent's regions (and unmap ranges that the child may
+    /// since have reused). The fork gate ([`crate::fork`]) makes the snapshot of
+    /// the parent's maps consistent.
     pub fn global() -> Result<Arc<Store>> {
+        let _pass = fork::enter();
         let mut g = lock(&GLOBAL);
         let me = process::pid();
         if let Some(s) = g.as_ref() {
@@ -414,32 +535,23 @@ impl Store {
                 return Ok(s.clone());
             }
         }
-        let opts = Options::from_env().map_err(|e| {
-            let _ = OPTIONS_ERROR.set(e.to_string());
-            StoreError::from(e)
-        })?;
-        let fresh = Store::with_options(opts)?;
+        let fresh = Store::with_options(Options::from_env()?)?;
         if let Some(parent) = g.take() {
-            // Forked child: keep the parent's regions (own and attached) mapped, and
-            // never let this process free, seal or unlink them: the parent store is
-            // leaked on purpose.
-            let mut inh = lock(&fresh.inherited);
-            for (k, o) in lock(&parent.owned).iter() {
-                inh.entry(k.region).or_insert_with(|| {
-                    Arc::new(Attached {
-                        src: Source::Own(o.block.region.clone()),
-                    })
-                });
-            }
-            for (k, w) in lock(&parent.registry).iter() {
-                if let Some(a) = w.upgrade() {
-                    inh.insert(*k, a);
+            {
+                let mut inh = lock(&fresh.inherited);
+                for (k, o) in lock(&parent.owned).iter() {
+                    inh.entry(k.region)
+                        .or_insert_with(|| Arc::new(Attached::own(o.block.region.clone())));
+                }
+                for (k, w) in lock(&parent.registry).iter() {
+                    if let Some(a) = w.upgrade() {
+                        inh.insert(*k, a);
+                    }
+                }
+                for (k, a) in lock(&parent.inherited).iter() {
+                    inh.entry(*k).or_insert_with(|| a.clone());
                 }
             }
-            for (k, a) in lock(&parent.inherited).iter() {
-                inh.entry(*k).or_insert_with(|| a.clone());
-            }
-            drop(inh);
             std::mem::forget(parent);
         }
         let s = Arc::new(fresh);
@@ -452,6 +564,9 @@ impl Store {
     }
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+    fn is_mine(&self, h: &Handle) -> bool {
+        h.owner_pid == self.pid && h.owner_start == self.start
     }
 
     fn request(&self, opts: &ShareOptions) -> Result<Request> {
@@ -468,9 +583,47 @@ impl Store {
         })
     }
 
+    /// Keeps the writer mapping of a region out of forked children.
+    ///
+    /// A child inherits every mapping, including the allocator's writable shared
+    /// mapping of an unsealed region; while any child lives, the owner's
+    /// `F_SEAL_WRITE` then fails with `EBUSY` (and the child could write objects
+    /// it does not own). `MADV_DONTFORK` on the writer mapping avoids both. This
+    /// belongs in `shard-alloc`'s region creation; until it is there the store
+    /// does it, once per region, before the block it got is used.
+    fn keep_writer_from_children(&self, r: &Region) {
+        let _s = lock(&self.seal_lock);
+        if r.is_sealed() || !lock(&self.no_fork).insert(r.id()) {
+            return;
+        }
+        // SAFETY: write_base..+size is exactly the region's writer mapping, which
+        // exists while the region is unsealed (checked under seal_lock, which every
+        // path that may seal holds). MADV_DONTFORK changes no memory contents.
+        let rc = unsafe {
+            libc::madvise(
+                r.write_base().cast(),
+                r.size() as usize,
+                libc::MADV_DONTFORK,
+            )
+        };
+        debug_assert_eq!(rc, 0, "madvise(MADV_DONTFORK) failed");
+    }
+
     /// Reserves an object and writes its header and metadata; fill the data with
     /// [`Writer::copy_from`] or through [`Writer::data_ptr`], then [`Store::finish`].
     pub fn begin(
+        &self,
+        kind: Kind,
+        elem_count: u64,
+        meta: &[u8],
+        data_len: u64,
+        opts: ShareOptions,
+    ) -> Result<Writer> {
+        let _pass = fork::enter();
+        self.begin_inner(kind, elem_count, meta, data_len, opts)
+    }
+
+    fn begin_inner(
         &self,
         kind: Kind,
         elem_count: u64,
@@ -501,7 +654,11 @@ impl Store {
         } else {
             ObjectLayout::compute(meta_len, data_len, 4096).ok_or_else(too_big)?
         };
-        let block = self.alloc.alloc(layout.total, &req)?;
+        let block = {
+            let _s = lock(&self.seal_lock);
+            self.alloc.alloc(layout.total, &req)?
+        };
+        self.keep_writer_from_children(&block.region);
         let header = ObjectHeader {
             kind,
             flags: if opts.readonly { 0 } else { FLAG_WRITABLE },
@@ -529,11 +686,31 @@ impl Store {
 
     /// Publishes a written object (sealing its region when it is a large read-only
     /// object) and returns its handle; registers its name if it has one.
-    pub fn finish(&self, mut w: Writer) -> Result<Handle> {
+    pub fn finish(&self, w: Writer) -> Result<Handle> {
+        let _pass = fork::enter();
+        self.finish_inner(w)
+    }
+
+    fn free_block(&self, b: &Block) -> Result<()> {
+        {
+            let _s = lock(&self.seal_lock);
+            self.alloc.free(b)?;
+        }
+        if self.alloc.region(b.region.id()).is_none() {
+            lock(&self.no_fork).remove(&b.region.id());
+        }
+        Ok(())
+    }
+
+    fn finish_inner(&self, mut w: Writer) -> Result<Handle> {
         w.done = true;
         let readonly = w.opts.readonly;
-        if let Err(e) = self.alloc.publish(&w.block, readonly) {
-            let _ = self.alloc.free(&w.block);
+        let published = {
+            let _s = lock(&self.seal_lock);
+            self.alloc.publish(&w.block, readonly)
+        };
+        if let Err(e) = published {
+            let _ = self.free_block(&w.block);
             return Err(e.into());
         }
         let r = &w.block.region;
@@ -558,33 +735,36 @@ impl Store {
             len: w.block.len,
             region_size: r.size(),
         };
-        if let Some(n) = &w.opts.name {
-            if let Err(e) = names::register(n, &handle) {
-                let _ = self.alloc.free(&w.block);
-                return Err(e);
-            }
-        }
         let key = ObjKey::of(&handle);
         let state = Arc::new(ObjState::default());
-        lock(&self.states).insert(key, Arc::downgrade(&state));
+        self.remember_state(key, &state);
         lock(&self.owned).insert(
             key,
             Owned {
                 block: w.block.clone(),
+                handle,
                 state,
                 name: w.opts.name.clone(),
                 data_off: w.header.data_off,
                 data_len: w.header.data_len,
             },
         );
+        if let Some(n) = &w.opts.name {
+            if let Err(e) = names::register(n, &handle) {
+                lock(&self.owned).remove(&key);
+                let _ = self.free_block(&w.block);
+                return Err(e);
+            }
+        }
         self.counters.shares.fetch_add(1, Ordering::Relaxed);
         Ok(handle)
     }
 
     /// Gives up a writer: its block is freed.
     pub fn abort(&self, mut w: Writer) {
+        let _pass = fork::enter();
         w.done = true;
-        let _ = self.alloc.free(&w.block);
+        let _ = self.free_block(&w.block);
     }
 
     /// Shares `data` in one call.
@@ -604,36 +784,63 @@ impl Store {
         self.finish(w)
     }
 
-    fn state_for(&self, key: ObjKey) -> Arc<ObjState> {
+    fn remember_state(&self, key: ObjKey, s: &Arc<ObjState>) {
         let mut st = lock(&self.states);
-        if let Some(s) = st.get(&key).and_then(Weak::upgrade) {
+        if st.map.len() >= 2 * st.pruned_at.max(512) {
+            st.map.retain(|_, w| w.strong_count() > 0);
+            st.pruned_at = st.map.len();
+        }
+        st.map.insert(key, Arc::downgrade(s));
+    }
+
+    fn state_for(&self, key: ObjKey) -> Arc<ObjState> {
+        if let Some(s) = lock(&self.states).map.get(&key).and_then(Weak::upgrade) {
             return s;
         }
-        st.retain(|_, w| w.strong_count() > 0);
         let s = Arc::new(ObjState::default());
-        st.insert(key, Arc::downgrade(&s));
+        self.remember_state(key, &s);
         s
     }
 
+    /// Whether the owner of an already-mapped region still runs.
+    fn owner_alive(&self, a: &Attached, h: &Handle) -> bool {
+        match &a.owner {
+            Some(o) => o.alive(),
+            // Inherited across fork: usually the parent, which is alive exactly
+            // while it is still our parent (an orphan is re-parented).
+            None => {
+                rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32)
+                    == Some(h.owner_pid)
+                    || process::is_alive(h.owner_pid, h.owner_start)
+            }
+        }
+    }
+
+    /// The mapping of the region `h` names: inherited, cached, or mapped now.
     fn attached_region(&self, h: &Handle) -> Result<Arc<Attached>> {
         let key = ObjKey::of(h).region;
-        if let Some(a) = lock(&self.inherited).get(&key) {
-            return Ok(a.clone());
-        }
-        if let Some(a) = lock(&self.registry).get(&key).and_then(Weak::upgrade) {
+        let known = lock(&self.inherited)
+            .get(&key)
+            .cloned()
+            .or_else(|| lock(&self.registry).get(&key).and_then(Weak::upgrade));
+        if let Some(a) = known {
+            if !self.owner_alive(&a, h) {
+                return Err(StoreError::OwnerGone { pid: h.owner_pid });
+            }
             return Ok(a);
         }
-        if !process::is_alive(h.owner_pid, h.owner_start) {
-            return Err(StoreError::OwnerGone { pid: h.owner_pid });
-        }
+        let owner = self
+            .owners
+            .watch(h.owner_pid, h.owner_start)
+            .ok_or(StoreError::OwnerGone { pid: h.owner_pid })?;
         let fd = memfd::reopen_readonly(h.owner_pid, h.fd as i32).map_err(|e| {
             match e.raw_os_error() {
                 Some(libc::EACCES) | Some(libc::EPERM) => StoreError::PermissionDenied(format!(
                     "cannot open the region of pid {} (another user's object?)",
                     h.owner_pid
                 )),
-                Some(libc::ENOENT) => {
-                    if process::is_alive(h.owner_pid, h.owner_start) {
+                Some(libc::ENOENT) | Some(libc::ESRCH) => {
+                    if owner.alive() {
                         StoreError::Closed
                     } else {
                         StoreError::OwnerGone { pid: h.owner_pid }
@@ -643,40 +850,59 @@ impl Store {
             }
         })?;
         let st = memfd::stat(&fd).map_err(|e| StoreError::io("fstat", e))?;
-        if st.id.dev != h.dev || st.id.ino != h.ino {
-            return Err(StoreError::Closed);
-        }
         if st.uid != self.uid {
             return Err(StoreError::PermissionDenied(format!(
-                "region belongs to uid {}",
-                st.uid
+                "the region belongs to uid {}, this process runs as uid {}",
+                st.uid, self.uid
             )));
+        }
+        if st.id.dev != h.dev || st.id.ino != h.ino {
+            // The fd number now names another file: the region was released.
+            return Err(StoreError::Closed);
         }
         if st.size < h.region_size {
             return Err(StoreError::BadHandle(
-                "region is smaller than the handle says".into(),
+                "the region is smaller than the handle says".into(),
             ));
         }
-        let map = Mapping::map(&fd, 0, h.region_size as usize, Access::ReadShared, false)
-            .map_err(|e| StoreError::io("mmap of an attached region", e))?;
-        // SAFETY: the mapping is at least one page long (regions are page multiples).
-        let hdr_bytes =
-            unsafe { std::slice::from_raw_parts(map.as_ptr(), RegionHeader::ENCODED_LEN) };
-        let rh = RegionHeader::decode(hdr_bytes)
+        // Check the region header and the object header with pread before mapping
+        // anything: a forged, corrupted or stale handle maps nothing.
+        let file = std::fs::File::from(fd);
+        let mut rb = [0u8; RegionHeader::ENCODED_LEN];
+        file.read_exact_at(&mut rb, 0)
+            .map_err(|e| StoreError::io("pread of a region header", e))?;
+        let rh = RegionHeader::decode(&rb)
             .ok_or_else(|| StoreError::BadHandle("no region header".into()))?;
-        if rh.token != h.token || rh.owner_pid != h.owner_pid || rh.id != h.region_id {
+        if rh.token != h.token
+            || rh.owner_pid != h.owner_pid
+            || rh.owner_start != h.owner_start
+            || rh.id != h.region_id
+            || rh.size != h.region_size
+        {
             return Err(StoreError::BadHandle("region token mismatch".into()));
         }
-        let seals = shard_alloc::sys::seal::get(&fd).unwrap_or(Seals::empty());
+        let mut ob = [0u8; HEADER_LEN as usize];
+        file.read_exact_at(&mut ob, h.offset)
+            .map_err(|e| StoreError::io("pread of an object header", e))?;
+        check_object(&ob, h)?;
+        let fd = OwnedFd::from(file);
+        let map = Mapping::map(&fd, 0, h.region_size as usize, Access::ReadShared, false)
+            .map_err(|e| StoreError::io("mmap of an attached region", e))?;
         let a = Arc::new(Attached {
             src: Source::Foreign {
                 map,
                 ro_fd: fd,
                 page_size: rh.page_size,
-                seals,
             },
+            token: rh.token,
+            size: rh.size,
+            owner: Some(owner),
         });
         let mut reg = lock(&self.registry);
+        if let Some(other) = reg.get(&key).and_then(Weak::upgrade) {
+            // Another thread mapped it meanwhile: use that one (ours is unmapped).
+            return Ok(other);
+        }
         reg.retain(|_, w| w.strong_count() > 0);
         reg.insert(key, Arc::downgrade(&a));
         self.counters.regions_mapped.fetch_add(1, Ordering::Relaxed);
@@ -685,39 +911,33 @@ impl Store {
 
     /// Attaches a handle: a read-only view of the object.
     pub fn attach(&self, h: &Handle) -> Result<View> {
+        let _pass = fork::enter();
+        if h.len < HEADER_LEN {
+            return Err(StoreError::BadHandle("block shorter than a header".into()));
+        }
         let key = ObjKey::of(h);
-        let region = if h.owner_pid == self.pid && h.owner_start == self.start {
-            let owned = lock(&self.owned);
-            match owned.get(&key) {
-                Some(o) => Arc::new(Attached {
-                    src: Source::Own(o.block.region.clone()),
-                }),
+        let region = if self.is_mine(h) {
+            match lock(&self.owned).get(&key) {
+                Some(o) if o.handle == *h => Arc::new(Attached::own(o.block.region.clone())),
+                Some(_) => {
+                    return Err(StoreError::BadHandle(
+                        "object does not match the handle".into(),
+                    ))
+                }
                 None => return Err(StoreError::Closed),
             }
         } else {
             self.attached_region(h)?
         };
-        // SAFETY: the handle's offset+len lies within region_size (checked by
-        // Handle::decode) and the region is mapped at least that long.
-        let hb = unsafe {
-            std::slice::from_raw_parts(region.base().add(h.offset as usize), HEADER_LEN as usize)
-        };
-        let header = ObjectHeader::decode(hb, h.len)?;
-        if header.generation != h.generation {
-            return Err(StoreError::BadHandle(
-                "stale handle: the object was closed and its memory reused".into(),
-            ));
+        let fits = h
+            .offset
+            .checked_add(h.len)
+            .is_some_and(|e| e <= region.size);
+        if !fits || h.region_size != region.size || h.token != region.token {
+            return Err(StoreError::BadHandle("region token mismatch".into()));
         }
-        if header.token_lo != h.token[..8] || header.kind != h.kind {
-            return Err(StoreError::BadHandle(
-                "object does not match the handle".into(),
-            ));
-        }
-        if region.base() as usize == 0 {
-            return Err(StoreError::BadHandle("unmapped region".into()));
-        }
-        let local = matches!(region.src, Source::Own(_));
-        let c = if local {
+        let header = check_object(&region.header_bytes(h.offset), h)?;
+        let c = if matches!(region.src, Source::Own(_)) {
             &self.counters.attaches_local
         } else {
             &self.counters.attaches_foreign
@@ -733,50 +953,96 @@ impl Store {
 
     /// Whether this process owns the object.
     pub fn owns(&self, h: &Handle) -> bool {
-        lock(&self.owned).contains_key(&ObjKey::of(h))
+        let _pass = fork::enter();
+        lock(&self.owned)
+            .get(&ObjKey::of(h))
+            .is_some_and(|o| o.handle == *h)
     }
 
-    /// Closes an object: views of it in this process fail from now on. The owner
-    /// also frees its memory (the region goes when its last object and mapping go)
-    /// and removes its name; another process only detaches.
+    /// Closes an object.
+    ///
+    /// In every process, views of it made by this process fail from now on
+    /// (`Closed`). The owner also removes its name, marks the object closed in
+    /// shared memory (a tombstone, when the region is still writable: new attaches
+    /// anywhere then get `Closed`) and frees its memory: a slot of an unsealed
+    /// region is reused by later objects, and a region goes when its last object
+    /// and last mapping go. Another process only detaches its own views; the
+    /// object lives on. See `docs/ARCHITECTURE.md`, "Lifetime".
     pub fn close(&self, h: &Handle) -> Result<()> {
+        let _pass = fork::enter();
         let key = ObjKey::of(h);
-        if let Some(s) = lock(&self.states).get(&key).and_then(Weak::upgrade) {
+        if !self.is_mine(h) {
+            if let Some(s) = lock(&self.states).map.get(&key).and_then(Weak::upgrade) {
+                s.closed.store(true, Ordering::Release);
+            }
+            return Ok(());
+        }
+        let o = {
+            let mut owned = lock(&self.owned);
+            match owned.get(&key) {
+                Some(o) if o.handle == *h => owned.remove(&key).expect("present"),
+                Some(_) => {
+                    return Err(StoreError::BadHandle(
+                        "object does not match the handle".into(),
+                    ))
+                }
+                None => return Err(StoreError::Closed),
+            }
+        };
+        o.state.closed.store(true, Ordering::Release);
+        if let Some(s) = lock(&self.states).map.get(&key).and_then(Weak::upgrade) {
             s.closed.store(true, Ordering::Release);
         }
-        let owned = lock(&self.owned).remove(&key);
-        if let Some(o) = owned {
-            o.state.closed.store(true, Ordering::Release);
-            if let Some(n) = &o.name {
-                names::unregister(n, h);
-            }
-            self.alloc.free(&o.block)?;
-            self.counters.closes.fetch_add(1, Ordering::Relaxed);
-        } else if h.owner_pid == self.pid && h.owner_start == self.start {
-            return Err(StoreError::Closed);
+        if let Some(n) = &o.name {
+            names::unregister(n, h);
         }
+        {
+            let _s = lock(&self.seal_lock);
+            if !o.block.region.is_sealed() {
+                // SAFETY: the block is live and ours, and the region is unsealed
+                // under seal_lock, so its writer mapping exists; only the magic
+                // of this object's own header changes.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(CLOSED_MAGIC.as_ptr(), o.block.write_ptr(), 4)
+                };
+            }
+        }
+        self.free_block(&o.block)?;
+        self.counters.closes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     /// Creates a writable segment of `size` zeroed bytes (a writable object in a
     /// region of its own, never sealed until [`Store::protect`]).
     pub fn create_segment(&self, size: u64, mut opts: ShareOptions) -> Result<Handle> {
+        let _pass = fork::enter();
         if size == 0 {
-            return Err(StoreError::InvalidArgument("segment size must be at least 1 byte".into()));
+            return Err(StoreError::InvalidArgument(
+                "segment size must be at least 1 byte".into(),
+            ));
         }
         opts.readonly = false;
-        let w = self.begin(Kind::Bytes, size, &[], size, opts)?;
-        self.finish(w)
+        let w = self.begin_inner(Kind::Bytes, size, &[], size, opts)?;
+        self.finish_inner(w)
     }
 
     /// Writes `src` at `offset` of a writable segment owned by this process.
     pub fn segment_write(&self, h: &Handle, offset: u64, src: &[u8]) -> Result<()> {
+        let _pass = fork::enter();
         let owned = lock(&self.owned);
-        let o = owned.get(&ObjKey::of(h)).ok_or(StoreError::Closed)?;
+        let o = owned
+            .get(&ObjKey::of(h))
+            .filter(|o| o.handle == *h)
+            .ok_or(StoreError::Closed)?;
         if !h.writable || o.block.region.is_sealed() {
-            return Err(StoreError::PermissionDenied("the segment is read-only (protected)".into()));
+            return Err(StoreError::PermissionDenied(
+                "the segment is read-only (protected)".into(),
+            ));
         }
-        if !offset.checked_add(src.len() as u64).is_some_and(|e| e <= o.data_len) {
+        if !offset
+            .checked_add(src.len() as u64)
+            .is_some_and(|e| e <= o.data_len)
+        {
             return Err(StoreError::InvalidArgument(format!(
                 "write of {} bytes at offset {offset} overflows a segment of {} bytes",
                 src.len(),
@@ -784,8 +1050,8 @@ impl Store {
             )));
         }
         // SAFETY: the range lies in the data section of a writable block whose
-        // writer mapping lives until the region is sealed, which needs this lock's
-        // owner entry (protect() takes the same lock).
+        // writer mapping lives until the region is sealed; only protect() seals a
+        // writable segment's region, and it holds the `owned` lock held here.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 src.as_ptr(),
@@ -798,27 +1064,48 @@ impl Store {
 
     /// Makes a writable segment read-only for good: its region is sealed.
     pub fn protect(&self, h: &Handle) -> Result<()> {
+        let _pass = fork::enter();
         let owned = lock(&self.owned);
-        let o = owned.get(&ObjKey::of(h)).ok_or(StoreError::Closed)?;
+        let o = owned
+            .get(&ObjKey::of(h))
+            .filter(|o| o.handle == *h)
+            .ok_or(StoreError::Closed)?;
+        let _s = lock(&self.seal_lock);
         o.block.region.seal()?;
         Ok(())
     }
 
     /// Seals every slab region now (objects published so far become kernel-immutable).
     pub fn seal_all(&self) -> Result<()> {
+        let _pass = fork::enter();
+        let _s = lock(&self.seal_lock);
         Ok(self.alloc.seal_all()?)
     }
 
     /// Number of live objects owned by this process.
     pub fn live_objects(&self) -> usize {
+        let _pass = fork::enter();
         lock(&self.owned).len()
     }
 
     /// Page size of the region of a handle owned here, if owned.
     pub fn owned_page_size(&self, h: &Handle) -> Option<PageSize> {
+        let _pass = fork::enter();
         lock(&self.owned)
             .get(&ObjKey::of(h))
+            .filter(|o| o.handle == *h)
             .map(|o| o.block.region.page_size())
+    }
+
+    /// Regions of other processes this process has mapped now (cached by the
+    /// registry, plus those inherited across fork).
+    pub fn foreign_regions(&self) -> usize {
+        let _pass = fork::enter();
+        let live = lock(&self.registry)
+            .values()
+            .filter(|w| w.strong_count() > 0)
+            .count();
+        live + lock(&self.inherited).len()
     }
 }
 

@@ -1,79 +1,73 @@
-//! Multi-process tests: the test binary re-executes itself as a child process
-//! (`SHARD_TEST_CHILD=<role>`), which attaches handles passed in hex.
+//! Attaching from an unrelated process, and named shares across processes.
+//! Children are this test binary re-executed (`SHARD_TEST_ROLE`).
 
-use std::process::Command;
+mod common;
 
-use shard::{Handle, Kind, ShareOptions, Store};
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-/// Runs `test_name` of this binary as a child with the given role and handle.
-fn run_child(test_name: &str, role: &str, handle: &Handle) -> std::process::Output {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
-        .env("SHARD_TEST_CHILD", role)
-        .env("SHARD_TEST_HANDLE", hex(&handle.encode()))
-        .output()
-        .unwrap()
-}
-
-fn child_role() -> Option<(String, Handle)> {
-    let role = std::env::var("SHARD_TEST_CHILD").ok()?;
-    let h = Handle::decode(&unhex(&std::env::var("SHARD_TEST_HANDLE").unwrap())).unwrap();
-    Some((role, h))
-}
-
-fn sum_f64(b: &[u8]) -> f64 {
-    b.chunks_exact(8)
-        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-        .sum()
-}
+use common::*;
+use shard::{names, Code, Kind, ShareOptions, Store};
 
 #[test]
 fn unrelated_process_attaches_and_reads() {
-    if let Some((role, h)) = child_role() {
+    if let Some(role) = role() {
         assert_eq!(role, "read");
         let s = Store::global().unwrap();
-        let v = s.attach(&h).unwrap();
-        assert!(!v.is_local());
-        println!("CHILD-SUM {}", sum_f64(v.data().unwrap()));
+        for line in std::env::var("SHARD_TEST_HANDLES").unwrap().split(',') {
+            let h = handle_from_hex(line);
+            let v = s.attach(&h).unwrap();
+            assert!(!v.is_local());
+            say(&format!("CHILD-SUM {}", sum_f64(v.data().unwrap())));
+            // Attaching again maps nothing new.
+            let before = s
+                .counters
+                .regions_mapped
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let _again = s.attach(&h).unwrap();
+            assert_eq!(
+                s.counters
+                    .regions_mapped
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                before
+            );
+        }
         return;
     }
     let s = Store::global().unwrap();
-    for n in [10usize, 1 << 20] {
-        let data: Vec<u8> = (0..n).flat_map(|i| (i as f64).to_le_bytes()).collect();
-        let h = s
-            .share(Kind::F64, n as u64, b"meta", &data, ShareOptions::default())
-            .unwrap();
-        let out = run_child("unrelated_process_attaches_and_reads", "read", &h);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "child failed: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
+    // Small (slab), large run, own region (and its backings).
+    let sizes = [10usize, 1 << 16, 3 << 20];
+    let mut hs = Vec::new();
+    let mut expect = Vec::new();
+    for (i, &n) in sizes.iter().enumerate() {
+        let data = f64_data(n, i as f64);
+        hs.push(
+            s.share(Kind::F64, n as u64, b"meta", &data, ShareOptions::default())
+                .unwrap(),
         );
-        let expect = (0..n).map(|i| i as f64).sum::<f64>();
-        assert!(stdout.contains(&format!("CHILD-SUM {expect}")), "{stdout}");
+        expect.push(sum_f64(&data));
+    }
+    let mut c = child("unrelated_process_attaches_and_reads", "read");
+    c.env(
+        "SHARD_TEST_HANDLES",
+        hs.iter().map(handle_hex).collect::<Vec<_>>().join(","),
+    );
+    let out = run_ok(c);
+    for e in expect {
+        assert!(out.contains(&format!("CHILD-SUM {e}")), "{out}");
+    }
+    for h in hs {
         s.close(&h).unwrap();
     }
 }
 
 #[test]
 fn attach_after_owner_closed_is_an_error() {
-    if let Some((_, h)) = child_role() {
+    if role().is_some() {
+        let h = handle_from_hex(&std::env::var("SHARD_TEST_HANDLE").unwrap());
         let e = Store::global().unwrap().attach(&h).unwrap_err();
-        println!("CHILD-ERR {e}");
+        say(&format!("CHILD-ERR {} {e}", code(&e)));
         return;
     }
     let s = Store::global().unwrap();
+    // 8 MiB: a run in a shared large region, released when its last run goes.
     let data = vec![1u8; 8 << 20];
     let h = s
         .share(
@@ -85,8 +79,111 @@ fn attach_after_owner_closed_is_an_error() {
         )
         .unwrap();
     s.close(&h).unwrap();
-    let out = run_child("attach_after_owner_closed_is_an_error", "closed", &h);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("CHILD-ERR"), "{stdout}");
-    assert!(stdout.contains("closed"), "{stdout}");
+    let mut c = child("attach_after_owner_closed_is_an_error", "closed");
+    c.env("SHARD_TEST_HANDLE", handle_hex(&h));
+    let out = run_ok(c);
+    assert!(
+        out.contains(&format!("CHILD-ERR {} ", Code::Closed as i32)),
+        "{out}"
+    );
+    assert!(out.contains("closed"), "{out}");
+}
+
+#[test]
+fn named_share_is_opened_by_another_process_and_goes_with_close() {
+    if role().is_some() {
+        let name = std::env::var("SHARD_TEST_NAME").unwrap();
+        let s = Store::global().unwrap();
+        match names::lookup(&name) {
+            Ok(h) => {
+                let v = s.attach(&h).unwrap();
+                say(&format!("CHILD-SUM {}", sum_f64(v.data().unwrap())));
+                // A second share under the same name is refused while the first lives.
+                let e = s
+                    .share(
+                        Kind::F64,
+                        1,
+                        b"",
+                        &[0u8; 8],
+                        ShareOptions {
+                            name: Some(name.clone()),
+                            ..Default::default()
+                        },
+                    )
+                    .unwrap_err();
+                say(&format!("CHILD-DUP {}", code(&e)));
+            }
+            Err(e) => say(&format!("CHILD-ERR {} {e}", code(&e))),
+        }
+        return;
+    }
+    // Children inherit our environment, so they see the same per-user directory.
+    let name = format!("mp-named-{}", std::process::id());
+    let s = Store::global().unwrap();
+    let data = f64_data(1000, 2.0);
+    let opts = ShareOptions {
+        name: Some(name.clone()),
+        ..Default::default()
+    };
+    let h = s.share(Kind::F64, 1000, b"", &data, opts).unwrap();
+    assert_eq!(names::lookup(&name).unwrap(), h);
+    let test = "named_share_is_opened_by_another_process_and_goes_with_close";
+    let open = || {
+        let mut c = child(test, "open");
+        c.env("SHARD_TEST_NAME", &name);
+        run_ok(c)
+    };
+    let out = open();
+    assert!(
+        out.contains(&format!("CHILD-SUM {}", sum_f64(&data))),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("CHILD-DUP {}", Code::NameTaken as i32)),
+        "{out}"
+    );
+    // Close: the name goes with the object, here and for other processes.
+    s.close(&h).unwrap();
+    let e = names::lookup(&name).unwrap_err();
+    assert_eq!(code(&e), Code::NotFound as i32, "{e}");
+    let out = open();
+    assert!(
+        out.contains(&format!("CHILD-ERR {} ", Code::NotFound as i32)),
+        "{out}"
+    );
+}
+
+#[test]
+fn duplicate_and_invalid_names_are_clear_errors() {
+    let s = Store::global().unwrap();
+    let name = format!("mp-dup-{}", std::process::id());
+    let opts = || ShareOptions {
+        name: Some(name.clone()),
+        ..Default::default()
+    };
+    let h = s.share(Kind::Raw, 3, b"", b"abc", opts()).unwrap();
+    let e = s.share(Kind::Raw, 3, b"", b"def", opts()).unwrap_err();
+    assert_eq!(code(&e), Code::NameTaken as i32);
+    assert!(e.to_string().contains(&name), "{e}");
+    // The failed share left nothing behind.
+    assert!(s.owns(&h));
+    for bad in ["", ".x", "a/b", "a b"] {
+        let e = s
+            .share(
+                Kind::Raw,
+                1,
+                b"",
+                b"x",
+                ShareOptions {
+                    name: Some(bad.into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
+        assert_eq!(code(&e), Code::InvalidArgument as i32, "{bad:?}: {e}");
+    }
+    s.close(&h).unwrap();
+    // Free again: the name can be used anew.
+    let h2 = s.share(Kind::Raw, 3, b"", b"ghi", opts()).unwrap();
+    s.close(&h2).unwrap();
 }

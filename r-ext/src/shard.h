@@ -365,6 +365,24 @@ int32_t shard_seal_all(void);
  */
 int32_t shard_stats_get(struct shard_stats *out);
 
+/**
+ * Checks that a view's object is still the one attached: `SHARD_OK`, or
+ * `SHARD_CLOSED` when it was closed here or its owner closed it (while the
+ * region was writable), or `SHARD_BAD_HANDLE` when its memory was reused. Views
+ * of objects closed by their owner read bytes that may since have changed;
+ * call this before trusting them again.
+ *
+ * # Safety
+ * `v` is a live view.
+ */
+int32_t shard_view_validate(const struct shard_view *v);
+
+/**
+ * Sets the process default for the prefault helper thread of large shares
+ * (non-zero: on). The default is on unless `SHARD_PREFAULT_AHEAD=0`.
+ */
+int32_t shard_set_prefault(int32_t on);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

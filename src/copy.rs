@@ -1,0 +1,163 @@
+//! Copying a large object into fresh shared memory.
+//!
+//! A copy into a region nobody has touched yet is dominated by page faults: the
+//! kernel allocates and zeroes every page on first touch (~5 us per 4 KiB shmem
+//! page, ~290 us per 2 MiB hugetlb page), far more than the memcpy itself. Two
+//! levers hide that cost, each a knob measured both ways (`benches/share.rs`,
+//! `docs/PERFORMANCE.md`):
+//!
+//! - **copy threads**: the range is cut into chunks that several threads take in
+//!   turn; each thread faults and fills its own chunks, so the faults run in
+//!   parallel too.
+//! - **prefault helper**: one extra thread runs ahead of the copiers and faults
+//!   the next chunks in (a write of one byte per page), so that the kernel's
+//!   zeroing of chunk `k+1` overlaps the copy of chunk `k`.
+//!
+//! Chunk ownership makes the two safe together: a chunk is in exactly one of the
+//! states below and only its owner writes it. The helper only touches a chunk it
+//! moved from `FREE` to `FAULTING`; a copier takes a chunk `FREE -> COPYING`, or
+//! waits for `READY` if the helper has it. Whatever the helper wrote (zeros) is
+//! overwritten by the copy, so the result is exactly `src`.
+
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+/// Copies at least this many bytes with the levers; smaller copies are one memcpy.
+pub const PARALLEL_MIN: usize = 64 << 20;
+/// Unit of work: a multiple of the 2 MiB huge page, so no huge page is shared by
+/// two chunks (two threads faulting the same huge page would serialize).
+pub const CHUNK: usize = 4 << 20;
+
+const FREE: u8 = 0;
+const FAULTING: u8 = 1;
+const READY: u8 = 2;
+const COPYING: u8 = 3;
+
+/// How a large copy is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyPlan {
+    /// Copier threads (>= 1; the calling thread is one of them).
+    pub threads: usize,
+    /// Run a prefault helper thread ahead of the copiers.
+    pub prefault: bool,
+}
+
+/// A destination address that may be sent to the copy threads.
+#[derive(Clone, Copy)]
+struct Dst(*mut u8);
+// SAFETY: the threads write disjoint chunks of a range that the caller owns
+// exclusively for the whole copy (see `copy`), and the scope joins them first.
+unsafe impl Send for Dst {}
+// SAFETY: as above; `&Dst` only hands out the address.
+unsafe impl Sync for Dst {}
+
+/// Copies `src` to `dst` following `plan`.
+///
+/// # Safety
+/// `dst..dst + src.len()` is writable memory that nothing else reads or writes
+/// during the call, and does not overlap `src`.
+pub unsafe fn copy(dst: *mut u8, src: &[u8], plan: CopyPlan) {
+    let len = src.len();
+    let threads = plan.threads.max(1);
+    if len < PARALLEL_MIN || (threads == 1 && !plan.prefault) {
+        // SAFETY: the caller's contract.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, len) };
+        return;
+    }
+    let chunks = len.div_ceil(CHUNK);
+    let state: Vec<AtomicU8> = (0..chunks).map(|_| AtomicU8::new(FREE)).collect();
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let dst = Dst(dst);
+    let range = |i: usize| (i * CHUNK, ((i + 1) * CHUNK).min(len));
+
+    let copier = || {
+        let d = dst;
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= chunks {
+                break;
+            }
+            // Take the chunk, or wait for the helper to finish faulting it.
+            if state[i]
+                .compare_exchange(FREE, COPYING, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                while state[i].load(Ordering::Acquire) != READY {
+                    std::hint::spin_loop();
+                    std::thread::yield_now();
+                }
+            }
+            let (a, b) = range(i);
+            // SAFETY: chunk i lies in the caller's range; this thread owns it now
+            // (COPYING, or READY after the helper released it with Release).
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr().add(a), d.0.add(a), b - a) };
+            done.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    let helper = || {
+        let d = dst;
+        let mut i = 0;
+        while i < chunks && done.load(Ordering::Relaxed) < chunks {
+            // Never fault behind the copiers: jump to just past their position.
+            i = i.max(next.load(Ordering::Relaxed));
+            if i >= chunks {
+                break;
+            }
+            if state[i]
+                .compare_exchange(FREE, FAULTING, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                let (a, b) = range(i);
+                let mut p = a;
+                while p < b {
+                    // SAFETY: p is inside chunk i, which this thread owns (FAULTING);
+                    // the copier overwrites it after READY, so the zero never shows.
+                    unsafe { std::ptr::write_volatile(d.0.add(p), 0) };
+                    p += 4096;
+                }
+                // SAFETY: as above (b - 1 is the chunk's last byte).
+                unsafe { std::ptr::write_volatile(d.0.add(b - 1), 0) };
+                state[i].store(READY, Ordering::Release);
+            }
+            i += 1;
+        }
+    };
+    std::thread::scope(|s| {
+        if plan.prefault {
+            s.spawn(helper);
+        }
+        for _ in 1..threads {
+            s.spawn(copier);
+        }
+        copier();
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_plan_copies_exactly() {
+        let big = PARALLEL_MIN + 12345;
+        let mut src = vec![0u8; big];
+        for (i, c) in src.chunks_mut(8).enumerate() {
+            let n = c.len();
+            c.copy_from_slice(&(i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes()[..n]);
+        }
+        let mut dst = vec![0u8; big + 2];
+        for len in [0, 1, 4097, big] {
+            for threads in [1, 2, 3] {
+                for prefault in [false, true] {
+                    let plan = CopyPlan { threads, prefault };
+                    let fill = (threads * 2 + prefault as usize) as u8;
+                    dst.fill(fill);
+                    // SAFETY: dst has len + 2 bytes; we copy to dst[1..=len], exclusively.
+                    unsafe { copy(dst.as_mut_ptr().add(1), &src[..len], plan) };
+                    assert!(dst[1..=len] == src[..len], "{plan:?} len {len}");
+                    assert_eq!((dst[0], dst[len + 1]), (fill, fill), "{plan:?} len {len}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Helpers of the multi-process tests: the test binary re-executes itself as a
+//! child (`SHARD_TEST_ROLE=<role>`, running just the named test), handles travel
+//! in hex, and children talk to the test over stdin/stdout lines.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shard::{Handle, StoreError};
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+pub fn handle_hex(h: &Handle) -> String {
+    hex(&h.encode())
+}
+
+pub fn handle_from_hex(s: &str) -> Handle {
+    Handle::decode(&unhex(s.trim())).expect("a valid handle")
+}
+
+/// The role this process plays, when it is a re-executed child.
+pub fn role() -> Option<String> {
+    std::env::var("SHARD_TEST_ROLE").ok()
+}
+
+/// A command that re-runs `test` of this binary as a child with `role`.
+pub fn child(test: &str, role: &str) -> Command {
+    child_of(&std::env::current_exe().unwrap(), test, role)
+}
+
+/// As [`child`], running the test binary at `exe`.
+pub fn child_of(exe: &Path, test: &str, role: &str) -> Command {
+    let mut c = Command::new(exe);
+    c.args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("SHARD_TEST_ROLE", role)
+        .env("RUST_BACKTRACE", "1");
+    c
+}
+
+/// Runs a child to completion; panics with its output if it failed.
+pub fn run_ok(mut c: Command) -> String {
+    let out = c.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "child failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// A child we talk to line by line.
+pub struct Talk {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    pub seen: Vec<String>,
+}
+
+impl Talk {
+    pub fn spawn(mut c: Command) -> Talk {
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Talk {
+            child,
+            stdin,
+            stdout,
+            seen: Vec::new(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Reads lines until one starts with `prefix`; returns the rest of it.
+    pub fn expect(&mut self, prefix: &str) -> String {
+        loop {
+            let mut line = String::new();
+            let n = self.stdout.read_line(&mut line).unwrap();
+            assert!(
+                n > 0,
+                "child exited before printing {prefix:?}; it printed:\n{}",
+                self.seen.join("")
+            );
+            self.seen.push(line.clone());
+            // libtest prints "test <name> ... " before the child's first line.
+            if let Some(i) = line.find(prefix) {
+                return line[i + prefix.len()..].trim_end().to_string();
+            }
+        }
+    }
+
+    pub fn send(&mut self, line: &str) {
+        let s = self.stdin.as_mut().unwrap();
+        writeln!(s, "{line}").unwrap();
+        s.flush().unwrap();
+    }
+
+    /// Waits for the child and checks it succeeded.
+    pub fn finish(mut self) {
+        drop(self.stdin.take());
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut self.stdout, &mut rest);
+        let st = self.child.wait().unwrap();
+        assert!(
+            st.success(),
+            "child failed ({st}):\n{}{rest}",
+            self.seen.join("")
+        );
+    }
+
+    /// SIGKILLs the child and reaps it.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Talk {
+    fn drop(&mut self) {
+        // A failed test must not leave a child waiting for ever.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// In a child: prints a line for the test and flushes.
+pub fn say(line: &str) {
+    let mut o = std::io::stdout().lock();
+    writeln!(o, "{line}").unwrap();
+    o.flush().unwrap();
+}
+
+/// In a child: reads the next line from the test.
+pub fn hear() -> String {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    line.trim_end().to_string()
+}
+
+/// Open file descriptors of this process.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Mappings of this process (lines of /proc/self/maps).
+pub fn map_count() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
+}
+
+pub fn f64_data(n: usize, seed: f64) -> Vec<u8> {
+    (0..n)
+        .flat_map(|i| (i as f64 * 0.5 + seed).to_le_bytes())
+        .collect()
+}
+
+pub fn sum_f64(b: &[u8]) -> f64 {
+    b.chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+        .sum()
+}
+
+/// The C ABI code of an error.
+pub fn code(e: &StoreError) -> i32 {
+    e.code() as i32
+}
+
+/// A fresh, empty directory for `SHARD_TMPDIR` (removed by the caller if it likes).
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "shard-test-{tag}-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos() ^ rand_u32() as u128
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn rand_u32() -> u32 {
+    let mut b = [0u8; 4];
+    shard_alloc::sys::process::random_bytes(&mut b).unwrap();
+    u32::from_le_bytes(b)
+}
+
+/// Entries of `dir` whose names start with `prefix`.
+pub fn entries_with_prefix(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Polls `f` until it is true or `secs` pass.
+pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f()
+}

@@ -1,0 +1,241 @@
+//! Forked children: they inherit the parent's mappings, so attaching the parent's
+//! objects maps nothing; they never get the parent's writable mappings, so the
+//! parent can still seal its regions while children live.
+//!
+//! The fork happens in a re-executed helper process (this binary, one test, one
+//! test thread), so no other thread of ours holds a lock at the fork. The forked
+//! child reports through its exit status (a bit per failed check) and a pipe.
+
+mod common;
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use common::*;
+use shard::{Handle, Kind, ShareOptions, Store};
+use shard_alloc::Seals;
+
+fn write_all(fd: i32, b: &[u8]) {
+    let mut done = 0;
+    while done < b.len() {
+        // SAFETY: b[done..] is a live buffer; fd is a pipe end we own.
+        let n = unsafe { libc::write(fd, b[done..].as_ptr().cast(), b.len() - done) };
+        assert!(n > 0, "write to pipe failed");
+        done += n as usize;
+    }
+}
+
+/// Reads exactly `b.len()` bytes, giving up after 60 s of silence.
+fn read_exact(fd: i32, b: &mut [u8]) -> bool {
+    let mut done = 0;
+    while done < b.len() {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, 60_000) } <= 0 {
+            return false;
+        }
+        // SAFETY: b[done..] is a live, writable buffer; fd is a pipe end we own.
+        let n = unsafe { libc::read(fd, b[done..].as_mut_ptr().cast(), b.len() - done) };
+        if n <= 0 {
+            return false;
+        }
+        done += n as usize;
+    }
+    true
+}
+
+/// Writable shared mappings of this process's shard memfds (should be none in
+/// a forked child).
+fn writable_shard_maps() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("memfd:shard-") && l.split_whitespace().nth(1) == Some("rw-s"))
+        .count()
+}
+
+/// The forked child's checks: returns a bit per failure.
+fn in_child(early: &[(Handle, f64)], to_child: i32, from_child: i32) -> u32 {
+    let mut fails = 0;
+    let s = match Store::global() {
+        Ok(s) => s,
+        Err(_) => return 1,
+    };
+    if s.pid() != std::process::id() {
+        fails |= 2;
+    }
+    if writable_shard_maps() != 0 {
+        fails |= 4;
+    }
+    let mut views = Vec::new();
+    for (h, sum) in early {
+        match s.attach(h) {
+            Ok(v) => {
+                if !v.is_local() || v.data().map(sum_f64).ok() != Some(*sum) {
+                    fails |= 8;
+                }
+                views.push(v);
+            }
+            Err(_) => fails |= 16,
+        }
+    }
+    if s.counters.regions_mapped.load(Relaxed) != 0 {
+        fails |= 32;
+    }
+    // Tell the parent we attached; wait for its late handles (shared after fork).
+    write_all(from_child, b"A");
+    let mut late = [[0u8; Handle::ENCODED_LEN]; 2];
+    for l in late.iter_mut() {
+        if !read_exact(to_child, l) {
+            return fails | 64;
+        }
+    }
+    // The parent sealed its slab region meanwhile: the seal shows here, and the
+    // data is unchanged.
+    let v0 = &views[0];
+    if !v0.seals().contains(Seals::IMMUTABLE) || v0.data().map(sum_f64).ok() != Some(early[0].1) {
+        fails |= 128;
+    }
+    // A small object shared after the fork lands in the inherited slab region
+    // (no mapping); a large one in a new region (one mapping, through /proc).
+    let small = Handle::decode(&late[0]).unwrap();
+    match s.attach(&small) {
+        Ok(v) if v.data().map(sum_f64).ok() == Some(3.0) => {}
+        _ => fails |= 256,
+    }
+    if s.counters.regions_mapped.load(Relaxed) != 0 {
+        fails |= 512;
+    }
+    let large = Handle::decode(&late[1]).unwrap();
+    match s.attach(&large) {
+        Ok(v) if !v.is_local() && v.data().map(|d| d.len()).ok() == Some(32 << 20) => {}
+        _ => fails |= 1024,
+    }
+    if s.counters.regions_mapped.load(Relaxed) != 1 {
+        fails |= 2048;
+    }
+    fails
+}
+
+#[test]
+fn forked_child_attaches_without_mapping_and_parent_still_seals() {
+    if role().is_none() {
+        let out = run_ok(child(
+            "forked_child_attaches_without_mapping_and_parent_still_seals",
+            "fork",
+        ));
+        assert!(out.contains("FORK-OK"), "{out}");
+        return;
+    }
+    let s = Store::global().unwrap();
+    let mut early = Vec::new();
+    // A slab object first (it is the one sealed later), then a large run, a
+    // region of its own (sealed on publish), and an shm-backed object.
+    for (n, backing) in [
+        (100usize, shard::BackingChoice::Auto),
+        (1 << 17, shard::BackingChoice::Auto),
+        (4 << 20, shard::BackingChoice::Auto),
+        (1000, shard::BackingChoice::Shm),
+    ] {
+        let data = f64_data(n, n as f64);
+        let h = s
+            .share(
+                Kind::F64,
+                n as u64,
+                b"",
+                &data,
+                ShareOptions {
+                    backing,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        early.push((h, sum_f64(&data)));
+    }
+    let mut p2c = [0i32; 2];
+    let mut c2p = [0i32; 2];
+    // SAFETY: plain pipe(2) calls into 2-element arrays.
+    unsafe {
+        assert_eq!(libc::pipe(p2c.as_mut_ptr()), 0);
+        assert_eq!(libc::pipe(c2p.as_mut_ptr()), 0);
+    }
+    // SAFETY: this helper process runs one test on one thread; the child only
+    // uses the store (malloc and std locks are fork-safe here) and then _exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // SAFETY: closing our copies of the parent's pipe ends.
+        unsafe {
+            libc::close(p2c[1]);
+            libc::close(c2p[0]);
+        }
+        let fails = in_child(&early, p2c[0], c2p[1]);
+        write_all(c2p[1], &fails.to_le_bytes());
+        // SAFETY: _exit ends the child without running the parent's atexit/Drop.
+        unsafe { libc::_exit(0) };
+    }
+    /// Kills the forked child if the parent's checks fail (it would wait).
+    struct Reap(i32);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            if self.0 > 0 {
+                // SAFETY: our own child.
+                unsafe {
+                    libc::kill(self.0, libc::SIGKILL);
+                    libc::waitpid(self.0, std::ptr::null_mut(), 0);
+                }
+            }
+        }
+    }
+    let mut reap = Reap(pid);
+    // SAFETY: closing our copies of the child's pipe ends.
+    unsafe {
+        libc::close(p2c[0]);
+        libc::close(c2p[1]);
+    }
+    let mut b = [0u8; 1];
+    assert!(read_exact(c2p[0], &mut b), "child died before attaching");
+    // A small object shared now lands in the slab region the child inherited.
+    let small = s
+        .share(
+            Kind::F64,
+            3,
+            b"",
+            &f64_data(3, 0.5),
+            ShareOptions::default(),
+        )
+        .unwrap();
+    // The child lives and holds views: sealing must still work (the child has
+    // no writable mapping of ours), and new objects go on.
+    s.seal_all().expect("seal while a forked child lives");
+    let large = s
+        .share(
+            Kind::Raw,
+            32 << 20,
+            b"",
+            &vec![7u8; 32 << 20],
+            ShareOptions::default(),
+        )
+        .unwrap();
+    write_all(p2c[1], &small.encode());
+    write_all(p2c[1], &large.encode());
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    reap.0 = 0;
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child crashed: status {status:#x}"
+    );
+    let mut f = [0u8; 4];
+    assert!(read_exact(c2p[0], &mut f), "no report from the child");
+    assert_eq!(
+        u32::from_le_bytes(f),
+        0,
+        "forked child: bitmask of failed checks (see in_child)"
+    );
+    say("FORK-OK");
+}
