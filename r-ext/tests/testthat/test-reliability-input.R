@@ -66,6 +66,7 @@ rel_matrix <- function(progress) {
     segment_read = list(x = seg, offset = 0, length = 4), segment_info = list(x = seg),
     segment_protect = list(x = seg), segment_close = list(x = seg),
     pool_create = list(n = 1), pool_lapply = list(X = 1:2, FUN = identity), pool_stop = list(),
+    pool_sapply = list(X = 1:2, FUN = identity), pool_status = list(),
     shard_share_hook = list(x = 1)
   )
   # Functions that would end the objects the rest of the matrix uses, or stop the

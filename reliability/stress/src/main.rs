@@ -127,6 +127,8 @@ fn threads(n: usize, iters: u64) -> ExitCode {
         .map(|i| share(&store, 1_000_000 + i, 100 + 997 * i as usize).unwrap())
         .collect();
     let pool: Arc<Mutex<Vec<Handle>>> = Arc::new(Mutex::new(Vec::new()));
+    // Handles closed by some thread: attaching them anywhere must fail cleanly.
+    let graveyard: Arc<Mutex<Vec<Handle>>> = Arc::new(Mutex::new(Vec::new()));
     let ops = Arc::new(AtomicU64::new(0));
     let clean_errors = Arc::new(AtomicU64::new(0));
     let t0 = Instant::now();
@@ -139,6 +141,7 @@ fn threads(n: usize, iters: u64) -> ExitCode {
                 ops.clone(),
                 clean_errors.clone(),
             );
+            let graveyard = graveyard.clone();
             std::thread::spawn(move || {
                 let mut r = Rng(0x1234_5678 + t as u64 * 7919);
                 let mut mine: Vec<Handle> = Vec::new();
@@ -174,13 +177,23 @@ fn threads(n: usize, iters: u64) -> ExitCode {
                             verify(&store, &h, "pinned object").unwrap();
                         }
                         75..=94 => {
+                            let from_grave = r.below(2) == 0;
                             let h = {
-                                let p = pool.lock().unwrap();
+                                let p = if from_grave {
+                                    graveyard.lock().unwrap()
+                                } else {
+                                    pool.lock().unwrap()
+                                };
                                 if p.is_empty() {
                                     continue;
                                 }
                                 p[r.below(p.len() as u64) as usize]
                             };
+                            if from_grave && store.attach(&h).is_ok() {
+                                fail(
+                                    "attach of a handle closed by another thread succeeded".into(),
+                                );
+                            }
                             // Another thread may close it meanwhile: only clean errors.
                             match store.attach(&h) {
                                 Ok(v) => drop(v),
@@ -202,6 +215,7 @@ fn threads(n: usize, iters: u64) -> ExitCode {
                             store
                                 .close(&h)
                                 .unwrap_or_else(|e| fail(format!("close pooled: {e}")));
+                            graveyard.lock().unwrap().push(h);
                         }
                         _ => store
                             .seal_all()
@@ -245,7 +259,7 @@ fn threads(n: usize, iters: u64) -> ExitCode {
         fail(format!("fd leak: {fds0} fds before, {fds1} after"));
     }
     println!(
-        "threads: {n} threads x {iters} ops = {} ops in {:.1}s, {} regions created and released, {} clean errors on racing attach; no leak",
+        "threads: {n} threads x {iters} ops = {} ops in {:.1}s, {} regions created and released, {} clean errors attaching handles closed by other threads; no leak",
         ops.load(Ordering::Relaxed),
         t0.elapsed().as_secs_f64(),
         s.regions_created,
