@@ -5,6 +5,7 @@
 #
 #   Rscript benches/r/pool_memory.R
 #   SHARD_BENCH_GB=1 SHARD_BENCH_WORKERS=2,4 SHARD_BENCH_REPS=3 Rscript benches/r/pool_memory.R
+#   SHARD_BENCH_PART=dispatch Rscript benches/r/pool_memory.R   (only the per-task overhead part)
 #
 # PSS (proportional set size, /proc/<pid>/smaps_rollup) splits each page among
 # the processes that map it, so summed over processes a shared page counts once.
@@ -40,6 +41,8 @@ cat(sprintf("machine: nproc %d, kernel %s, CPU %s, %s RAM; R %s\n", parallel::de
 cat(sprintf("object: %s double vector; workers: %s; repeats: %d (interleaved)\n\n", fmt(size),
             paste(ns, collapse = ", "), reps))
 
+parts <- strsplit(Sys.getenv("SHARD_BENCH_PART", "memory,dispatch"), ",")[[1]]
+if ("memory" %in% parts) {
 x <- runif(size / 8)
 total <- sum(x)
 options(shard.huge_pages = FALSE)
@@ -155,4 +158,37 @@ if (free_huge >= size + 64 * 2^20) {
 } else {
   cat(sprintf("\nhugetlb case skipped: %s of huge pages free, %s needed (echo N > /proc/sys/vm/nr_hugepages)\n",
               fmt(free_huge), fmt(size + 64 * 2^20)))
+}
+}
+
+# Per-task overhead: 2000 tiny elements on 2 workers, pool_lapply (chunk_size 1
+# and 100, prefetch off/on) against parLapplyLB(chunk.size = 1) and parLapply().
+if ("dispatch" %in% parts) {
+  p <- pool_create(2, set_default = FALSE)
+  cl <- makePSOCKcluster(2)
+  f <- function(i) i + 1
+  m <- 2000
+  invisible(pool_lapply(1:100, f, pool = p)); invisible(parLapplyLB(cl, 1:100, f))
+  tm <- function(expr) { t0 <- now(); force(expr); now() - t0 }
+  res <- NULL
+  for (r in seq_len(max(reps, 5))) {
+    options(shard.pool_prefetch = FALSE)
+    a <- tm(pool_lapply(1:m, f, pool = p))
+    b <- tm(pool_lapply(1:m, f, pool = p, chunk_size = 100))
+    options(shard.pool_prefetch = TRUE)
+    c <- tm(pool_lapply(1:m, f, pool = p))
+    options(shard.pool_prefetch = FALSE)
+    d <- tm(parLapplyLB(cl, 1:m, f, chunk.size = 1))
+    e <- tm(parLapply(cl, 1:m, f))
+    res <- rbind(res, c(pool_chunk1 = a, pool_chunk100 = b, pool_chunk1_prefetch = c, parLapplyLB_chunk1 = d, parLapply = e))
+  }
+  stopCluster(cl)
+  pool_stop(p)
+  med <- apply(res, 2, stats::median)
+  cat(sprintf("\nper-task overhead, %d tiny elements on 2 workers (medians of %d interleaved repeats; load average %s):\n",
+              m, nrow(res), paste(readLines("/proc/loadavg"), collapse = "")))
+  print(data.frame(method = names(med), seconds = sprintf("%.3f", med), us_per_element = sprintf("%.0f", med / m * 1e6),
+                   vs_parLapplyLB = sprintf("%.2f", med / med[["parLapplyLB_chunk1"]])), row.names = FALSE)
+  cat(sprintf("same-run ratio pool_lapply(chunk 1) / parLapplyLB(chunk 1), median of per-repeat ratios: %.2f\n",
+              stats::median(res[, "pool_chunk1"] / res[, "parLapplyLB_chunk1"])))
 }
