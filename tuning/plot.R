@@ -40,7 +40,7 @@ for (i in seq_len(n)) {
        cex.main = 0.95)
   axis(1, at = x, labels = vals)
   abline(h = 1, col = "grey50", lty = 2)
-  abline(h = 1 + last$margin[i], col = "grey50", lty = 3)
+  if (!is.null(last$margin)) abline(h = 1 + last$margin[i], col = "grey50", lty = 3)
   rect(which(vals == last$chosen[i]) - 0.3, yl[1], which(vals == last$chosen[i]) + 0.3, yl[2],
        col = "#ffff0040", border = NA)
   for (j in seq_along(wls)) {

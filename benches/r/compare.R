@@ -58,7 +58,7 @@ emit("# R comparison: shard vs serialize, bigmemory, PSOCK\n")
 emit("Command: `R_LIBS=/tmp/lib-bench Rscript benches/r/compare.R` (`make bench-r`), ",
      format(started, "%Y-%m-%d %H:%M UTC", tz = "UTC"), ".\n")
 emit("Machine: ", machine_line(), "; 2 MiB huge pages: ", hp$now, " reserved for the run (",
-     hp$old, " before), ", hugepages_free(), " free at start.\n")
+     hp$old, " before), ", hugepages_free(), " free at start (", hp$warmed, ").\n")
 emit("Medians of ", reps, " interleaved repeats (", reps_few, " for the fresh-worker and small-object ",
      "sections); min..max beside them. Ratios compare methods of this run. The machine is shared: ",
      "absolute times move with its load, ratios much less.\n")
@@ -137,7 +137,7 @@ emit("bigmemory's attach returns a big.matrix, not an R vector: an R function th
      "shard's fetch() returns the R matrix itself (ALTREP over the shared pages).\n")
 
 # ---------------------------------------------------------------------------
-emit("## ", format(small_n, big.mark = " "), " small objects\n")
+emit("## ", format(small_n, big.mark = " ", scientific = FALSE), " small objects\n")
 objs <- lapply(seq_len(small_n), function(i) as.double(i + seq_len(64)))   # 512 B each
 message(sprintf("%d small objects", small_n))
 small <- list(
@@ -177,7 +177,7 @@ for (m in names(small)) {
   h <- held_by(small[[m]], pids)
   t <- tm$seconds[tm$method == m]
   rows[[length(rows) + 1L]] <- data.frame(
-    method = m, objects = format(small[[m]]$n, big.mark = " "), median = fmt_time(median(t)),
+    method = m, objects = format(small[[m]]$n, big.mark = " ", scientific = FALSE), median = fmt_time(median(t)),
     "min..max" = spread(t), "per object" = fmt_time(per(m)),
     "vs serialize (per object)" = sprintf("%.2fx", base / per(m)), copies = small[[m]]$copies,
     sent = sent_of(small[[m]]$sent), fds = sprintf("%+d", h[["fds"]]),

@@ -99,17 +99,24 @@ if (file.exists(f)) {
           fetch_worker = "fetch() in a PSOCK worker", unserialize = "unserialize()", close = "close()")
   cols <- c("#1b9e77", "#d95f02", "#66c2a5", "#7570b3", "#fc8d62", "grey40")
   per <- m[, names(ks)] / m$count
-  matplot(m$count, per, log = "xy", type = "b", pch = 19, lty = 1, col = cols, yaxt = "n",
+  clab <- format(m$count, big.mark = " ", scientific = FALSE, trim = TRUE)
+  matplot(m$count, per, log = "xy", type = "b", pch = 19, lty = 1, col = cols, yaxt = "n", xaxt = "n",
+          ylim = range(per) * c(1, 20),
           xlab = "number of 512 B objects", ylab = "time per object (median)", main = "Cost per object vs count")
+  axis(1, at = m$count, labels = clab, cex.axis = 0.8)
   yt <- 10^(-8:0); axis(2, at = yt, labels = tlab(yt), las = 1, cex.axis = 0.8)
-  legend("topright", legend = ks, col = cols, pch = 19, lty = 1, bty = "n", cex = 0.8)
+  legend("top", legend = ks, col = cols, pch = 19, lty = 1, bty = "n", cex = 0.75, ncol = 2)
   kk <- c(fds = "fds, master", maps = "mappings, master", worker_fds = "fds, worker", worker_maps = "mappings, worker")
   cols <- c("#1b9e77", "#d95f02", "#66c2a5", "#fc8d62")
   v <- pmax(as.matrix(m[, names(kk)]), 0.5)
-  matplot(m$count, v, log = "xy", type = "b", pch = 19, lty = 1, col = cols,
+  matplot(m$count, v, log = "xy", type = "b", pch = 19, lty = 1, col = cols, xaxt = "n", yaxt = "n",
+          ylim = c(0.5, max(m$count) * 2),
           xlab = "number of 512 B objects", ylab = "added while all are held (0 drawn at 0.5)",
           main = "Kernel objects vs count: O(regions), not O(objects)")
-  lines(m$count, m$count, lty = 2, col = "grey60"); text(m$count[length(m$count)], m$count[length(m$count)], "one per object", pos = 2, cex = 0.8, col = "grey40")
+  axis(1, at = m$count, labels = clab, cex.axis = 0.8)
+  axis(2, at = m$count, labels = clab, las = 1, cex.axis = 0.7)
+  lines(m$count, m$count, lty = 2, col = "grey60")
+  text(m$count[length(m$count)], m$count[length(m$count)], "one per object", pos = 2, cex = 0.8, col = "grey40")
   legend("topleft", legend = kk, col = cols, pch = 19, lty = 1, bty = "n", cex = 0.8)
   done(out)
 }

@@ -37,7 +37,7 @@ started <- Sys.time()
 emit("# Scaling\n")
 emit("Command: `R_LIBS=/tmp/lib-bench Rscript benches/r/scaling.R` (`make bench-r`), ",
      format(started, "%Y-%m-%d %H:%M UTC", tz = "UTC"), ". Machine: ", machine_line(),
-     "; 2 MiB huge pages: ", hp$now, " reserved (", hp$old, " before).\n")
+     "; 2 MiB huge pages: ", hp$now, " reserved (", hp$old, " before; ", hp$warmed, ").\n")
 
 cl <- new_psock(1)
 wpid <- worker_pids(cl)
@@ -50,6 +50,10 @@ worker_fetch <- wfun(function(hs) {
   t
 })
 worker_drop <- wfun(function() { if (exists("held", .GlobalEnv)) rm("held", envir = .GlobalEnv); invisible(gc()); NULL })
+
+# One share/fetch/close in each process first: loading the store, its first region.
+invisible(clusterCall(cl, wfun(function(h) { shard::fetch(h); NULL }), w <- share(c(1, 2, 3))))
+invisible(fetch(w)); close(w)
 
 # --- size ---------------------------------------------------------------------
 sizes <- 2^(seq(10, 40, by = 2))

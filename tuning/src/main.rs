@@ -6,6 +6,7 @@
 //! shard-tune check PATH          load a profile as the allocator would; exit 1 if bad
 //! shard-tune threads [--out CSV] [--threads 1,2,4,8] [--ops N] [--reps R]
 //! shard-tune machine             one line about this machine
+//! shard-tune warm-hugepages      touch every free 2 MiB huge page once (see work::warm_hugepages)
 //! ```
 //! Usually run through `tuning/run`, which also draws the plots.
 
@@ -74,9 +75,14 @@ fn main() -> ExitCode {
             println!("{}", Machine::probe().line());
             Ok(())
         }
+        "warm-hugepages" => {
+            let n = work::warm_hugepages();
+            println!("touched {n} free 2 MiB huge pages once");
+            Ok(())
+        }
         _ => {
             eprintln!(
-                "usage: shard-tune sweep [--full] [--out DIR] [--profile PATH | --no-profile] [--large BYTES]\n       shard-tune check PATH\n       shard-tune threads [--out CSV] [--threads 1,2,4,8] [--ops N] [--reps R]\n       shard-tune machine"
+                "usage: shard-tune sweep [--full] [--out DIR] [--profile PATH | --no-profile] [--large BYTES]\n       shard-tune check PATH\n       shard-tune threads [--out CSV] [--threads 1,2,4,8] [--ops N] [--reps R]\n       shard-tune machine\n       shard-tune warm-hugepages"
             );
             if cmd == "help" || cmd == "--help" {
                 Ok(())
@@ -149,6 +155,10 @@ fn cmd_sweep(args: &mut Args) -> Result<(), String> {
             machine.hugepages_2m_free
         ));
     }
+    let warmed = work::warm_hugepages();
+    if warmed > 0 {
+        log(&format!("touched the {warmed} free 2 MiB huge pages once (first touch of never-used memory can be slow in a VM)"));
+    }
     let t0 = std::time::Instant::now();
     let mut lg = |s: &str| log(s);
     let (best, rows, verdicts) = sweep::sweep(&mode, Options::default(), &mut lg);
@@ -180,12 +190,12 @@ fn cmd_sweep(args: &mut Args) -> Result<(), String> {
             s.read_bps
         );
     }
-    let mut chosen_csv = String::from("pass,knob,before,chosen\n");
+    let mut chosen_csv = String::from("pass,knob,before,chosen,margin\n");
     for v in &verdicts {
         let _ = writeln!(
             chosen_csv,
-            "{},{},{},{}",
-            v.pass, v.knob, v.before, v.chosen
+            "{},{},{},{},{:.4}",
+            v.pass, v.knob, v.before, v.chosen, v.margin
         );
     }
     let mut sizes_csv = String::from("set,size,count,rep,throughput,page_size,overhead\n");
