@@ -2,27 +2,32 @@
 //!
 //! A copy into a region nobody has touched yet is dominated by page faults: the
 //! kernel allocates and zeroes every page on first touch (~5 us per 4 KiB shmem
-//! page, ~290 us per 2 MiB hugetlb page), far more than the memcpy itself. Two
-//! levers hide that cost, each a knob measured both ways (`benches/share.rs`,
-//! `docs/PERFORMANCE.md`):
+//! page, ~290 us per 2 MiB hugetlb page), far more than the memcpy itself. Large
+//! copies are cut into [`CHUNK`]s, and three levers hide the fault cost, each a
+//! knob measured both ways (`benches/share.rs`, `docs/PERFORMANCE.md`):
 //!
-//! - **copy threads**: the range is cut into chunks that several threads take in
-//!   turn; each thread faults and fills its own chunks, so the faults run in
-//!   parallel too.
-//! - **prefault helper**: one extra thread runs ahead of the copiers and faults
-//!   the next chunks in (a write of one byte per page), so that the kernel's
-//!   zeroing of chunk `k+1` overlaps the copy of chunk `k`.
+//! - **populate per chunk** ([`CopyPlan::populate`]): fault a chunk in with
+//!   `MADV_POPULATE_WRITE` just before copying it. The kernel zeroes the chunk in
+//!   one tight loop instead of one trap per page inside the memcpy, and the
+//!   zeroed chunk is still in the cache when the copy overwrites it.
+//! - **copy threads** ([`CopyPlan::threads`]): several threads take chunks in
+//!   turn; each populates and fills its own, so the faults run in parallel too.
+//! - **prefault helper** ([`CopyPlan::prefault`]): one extra thread runs ahead of
+//!   the copiers and populates the next chunks, so that the kernel's zeroing of
+//!   chunk `k+1` overlaps the copy of chunk `k`. Useful when there are more cores
+//!   than copy threads; on by default only then.
 //!
-//! Chunk ownership makes the two safe together: a chunk is in exactly one of the
-//! states below and only its owner writes it. The helper only touches a chunk it
-//! moved from `FREE` to `FAULTING`; a copier takes a chunk `FREE -> COPYING`, or
-//! waits for `READY` if the helper has it. Whatever the helper wrote (zeros) is
-//! overwritten by the copy, so the result is exactly `src`.
+//! Chunk states keep the helper and the copiers apart: a copier takes a chunk
+//! `FREE -> COPYING`, or waits for `READY` if the helper has it (`FAULTING`).
+//! Populating never changes memory contents, so the result is exactly `src`
+//! whatever the interleaving; the states only avoid two threads faulting the same
+//! pages. `MADV_POPULATE_WRITE` needs Linux 5.14; where it fails the copy simply
+//! takes the faults itself.
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
-/// Copies at least this many bytes with the levers; smaller copies are one memcpy.
-pub const PARALLEL_MIN: usize = 64 << 20;
+/// Copies of at least this many bytes use the levers; smaller ones are one memcpy.
+pub const PARALLEL_MIN: usize = 8 << 20;
 /// Unit of work: a multiple of the 2 MiB huge page, so no huge page is shared by
 /// two chunks (two threads faulting the same huge page would serialize).
 pub const CHUNK: usize = 4 << 20;
@@ -39,6 +44,27 @@ pub struct CopyPlan {
     pub threads: usize,
     /// Run a prefault helper thread ahead of the copiers.
     pub prefault: bool,
+    /// Populate each chunk (`MADV_POPULATE_WRITE`) right before copying it.
+    pub populate: bool,
+}
+
+/// Faults `len` bytes at `p` in for writing, without changing their contents
+/// (rounded out to whole 4 KiB pages). Returns false where the kernel refuses.
+///
+/// # Safety
+/// `p..p + len`, rounded out to pages, lies in one live writable mapping.
+unsafe fn populate(p: *mut u8, len: usize) -> bool {
+    let start = p as usize & !4095;
+    let end = (p as usize + len + 4095) & !4095;
+    // SAFETY: the caller's contract; MADV_POPULATE_WRITE only faults pages in
+    // (as a write would, writing nothing), so concurrent copies are unaffected.
+    unsafe {
+        libc::madvise(
+            start as *mut libc::c_void,
+            end - start,
+            libc::MADV_POPULATE_WRITE,
+        ) == 0
+    }
 }
 
 /// A destination address that may be sent to the copy threads.
@@ -54,11 +80,13 @@ unsafe impl Sync for Dst {}
 ///
 /// # Safety
 /// `dst..dst + src.len()` is writable memory that nothing else reads or writes
-/// during the call, and does not overlap `src`.
+/// during the call, and does not overlap `src`; rounded out to 4 KiB pages it
+/// lies in one writable mapping (populating touches whole pages, never their
+/// contents).
 pub unsafe fn copy(dst: *mut u8, src: &[u8], plan: CopyPlan) {
     let len = src.len();
     let threads = plan.threads.max(1);
-    if len < PARALLEL_MIN || (threads == 1 && !plan.prefault) {
+    if len < PARALLEL_MIN || (threads == 1 && !plan.prefault && !plan.populate) {
         // SAFETY: the caller's contract.
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, len) };
         return;
@@ -77,17 +105,23 @@ pub unsafe fn copy(dst: *mut u8, src: &[u8], plan: CopyPlan) {
             if i >= chunks {
                 break;
             }
-            // Take the chunk, or wait for the helper to finish faulting it.
+            let (a, b) = range(i);
+            // Take the chunk (and populate it), or wait for the helper to finish
+            // populating it.
             if state[i]
                 .compare_exchange(FREE, COPYING, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
+                .is_ok()
             {
+                if plan.populate {
+                    // SAFETY: chunk i lies in the caller's range (see `copy`).
+                    unsafe { populate(d.0.add(a), b - a) };
+                }
+            } else {
                 while state[i].load(Ordering::Acquire) != READY {
                     std::hint::spin_loop();
                     std::thread::yield_now();
                 }
             }
-            let (a, b) = range(i);
             // SAFETY: chunk i lies in the caller's range; this thread owns it now
             // (COPYING, or READY after the helper released it with Release).
             unsafe { std::ptr::copy_nonoverlapping(src.as_ptr().add(a), d.0.add(a), b - a) };
@@ -108,15 +142,12 @@ pub unsafe fn copy(dst: *mut u8, src: &[u8], plan: CopyPlan) {
                 .is_ok()
             {
                 let (a, b) = range(i);
-                let mut p = a;
-                while p < b {
-                    // SAFETY: p is inside chunk i, which this thread owns (FAULTING);
-                    // the copier overwrites it after READY, so the zero never shows.
-                    unsafe { std::ptr::write_volatile(d.0.add(p), 0) };
-                    p += 4096;
+                // SAFETY: chunk i lies in the caller's range (see `copy`).
+                if !unsafe { populate(d.0.add(a), b - a) } {
+                    // No MADV_POPULATE_WRITE here: let the copiers fault.
+                    state[i].store(READY, Ordering::Release);
+                    break;
                 }
-                // SAFETY: as above (b - 1 is the chunk's last byte).
-                unsafe { std::ptr::write_volatile(d.0.add(b - 1), 0) };
                 state[i].store(READY, Ordering::Release);
             }
             i += 1;
@@ -148,9 +179,15 @@ mod tests {
         let mut dst = vec![0u8; big + 2];
         for len in [0, 1, 4097, big] {
             for threads in [1, 2, 3] {
-                for prefault in [false, true] {
-                    let plan = CopyPlan { threads, prefault };
-                    let fill = (threads * 2 + prefault as usize) as u8;
+                for (prefault, populate) in
+                    [(false, false), (true, false), (false, true), (true, true)]
+                {
+                    let plan = CopyPlan {
+                        threads,
+                        prefault,
+                        populate,
+                    };
+                    let fill = (threads * 4 + prefault as usize * 2 + populate as usize) as u8;
                     dst.fill(fill);
                     // SAFETY: dst has len + 2 bytes; we copy to dst[1..=len], exclusively.
                     unsafe { copy(dst.as_mut_ptr().add(1), &src[..len], plan) };

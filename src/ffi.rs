@@ -213,6 +213,7 @@ unsafe fn share_options(o: &shard_share_opts) -> Result<ShareOptions, StoreError
         huge_pages: o.huge_pages != 0,
         copy_threads: o.copy_threads.max(0) as usize,
         prefault: None,
+        populate: true,
     })
 }
 
@@ -701,12 +702,18 @@ pub unsafe extern "C" fn shard_view_validate(v: *const shard_view) -> i32 {
     })
 }
 
-/// Sets the process default for the prefault helper thread of large shares
-/// (non-zero: on). The default is on unless `SHARD_PREFAULT_AHEAD=0`.
+/// Sets the process default for the prefault helper thread of large shares:
+/// 0 off, 1 on, -1 automatic (on when there are more CPUs than copy threads;
+/// the default unless `SHARD_PREFAULT_AHEAD` says otherwise).
 #[no_mangle]
-pub extern "C" fn shard_set_prefault(on: i32) -> i32 {
+pub extern "C" fn shard_set_prefault(mode: i32) -> i32 {
     guard(|| {
-        crate::store::set_default_prefault(on != 0);
+        crate::store::set_default_prefault(match mode {
+            0 => Some(false),
+            1 => Some(true),
+            -1 => None,
+            m => return Err(invalid(&format!("prefault mode {m}: use 0, 1 or -1"))),
+        });
         Ok(())
     })
 }

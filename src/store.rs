@@ -15,7 +15,6 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use shard_alloc::sys::memfd;
 use shard_alloc::sys::mman::{Access, Mapping};
 use shard_alloc::sys::process;
 use shard_alloc::sys::OwnedFd;
@@ -53,9 +52,12 @@ pub struct ShareOptions {
     pub huge_pages: bool,
     /// Threads copying large objects in (0 = one per CPU, at most 8).
     pub copy_threads: usize,
-    /// Run a helper thread that faults the destination in ahead of the copy of a
-    /// large object (`None`: the process default, see [`set_default_prefault`]).
+    /// Run a helper thread that populates the destination ahead of the copy of a
+    /// large object (`None`: the process default, see [`default_prefault`]).
     pub prefault: Option<bool>,
+    /// Populate each chunk of a large copy (`MADV_POPULATE_WRITE`) right before
+    /// copying it (default on; see [`crate::copy`]).
+    pub populate: bool,
 }
 
 impl Default for ShareOptions {
@@ -68,38 +70,57 @@ impl Default for ShareOptions {
             huge_pages: true,
             copy_threads: 0,
             prefault: None,
+            populate: true,
         }
     }
 }
 
-/// 0: not decided yet (read `SHARD_PREFAULT_AHEAD`), 1: off, 2: on.
+/// 0: not decided yet (read `SHARD_PREFAULT_AHEAD`), 1: off, 2: on, 3: auto.
 static PREFAULT_DEFAULT: AtomicU8 = AtomicU8::new(0);
 
-/// Sets the process default of [`ShareOptions::prefault`].
-pub fn set_default_prefault(on: bool) {
-    PREFAULT_DEFAULT.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+/// Sets the process default of [`ShareOptions::prefault`]: `Some(on)` forces
+/// the helper on or off, `None` is automatic (on when there are more CPUs than
+/// copy threads).
+pub fn set_default_prefault(on: Option<bool>) {
+    PREFAULT_DEFAULT.store(
+        match on {
+            Some(false) => 1,
+            Some(true) => 2,
+            None => 3,
+        },
+        Ordering::Relaxed,
+    );
 }
 
-/// The process default of [`ShareOptions::prefault`]: `SHARD_PREFAULT_AHEAD`
-/// (`0`/`1`, `false`/`true`, `off`/`on`) unless set by [`set_default_prefault`];
-/// on when unset.
-pub fn default_prefault() -> bool {
-    match PREFAULT_DEFAULT.load(Ordering::Relaxed) {
-        1 => false,
-        2 => true,
-        _ => {
-            let on = !matches!(
-                std::env::var("SHARD_PREFAULT_AHEAD")
-                    .unwrap_or_default()
-                    .trim()
-                    .to_ascii_lowercase()
-                    .as_str(),
-                "0" | "false" | "off" | "no"
-            );
-            PREFAULT_DEFAULT.store(if on { 2 } else { 1 }, Ordering::Relaxed);
-            on
-        }
+/// The process default of [`ShareOptions::prefault`]: set by
+/// [`set_default_prefault`], else `SHARD_PREFAULT_AHEAD` (`0`/`off`, `1`/`on`,
+/// `auto`), else automatic (`None`).
+pub fn default_prefault() -> Option<bool> {
+    let mut v = PREFAULT_DEFAULT.load(Ordering::Relaxed);
+    if v == 0 {
+        v = match std::env::var("SHARD_PREFAULT_AHEAD")
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "0" | "false" | "off" | "no" => 1,
+            "1" | "true" | "on" | "yes" => 2,
+            _ => 3,
+        };
+        PREFAULT_DEFAULT.store(v, Ordering::Relaxed);
     }
+    match v {
+        1 => Some(false),
+        2 => Some(true),
+        _ => None,
+    }
+}
+
+fn cpus() -> usize {
+    // available_parallelism() reads cgroup files: once per process.
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Identity of a region across processes.
@@ -399,25 +420,24 @@ impl Writer {
 
     /// How a large copy into this writer is done (threads, prefault helper).
     pub fn copy_plan(&self) -> CopyPlan {
-        // available_parallelism() reads cgroup files: once per process.
-        static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
         let threads = match self.opts.copy_threads {
-            0 => *CPUS.get_or_init(|| {
-                std::thread::available_parallelism()
-                    .map_or(1, |n| n.get())
-                    .min(8)
-            }),
+            0 => cpus().min(8),
             n => n,
         };
         CopyPlan {
             threads,
-            prefault: self.opts.prefault.unwrap_or_else(default_prefault),
+            prefault: self
+                .opts
+                .prefault
+                .or_else(default_prefault)
+                .unwrap_or(threads < cpus()),
+            populate: self.opts.populate,
         }
     }
 
     /// Copies `src` into the data section at `offset`. Copies of at least
-    /// [`copy::PARALLEL_MIN`] bytes use the copy threads and the prefault helper
-    /// of [`Writer::copy_plan`] (the page faults of a fresh region dominate).
+    /// [`copy::PARALLEL_MIN`] bytes use the levers of [`Writer::copy_plan`]
+    /// (the page faults of a fresh region dominate).
     pub fn copy_from(&mut self, offset: u64, src: &[u8]) -> Result<()> {
         let end = offset.checked_add(src.len() as u64);
         if !end.is_some_and(|e| e <= self.header.data_len) {
@@ -691,13 +711,26 @@ impl Store {
         self.finish_inner(w)
     }
 
+    /// Frees a block. When that releases its region, a name-based backing's
+    /// name (shm object, file) goes now: views that still map the region keep
+    /// their mapping, but nothing is left in `/dev/shm` or the per-user directory
+    /// for a closed object (the region's own drop would only unlink it once the
+    /// last view of it in this process is gone).
     fn free_block(&self, b: &Block) -> Result<()> {
         {
             let _s = lock(&self.seal_lock);
             self.alloc.free(b)?;
         }
-        if self.alloc.region(b.region.id()).is_none() {
-            lock(&self.no_fork).remove(&b.region.id());
+        let r = &b.region;
+        if self.alloc.region(r.id()).is_none() {
+            lock(&self.no_fork).remove(&r.id());
+            if let Some(link) = r.link() {
+                let _ = match r.backing() {
+                    Backing::Shm => shard_alloc::sys::shm::unlink_shm(link),
+                    Backing::File(_) => std::fs::remove_file(link),
+                    Backing::Memfd => Ok(()),
+                };
+            }
         }
         Ok(())
     }
@@ -816,6 +849,64 @@ impl Store {
         }
     }
 
+    /// Opens the owner's region file read-only through `/proc/<pid>/fd/<n>`,
+    /// checked before it is really opened: the fd is first resolved with
+    /// `O_PATH` (no open side effects, even if the number now names a FIFO, a
+    /// socket or a device), then must be a regular file of this user with the
+    /// handle's dev/ino and at least its size; only then is it reopened
+    /// `O_RDONLY` through `/proc/self/fd` (same inode, pinned by the `O_PATH` fd).
+    fn open_region(&self, h: &Handle, owner: &Owner) -> Result<std::fs::File> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let path = format!("/proc/{}/fd/{}", h.owner_pid, h.fd);
+        let opath = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(&path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::EACCES) | Some(libc::EPERM) => StoreError::PermissionDenied(format!(
+                    "cannot open the region of pid {} (another user's object?)",
+                    h.owner_pid
+                )),
+                Some(libc::ENOENT) | Some(libc::ESRCH) => {
+                    if owner.alive() {
+                        StoreError::Closed
+                    } else {
+                        StoreError::OwnerGone { pid: h.owner_pid }
+                    }
+                }
+                _ => StoreError::io(format!("open {path}"), e),
+            })?;
+        let md = opath
+            .metadata()
+            .map_err(|e| StoreError::io(format!("fstat {path}"), e))?;
+        if md.uid() != self.uid {
+            return Err(StoreError::PermissionDenied(format!(
+                "the region belongs to uid {}, this process runs as uid {}",
+                md.uid(),
+                self.uid
+            )));
+        }
+        if !md.file_type().is_file() || md.dev() != h.dev || md.ino() != h.ino {
+            // The fd number now names another file: the region was released.
+            return Err(StoreError::Closed);
+        }
+        if md.size() < h.region_size {
+            return Err(StoreError::BadHandle(
+                "the region is smaller than the handle says".into(),
+            ));
+        }
+        let file = std::fs::File::open(format!("/proc/self/fd/{}", opath.as_raw_fd()))
+            .map_err(|e| StoreError::io(format!("reopen {path} read-only"), e))?;
+        let md2 = file
+            .metadata()
+            .map_err(|e| StoreError::io(format!("fstat {path}"), e))?;
+        if (md2.dev(), md2.ino()) != (md.dev(), md.ino()) {
+            return Err(StoreError::Closed);
+        }
+        Ok(file)
+    }
+
     /// The mapping of the region `h` names: inherited, cached, or mapped now.
     fn attached_region(&self, h: &Handle) -> Result<Arc<Attached>> {
         let key = ObjKey::of(h).region;
@@ -833,41 +924,9 @@ impl Store {
             .owners
             .watch(h.owner_pid, h.owner_start)
             .ok_or(StoreError::OwnerGone { pid: h.owner_pid })?;
-        let fd = memfd::reopen_readonly(h.owner_pid, h.fd as i32).map_err(|e| {
-            match e.raw_os_error() {
-                Some(libc::EACCES) | Some(libc::EPERM) => StoreError::PermissionDenied(format!(
-                    "cannot open the region of pid {} (another user's object?)",
-                    h.owner_pid
-                )),
-                Some(libc::ENOENT) | Some(libc::ESRCH) => {
-                    if owner.alive() {
-                        StoreError::Closed
-                    } else {
-                        StoreError::OwnerGone { pid: h.owner_pid }
-                    }
-                }
-                _ => StoreError::io(format!("open /proc/{}/fd/{}", h.owner_pid, h.fd), e),
-            }
-        })?;
-        let st = memfd::stat(&fd).map_err(|e| StoreError::io("fstat", e))?;
-        if st.uid != self.uid {
-            return Err(StoreError::PermissionDenied(format!(
-                "the region belongs to uid {}, this process runs as uid {}",
-                st.uid, self.uid
-            )));
-        }
-        if st.id.dev != h.dev || st.id.ino != h.ino {
-            // The fd number now names another file: the region was released.
-            return Err(StoreError::Closed);
-        }
-        if st.size < h.region_size {
-            return Err(StoreError::BadHandle(
-                "the region is smaller than the handle says".into(),
-            ));
-        }
+        let file = self.open_region(h, &owner)?;
         // Check the region header and the object header with pread before mapping
         // anything: a forged, corrupted or stale handle maps nothing.
-        let file = std::fs::File::from(fd);
         let mut rb = [0u8; RegionHeader::ENCODED_LEN];
         file.read_exact_at(&mut rb, 0)
             .map_err(|e| StoreError::io("pread of a region header", e))?;

@@ -200,6 +200,43 @@ fn bad_handles_in_the_owner_and_in_another_process() {
         assert_eq!(got, (want as i32).to_string(), "{h:?}");
         assert_eq!((maps, mapped), (0, 0));
     }
+    // A handle whose fd number names a FIFO in the owner (say, a stale handle
+    // after the owner opened a named pipe): refused at once, never blocks.
+    let fifo = std::env::temp_dir().join(format!("shard-fifo-{}", std::process::id()));
+    let cpath = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: plain mkfifo/open on a path we own.
+    let ffd = unsafe {
+        assert_eq!(libc::mkfifo(cpath.as_ptr(), 0o600), 0);
+        libc::open(cpath.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK)
+    };
+    assert!(ffd >= 0);
+    let on_fifo = forged(&c, |g| g.fd = ffd as u32);
+    let pid = r.pid() as i32;
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog = {
+        let answered = answered.clone();
+        std::thread::spawn(move || {
+            for _ in 0..300 {
+                if answered.load(Relaxed) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            // SAFETY: our own child, still running (not reaped: we hold it).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        })
+    };
+    r.send(&format!("ATTACH {}", handle_hex(&on_fifo)));
+    let answer = r.expect("R ");
+    answered.store(true, Relaxed);
+    watchdog.join().unwrap();
+    let (got, maps, _) = outcome(&answer);
+    assert_eq!((got, maps), ((Code::Closed as i32).to_string(), 0));
+    // SAFETY: our own fd; the path is ours.
+    unsafe {
+        libc::close(ffd);
+        libc::unlink(cpath.as_ptr());
+    }
     // An object whose region was released: the fd is gone (or names another file).
     s.close(&big).unwrap();
     r.send(&format!("ATTACH {}", handle_hex(&big)));

@@ -187,3 +187,71 @@ fn duplicate_and_invalid_names_are_clear_errors() {
     let h2 = s.share(Kind::Raw, 3, b"", b"ghi", opts()).unwrap();
     s.close(&h2).unwrap();
 }
+
+#[test]
+fn name_based_backings_leave_nothing_after_close() {
+    if role().is_some() {
+        let s = Store::global().unwrap();
+        let hs: Vec<_> = std::env::var("SHARD_TEST_HANDLES")
+            .unwrap()
+            .split(',')
+            .map(handle_from_hex)
+            .collect();
+        let views: Vec<_> = hs.iter().map(|h| s.attach(h).unwrap()).collect();
+        say("ATTACHED");
+        assert_eq!(hear(), "closed");
+        // The owner closed and unlinked them: our mappings still read the data.
+        for v in &views {
+            say(&format!("SUM {}", sum_f64(v.data().unwrap())));
+        }
+        return;
+    }
+    let s = Store::global().unwrap();
+    let uid = shard_alloc::sys::process::uid();
+    let data = f64_data(5000, 4.0);
+    let mut hs = Vec::new();
+    let mut paths = Vec::new();
+    for backing in [shard::BackingChoice::Shm, shard::BackingChoice::Mmap] {
+        let h = s
+            .share(
+                Kind::F64,
+                5000,
+                b"",
+                &data,
+                ShareOptions {
+                    backing,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let file = format!(
+            "shard-{uid}-{}-{}-{}",
+            h.owner_pid, h.owner_start, h.region_id
+        );
+        paths.push(match backing {
+            shard::BackingChoice::Shm => std::path::Path::new("/dev/shm").join(&file),
+            _ => names::user_dir().unwrap().join(&file),
+        });
+        hs.push(h);
+    }
+    assert!(paths.iter().all(|p| p.exists()), "{paths:?}");
+    let local: Vec<_> = hs.iter().map(|h| s.attach(h).unwrap()).collect();
+    let mut c = child("name_based_backings_leave_nothing_after_close", "hold");
+    c.env(
+        "SHARD_TEST_HANDLES",
+        hs.iter().map(handle_hex).collect::<Vec<_>>().join(","),
+    );
+    let mut t = Talk::spawn(c);
+    t.expect("ATTACHED");
+    for h in &hs {
+        s.close(h).unwrap();
+    }
+    // Gone at close, although views of them live here and in the child.
+    assert!(paths.iter().all(|p| !p.exists()), "{paths:?}");
+    assert!(local.iter().all(|v| v.is_closed()));
+    t.send("closed");
+    for _ in 0..2 {
+        assert_eq!(t.expect("SUM "), sum_f64(&data).to_string());
+    }
+    t.finish();
+}

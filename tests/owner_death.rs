@@ -161,13 +161,24 @@ fn owner_killed_while_a_reader_holds_views() {
     holder.expect("HOLDER-OK");
     holder.finish();
 
-    // Nobody swept yet (the holder's start-up sweep ran while the owner lived);
-    // the holder's lookup of the dead owner's name removed the name.
+    // The holder's lookup of the dead owner's name removed the name; its
+    // start-up sweep ran while the owner lived, so the backing file is still
+    // there. (The shm object may already be gone: /dev/shm is shared, and any
+    // other process of this user that created a store since swept it.)
     let left = leftovers(&dir, opid);
-    assert_eq!(left.len(), 2, "shm object and backing file: {left:?}");
+    assert!(
+        left.iter().any(|f| !f.starts_with("death-"))
+            && !left.iter().any(|f| f.starts_with("death-")),
+        "{left:?}"
+    );
+    let file_left = entries_with_prefix(
+        &dir.join(format!("shard-{}", process::uid())),
+        &format!("shard-{}-{opid}-", process::uid()),
+    );
+    assert_eq!(file_left.len(), 1, "the mmap backing file: {left:?}");
     let udir = dir.join(format!("shard-{}", process::uid()));
     let removed = names::sweep_in(Path::new("/dev/shm"), &udir).unwrap();
-    assert!(removed >= 2, "removed {removed}");
+    assert!(removed >= 1, "removed {removed}");
     assert!(
         leftovers(&dir, opid).is_empty(),
         "{:?}",

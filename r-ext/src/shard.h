@@ -378,10 +378,11 @@ int32_t shard_stats_get(struct shard_stats *out);
 int32_t shard_view_validate(const struct shard_view *v);
 
 /**
- * Sets the process default for the prefault helper thread of large shares
- * (non-zero: on). The default is on unless `SHARD_PREFAULT_AHEAD=0`.
+ * Sets the process default for the prefault helper thread of large shares:
+ * 0 off, 1 on, -1 automatic (on when there are more CPUs than copy threads;
+ * the default unless `SHARD_PREFAULT_AHEAD` says otherwise).
  */
-int32_t shard_set_prefault(int32_t on);
+int32_t shard_set_prefault(int32_t mode);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -1,0 +1,218 @@
+//! `share` of one large object into fresh shared memory, against a single-thread
+//! memcpy into already-faulted memory (the bound) and into fresh anonymous
+//! memory, in the same run; 4 KiB and 2 MiB pages; each lever (copy threads,
+//! prefault helper) measured both ways; and 100 000 small shares.
+//!
+//! Size: `SHARD_BENCH_SIZE` (bytes, default 256 MiB; the 1 GiB is
+//! `SHARD_BENCH_SIZE=1073741824`). 2 MiB pages need a hugetlb pool of
+//! size/2 MiB + 2 pages (`echo 600 > /proc/sys/vm/nr_hugepages` covers 1 GiB);
+//! a variant that did not get them says so on stderr. Only the share is timed
+//! (`iter_custom`): closing, unmapping and freeing the previous object is not.
+//!
+//! `cargo bench --bench share`; results and ratios in `docs/PERFORMANCE.md`.
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use shard::{Kind, ShareOptions, Store};
+use shard_alloc::{Options, PageSize};
+
+fn size() -> usize {
+    std::env::var("SHARD_BENCH_SIZE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(256 << 20)
+}
+
+fn source(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    for (i, c) in v.chunks_mut(8).enumerate() {
+        let k = c.len();
+        c.copy_from_slice(&(i as f64).to_le_bytes()[..k]);
+    }
+    v
+}
+
+/// A fresh anonymous mapping of `n` bytes (never touched).
+struct Anon(*mut u8, usize);
+
+impl Anon {
+    fn new(n: usize) -> Anon {
+        // SAFETY: a fresh private anonymous mapping; unmapped in Drop.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                n,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        Anon(p.cast(), n)
+    }
+}
+
+impl Drop for Anon {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in new().
+        unsafe { libc::munmap(self.0.cast(), self.1) };
+    }
+}
+
+fn share_bench(c: &mut Criterion) {
+    let n = size();
+    let src = source(n);
+    let mut g = c.benchmark_group(format!("share_{}MiB", n >> 20));
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(4))
+        .throughput(Throughput::Bytes(n as u64));
+
+    // Bounds: one thread, memcpy into faulted memory and into fresh anonymous memory.
+    let mut faulted = vec![1u8; n];
+    g.bench_function("memcpy_faulted", |b| {
+        b.iter(|| {
+            faulted.copy_from_slice(&src);
+            std::hint::black_box(&faulted);
+        })
+    });
+    drop(faulted);
+    g.bench_function("memcpy_fresh_anon", |b| {
+        b.iter_custom(|iters| {
+            let mut t = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                let a = Anon::new(n);
+                // SAFETY: a is a fresh writable mapping of n bytes.
+                unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), a.0, n) };
+                t += start.elapsed();
+                drop(a);
+            }
+            t
+        })
+    });
+
+    // (name, huge pages, copy threads, prefault helper, populate per chunk,
+    //  allocator's inline prefault of the whole region at creation)
+    type Variant = (&'static str, bool, usize, bool, bool, bool);
+    let mut variants: Vec<Variant> = Vec::new();
+    for (page, huge) in [("4k", false), ("2m", true)] {
+        for (lever, threads, prefault, populate) in [
+            ("1thread", 1, false, false),
+            ("1thread+populate", 1, false, true),
+            ("1thread+populate+prefault", 1, true, true),
+            ("2threads", 2, false, false),
+            ("2threads+populate", 2, false, true),
+            ("2threads+populate+prefault", 2, true, true),
+        ] {
+            let name: &'static str = Box::leak(format!("{page}/{lever}").into_boxed_str());
+            variants.push((name, huge, threads, prefault, populate, false));
+        }
+    }
+    variants.push(("2m/1thread+inline_populate", true, 1, false, false, true));
+    for (name, huge, threads, prefault, populate, inline) in variants {
+        let store = Store::with_options(Options {
+            prefault: inline,
+            ..Options::default()
+        })
+        .unwrap();
+        let opts = ShareOptions {
+            huge_pages: huge,
+            copy_threads: threads,
+            prefault: Some(prefault),
+            populate,
+            ..Default::default()
+        };
+        // Check what the kernel gave, once.
+        let h = store
+            .share(Kind::Raw, n as u64, b"", &src, opts.clone())
+            .unwrap();
+        let page = store.owned_page_size(&h).unwrap();
+        store.close(&h).unwrap();
+        let want = if huge {
+            PageSize::Huge2M
+        } else {
+            PageSize::Base
+        };
+        if page != want {
+            eprintln!(
+                "*** share/{name}: wanted {want} pages, got {page} (hugetlb pool too small?) ***"
+            );
+        }
+        g.bench_function(BenchmarkId::new("share", name), |b| {
+            b.iter_custom(|iters| {
+                let mut t = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = Instant::now();
+                    let h = store
+                        .share(Kind::Raw, n as u64, b"", &src, opts.clone())
+                        .unwrap();
+                    t += start.elapsed();
+                    store.close(&h).unwrap();
+                }
+                t
+            })
+        });
+    }
+    g.finish();
+}
+
+/// 100 000 small shares (64 to 1 000 bytes), and what the process holds after.
+fn small_bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("small");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(200))
+        .measurement_time(Duration::from_secs(3))
+        .throughput(Throughput::Elements(100_000));
+    let data = source(1000);
+    let fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let maps = || {
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("memfd:shard-"))
+            .count()
+    };
+    let store = Store::with_options(Options::default()).unwrap();
+    let (f0, m0) = (fds(), maps());
+    let mut held = (0, 0);
+    g.bench_function("share_100k", |b| {
+        b.iter_custom(|iters| {
+            let mut t = Duration::ZERO;
+            for _ in 0..iters {
+                let mut hs = Vec::with_capacity(100_000);
+                let start = Instant::now();
+                for i in 0..100_000usize {
+                    let len = 64 + (i * 37) % 937;
+                    hs.push(
+                        store
+                            .share(
+                                Kind::Raw,
+                                len as u64,
+                                b"",
+                                &data[..len],
+                                ShareOptions::default(),
+                            )
+                            .unwrap(),
+                    );
+                }
+                t += start.elapsed();
+                held = (fds() - f0, maps() - m0);
+                for h in &hs {
+                    store.close(h).unwrap();
+                }
+            }
+            t
+        })
+    });
+    g.finish();
+    eprintln!(
+        "small/share_100k: the process held {} more fds and {} more region mappings with 100 000 objects live",
+        held.0, held.1
+    );
+}
+
+criterion_group!(benches, share_bench, small_bench);
+criterion_main!(benches);
