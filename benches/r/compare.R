@@ -55,7 +55,7 @@ hp <- reserve_hugepages(env_num("SHARD_BENCH_HUGEPAGES", 1200))
 main <- function() {
 started <- Sys.time()
 emit("# R comparison: shard vs serialize, bigmemory, PSOCK\n")
-emit("Command: `R_LIBS=/tmp/lib-bench Rscript benches/r/compare.R` (`make bench-r`), ",
+emit("Command: `", if (nzchar(Sys.getenv("R_LIBS"))) paste0("R_LIBS=", Sys.getenv("R_LIBS"), " ") else "", "Rscript benches/r/compare.R` (`make bench-r`), ",
      format(started, "%Y-%m-%d %H:%M UTC", tz = "UTC"), ".\n")
 emit("Machine: ", machine_line(), "; 2 MiB huge pages: ", hp$now, " reserved for the run (",
      hp$old, " before), ", hugepages_free(), " free at start (", hp$warmed, ").\n")

@@ -35,7 +35,7 @@ hp <- reserve_hugepages(env_num("SHARD_BENCH_HUGEPAGES", 1200))
 tryCatch(local({
 started <- Sys.time()
 emit("# Scaling\n")
-emit("Command: `R_LIBS=/tmp/lib-bench Rscript benches/r/scaling.R` (`make bench-r`), ",
+emit("Command: `", if (nzchar(Sys.getenv("R_LIBS"))) paste0("R_LIBS=", Sys.getenv("R_LIBS"), " ") else "", "Rscript benches/r/scaling.R` (`make bench-r`), ",
      format(started, "%Y-%m-%d %H:%M UTC", tz = "UTC"), ". Machine: ", machine_line(),
      "; 2 MiB huge pages: ", hp$now, " reserved (", hp$old, " before; ", hp$warmed, ").\n")
 
