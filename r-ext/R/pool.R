@@ -2,7 +2,7 @@
 # pool_stop(). Built on R's `parallel` package: the workers are ordinary
 # PSOCK or fork cluster nodes running parallel's own worker loop, and every
 # message is parallel's EXEC/VALUE message (sent with parallel's sendCall(),
-# read with parallel's recvResult()). What this file adds on top of parallel:
+# read with parallel's recvData()). What this file adds on top of parallel:
 #
 # - one ambient pool (used when `pool = NULL`), workers that attach shard and
 #   see the caller's library paths;
@@ -462,7 +462,7 @@ pool_lapply <- function(X, FUN, ..., pool = NULL, chunk_size = 1L,
   if (n == 0L) return(results)
 
   sendCall <- par_fun("sendCall")
-  recvResult <- par_fun("recvResult")
+  recvData <- par_fun("recvData")
   t0 <- proc.time()[["elapsed"]]
   pool$busy <- TRUE
   # Tasks sent to each worker slot and not answered yet, oldest first. A worker
@@ -512,6 +512,7 @@ pool_lapply <- function(X, FUN, ..., pool = NULL, chunk_size = 1L,
   worker_failures <- list() # tasks that lost their worker more than `retries` times
   warnings_seen <- list()
   stopping <- FALSE
+  task_tag <- function(t) sprintf("shard:%d:%d:%d", pool$id, job_id, t)
   sent_at <- numeric(ntask)
   rtt_sum <- 0
   rtt_n <- 0L
@@ -526,18 +527,23 @@ pool_lapply <- function(X, FUN, ..., pool = NULL, chunk_size = 1L,
     with_job <- !identical(pool$job_of[w], job_id)
     jr <- if (with_job) job_raw else raw(0)
     bytes <- envelope + length(jr) + length(task_raw[[t]])
+    # In flight from before the first byte goes out: if the call is interrupted
+    # mid-send, on.exit() then knows this worker may hold (part of) a task.
+    inflight[[w]] <<- c(inflight[[w]], t)
     ok <- tryCatch({
-      sendCall(pool$cl[[w]], worker_stub("pool_task"), list(job_id, jr, task_raw[[t]]), tag = t)
+      sendCall(pool$cl[[w]], worker_stub("pool_task"), list(job_id, jr, task_raw[[t]]), tag = task_tag(t))
       TRUE
     }, error = function(e) FALSE)
-    if (!ok) return(FALSE)
+    if (!ok) {
+      inflight[[w]] <<- inflight[[w]][-length(inflight[[w]])]
+      return(FALSE)
+    }
     if (with_job) {
       pool$job_of[w] <- job_id
       job_bytes_sent <<- job_bytes_sent + length(jr)
     }
     task_bytes[t] <<- envelope + length(task_raw[[t]])
     pool$bytes_sent[w] <- pool$bytes_sent[w] + bytes
-    inflight[[w]] <<- c(inflight[[w]], t)
     sent_at[t] <<- proc.time()[["elapsed"]]
     TRUE
   }
@@ -590,11 +596,15 @@ pool_lapply <- function(X, FUN, ..., pool = NULL, chunk_size = 1L,
     }
     for (w in active[ready]) {
       t <- inflight[[w]][1L]
-      r <- tryCatch(recvResult(pool$cl[[w]]), error = function(e) e)
-      if (inherits(r, "error")) {
+      msg <- tryCatch(recvData(pool$cl[[w]]), error = function(e) e)
+      if (inherits(msg, "error")) {
         lost_worker(w)
         next
       }
+      # A message that is not the answer to this task (left over from a call that
+      # was cut short) is dropped; the answer follows it.
+      if (!identical(msg$tag, task_tag(t))) next
+      r <- msg$value
       inflight[[w]] <- inflight[[w]][-1L]
       if (rtt_n < 2L * pool$n && length(inflight[[w]]) == 0L) {
         rtt_sum <- rtt_sum + (proc.time()[["elapsed"]] - sent_at[t])
@@ -650,7 +660,7 @@ pool_lapply <- function(X, FUN, ..., pool = NULL, chunk_size = 1L,
                         if (length(chunks[[f$task]]) > 1) "s" else "", element_label(chunks[[f$task]], nms),
                         length(f$pids), if (length(f$pids) > 1) "s" else "", if (length(f$pids) > 1) "s" else "",
                         paste(f$pids, collapse = ", "),
-                        if (retries > 0) sprintf(", also after %d retr%s on a fresh worker", retries,
+                        if (retries > 0) sprintf(", also when run again (%d retr%s)", retries,
                                                  if (retries > 1) "ies" else "y") else "",
                         if (length(chunks[[f$task]]) > 1) "s" else ""),
       call = NULL, index = chunks[[f$task]], pids = f$pids)))
@@ -681,18 +691,30 @@ pool_release_job <- function(pool, job_id) {
   holders <- which(pool$job_of %in% job_id & !pool$dead)
   if (!length(holders)) return(invisible())
   sendCall <- par_fun("sendCall")
-  recvResult <- par_fun("recvResult")
-  sent <- integer()
+  recvData <- par_fun("recvData")
+  tag <- sprintf("shard:%d:%d:clear", pool$id, job_id)
+  pending <- integer()
+  on.exit({
+    # cut short: a worker whose answer was not read would hand it to the next call
+    pool$dead[pending] <- TRUE
+    pool$job_of[holders] <- NA_integer_
+  })
   for (w in holders) {
-    if (isTRUE(tryCatch({ sendCall(pool$cl[[w]], worker_stub("pool_clear_job"), list()); TRUE }, error = function(e) FALSE)))
-      sent <- c(sent, w)
-    else pool$dead[w] <- TRUE
+    pending <- c(pending, w)
+    if (!isTRUE(tryCatch({ sendCall(pool$cl[[w]], worker_stub("pool_clear_job"), list(), tag = tag); TRUE },
+                         error = function(e) FALSE)))
+      next   # stays pending: marked dead, replaced at the next call
   }
-  for (w in sent) {
-    r <- tryCatch(recvResult(pool$cl[[w]]), error = function(e) e)
-    if (inherits(r, "error")) pool$dead[w] <- TRUE
+  for (w in holders) {
+    repeat {
+      msg <- tryCatch(recvData(pool$cl[[w]]), error = function(e) e)
+      if (inherits(msg, "error")) break
+      if (identical(msg$tag, tag)) {
+        pending <- setdiff(pending, w)
+        break
+      }
+    }
   }
-  pool$job_of[holders] <- NA_integer_
   invisible()
 }
 
@@ -775,6 +797,9 @@ pb_close <- function(pb) {
 pool_sapply <- function(X, FUN, ..., simplify = TRUE, USE.NAMES = TRUE, pool = NULL, chunk_size = 1L,
                         progress = getOption("shard.progress", interactive())) {
   FUN <- match.fun(FUN)
+  USE.NAMES <- arg_flag(USE.NAMES, "USE.NAMES")
+  if (!(isTRUE(simplify) || isFALSE(simplify) || identical(simplify, "array")))
+    stop("shard: `simplify` must be TRUE, FALSE or \"array\"", call. = FALSE)
   answer <- pool_lapply(X = X, FUN = FUN, ..., pool = pool, chunk_size = chunk_size, progress = progress)
   if (USE.NAMES && is.character(X) && is.null(names(answer))) names(answer) <- X
   if (!isFALSE(simplify) && length(answer)) simplify2array(answer, higher = (simplify == "array")) else answer
