@@ -225,6 +225,16 @@ test_that("a pool_lapply() interrupted while tasks run leaves a working pool", {
   expect_true(all(pool_status()$alive))
 })
 
+test_that("an answer left over from an earlier call is not taken for a new task's", {
+  p <- local_pool(1)
+  # a message the pool did not send (as a call cut short mid-way could leave):
+  # its answer arrives first on that worker's socket and must be dropped
+  send <- utils::getFromNamespace("sendCall", "parallel")
+  send(p$cl[[1]], function() { Sys.sleep(0.3); "stale" }, list())
+  expect_identical(pool_lapply(1:3, function(i) i * 10L), list(10L, 20L, 30L))
+  expect_identical(pool_sapply(1:2, function(i) i), 1:2)
+})
+
 # --- shared objects travel as handles ---------------------------------------------
 
 test_that("shared objects captured by FUN cost a few hundred bytes per task, not the data", {
