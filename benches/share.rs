@@ -7,7 +7,9 @@
 //! `SHARD_BENCH_SIZE=1073741824`). 2 MiB pages need a hugetlb pool of
 //! size/2 MiB + 2 pages (`echo 600 > /proc/sys/vm/nr_hugepages` covers 1 GiB);
 //! a variant that did not get them says so on stderr. Only the share is timed
-//! (`iter_custom`): closing, unmapping and freeing the previous object is not.
+//! (`iter_custom`): closing, unmapping and freeing the previous object is not,
+//! nor, for the `+spare` variants, waiting for the background thread to have
+//! prepared the next region (the idle time between shares it relies on).
 //!
 //! `cargo bench --bench share`; results and ratios in `docs/PERFORMANCE.md`.
 
@@ -94,36 +96,97 @@ fn share_bench(c: &mut Criterion) {
         })
     });
 
-    // (name, huge pages, copy threads, prefault helper, populate per chunk,
-    //  allocator's inline prefault of the whole region at creation)
-    type Variant = (&'static str, bool, usize, bool, bool, bool);
-    let mut variants: Vec<Variant> = Vec::new();
+    // Each lever on and off. `default` is ShareOptions::default() (what R gets):
+    // on this 2-CPU machine 2 copy threads, populate, no helper (as many copy
+    // threads as CPUs), pwrite for 4 KiB pages.
+    struct V {
+        name: &'static str,
+        huge: bool,
+        opts: Option<(usize, bool, bool, bool)>, // threads, prefault, populate, pwrite
+        inline: bool,
+        spare: bool,
+    }
+    let mut variants = Vec::new();
     for (page, huge) in [("4k", false), ("2m", true)] {
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        variants.push(V {
+            name: leak(format!("{page}/default")),
+            huge,
+            opts: None,
+            inline: false,
+            spare: false,
+        });
         for (lever, threads, prefault, populate) in [
             ("1thread", 1, false, false),
             ("1thread+populate", 1, false, true),
             ("1thread+populate+prefault", 1, true, true),
             ("2threads", 2, false, false),
             ("2threads+populate", 2, false, true),
-            ("2threads+populate+prefault", 2, true, true),
         ] {
-            let name: &'static str = Box::leak(format!("{page}/{lever}").into_boxed_str());
-            variants.push((name, huge, threads, prefault, populate, false));
+            variants.push(V {
+                name: leak(format!("{page}/{lever}")),
+                huge,
+                opts: Some((threads, prefault, populate, false)),
+                inline: false,
+                spare: false,
+            });
         }
+        variants.push(V {
+            name: leak(format!("{page}/1thread+spare")),
+            huge,
+            opts: Some((1, false, true, false)),
+            inline: false,
+            spare: true,
+        });
     }
-    variants.push(("2m/1thread+inline_populate", true, 1, false, false, true));
-    for (name, huge, threads, prefault, populate, inline) in variants {
+    variants.push(V {
+        name: "4k/pwrite",
+        huge: false,
+        opts: Some((1, false, false, true)),
+        inline: false,
+        spare: false,
+    });
+    variants.push(V {
+        name: "2m/1thread+inline_populate",
+        huge: true,
+        opts: Some((1, false, false, false)),
+        inline: true,
+        spare: false,
+    });
+    for V {
+        name,
+        huge,
+        opts,
+        inline,
+        spare,
+    } in variants
+    {
         let store = Store::with_options(Options {
             prefault: inline,
             ..Options::default()
         })
         .unwrap();
-        let opts = ShareOptions {
-            huge_pages: huge,
-            copy_threads: threads,
-            prefault: Some(prefault),
-            populate,
-            ..Default::default()
+        store.set_spare_regions(spare);
+        // With a spare region: wait (untimed) until the background thread has
+        // prepared it, as idle time between shares would.
+        let wait_spare = || {
+            while spare && store.spare_state().0 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        let opts = match opts {
+            None => ShareOptions {
+                huge_pages: huge,
+                ..Default::default()
+            },
+            Some((threads, prefault, populate, pwrite)) => ShareOptions {
+                huge_pages: huge,
+                copy_threads: threads,
+                prefault: Some(prefault),
+                populate,
+                pwrite,
+                ..Default::default()
+            },
         };
         // Check what the kernel gave, once.
         let h = store
@@ -145,6 +208,7 @@ fn share_bench(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut t = Duration::ZERO;
                 for _ in 0..iters {
+                    wait_spare();
                     let start = Instant::now();
                     let h = store
                         .share(Kind::Raw, n as u64, b"", &src, opts.clone())

@@ -214,6 +214,7 @@ unsafe fn share_options(o: &shard_share_opts) -> Result<ShareOptions, StoreError
         copy_threads: o.copy_threads.max(0) as usize,
         prefault: None,
         populate: true,
+        pwrite: true,
     })
 }
 
@@ -714,6 +715,19 @@ pub extern "C" fn shard_set_prefault(mode: i32) -> i32 {
             -1 => None,
             m => return Err(invalid(&format!("prefault mode {m}: use 0, 1 or -1"))),
         });
+        Ok(())
+    })
+}
+
+/// Turns spare regions on (non-zero) or off for this process's store: after a
+/// read-only share of at least 32 MiB, a background thread prepares (reserves
+/// and faults in) a block of the same size for the next large share, which then
+/// skips the page faults. Off by default (`SHARD_SPARE_REGION=1` turns it on):
+/// a spare holds memory until used.
+#[no_mangle]
+pub extern "C" fn shard_set_spare_region(on: i32) -> i32 {
+    guard(|| {
+        Store::global()?.set_spare_regions(on != 0);
         Ok(())
     })
 }

@@ -58,6 +58,11 @@ pub struct ShareOptions {
     /// Populate each chunk of a large copy (`MADV_POPULATE_WRITE`) right before
     /// copying it (default on; see [`crate::copy`]).
     pub populate: bool,
+    /// Copy large objects into regions of 4 KiB shmem pages with `pwrite(2)`
+    /// instead of through the mapping: no page zeroing, no faults (default on;
+    /// see [`crate::copy`]). Not used for huge pages, nor into a spare region
+    /// (already faulted in).
+    pub pwrite: bool,
 }
 
 impl Default for ShareOptions {
@@ -71,6 +76,7 @@ impl Default for ShareOptions {
             copy_threads: 0,
             prefault: None,
             populate: true,
+            pwrite: true,
         }
     }
 }
@@ -115,6 +121,19 @@ pub fn default_prefault() -> Option<bool> {
         2 => Some(true),
         _ => None,
     }
+}
+
+/// Whether new stores prepare spare regions: `SHARD_SPARE_REGION` (`1`/`on`),
+/// off by default (a spare holds memory, huge pages included, until used).
+fn spare_default() -> bool {
+    matches!(
+        std::env::var("SHARD_SPARE_REGION")
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+            .as_str(),
+        "1" | "true" | "on" | "yes"
+    )
 }
 
 fn cpus() -> usize {
@@ -404,6 +423,8 @@ pub struct Writer {
     block: Block,
     header: ObjectHeader,
     opts: ShareOptions,
+    /// The block came from a spare region (its pages are faulted in already).
+    from_spare: bool,
     done: bool,
 }
 
@@ -447,6 +468,23 @@ impl Writer {
                 self.header.data_len
             )));
         }
+        let r = &self.block.region;
+        if self.opts.pwrite
+            && !self.from_spare
+            && src.len() >= copy::PARALLEL_MIN
+            && r.page_size() == PageSize::Base
+        {
+            // SAFETY: the region's writable fd stays open while the region lives,
+            // and self.block holds the region.
+            let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(r.raw_fd()) };
+            let at = self.block.offset + self.header.data_off + offset;
+            match copy::pwrite_all(fd, at, src) {
+                Ok(()) => return Ok(()),
+                // A file system without write(2) (hugetlbfs): copy through the mapping.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+                Err(e) => return Err(StoreError::io("pwrite into a region", e)),
+            }
+        }
         let plan = self.copy_plan();
         let dst = self.data_ptr().wrapping_add(offset as usize);
         // SAFETY: dst..dst+len lies in this writer's unpublished block (checked
@@ -483,13 +521,21 @@ pub struct Store {
     pid: u32,
     start: u64,
     uid: u32,
-    alloc: Allocator,
+    core: Arc<Core>,
+    spare: Arc<SpareSlot>,
     owned: Mutex<HashMap<ObjKey, Owned>>,
     registry: Mutex<HashMap<RegionKey, Weak<Attached>>>,
     /// Regions inherited across fork: kept mapped so children attach for free.
     inherited: Mutex<HashMap<RegionKey, Arc<Attached>>>,
     states: Mutex<States>,
     owners: Owners,
+    pub counters: Counters,
+}
+
+/// The allocator and what guards its regions' writer mappings (shared with the
+/// thread that prepares spare regions).
+struct Core {
+    alloc: Allocator,
     /// Held around every allocator call that may seal a region (alloc, publish,
     /// free, seal_all, Region::seal) and around writes through a region's writer
     /// mapping after publish (tombstones, `MADV_DONTFORK`): the writer mapping
@@ -497,7 +543,30 @@ pub struct Store {
     seal_lock: Mutex<()>,
     /// Regions whose writer mapping is already marked `MADV_DONTFORK`.
     no_fork: Mutex<HashSet<u32>>,
-    pub counters: Counters,
+}
+
+/// Objects of at least this many bytes get a spare region prepared after them
+/// (when spare regions are on).
+pub const SPARE_MIN: u64 = 32 << 20;
+
+/// A block reserved and populated ahead of need, for the next large share.
+struct Spare {
+    block: Block,
+    req: Request,
+}
+
+#[derive(Default)]
+struct SpareSlot {
+    enabled: AtomicBool,
+    preparing: AtomicBool,
+    spare: Mutex<Option<Spare>>,
+}
+
+fn same_request(a: &Request, b: &Request) -> bool {
+    a.backing == b.backing
+        && a.readonly == b.readonly
+        && a.huge_pages == b.huge_pages
+        && a.placement == b.placement
 }
 
 #[derive(Default)]
@@ -509,6 +578,68 @@ struct States {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Core {
+    /// Reserves a block (and keeps its region's writer mapping out of children).
+    fn alloc(&self, total: u64, req: &Request) -> Result<Block> {
+        let block = {
+            let _s = lock(&self.seal_lock);
+            self.alloc.alloc(total, req)?
+        };
+        self.keep_writer_from_children(&block.region);
+        Ok(block)
+    }
+
+    /// Keeps the writer mapping of a region out of forked children.
+    ///
+    /// A child inherits every mapping, including the allocator's writable shared
+    /// mapping of an unsealed region; while any child lives, the owner's
+    /// `F_SEAL_WRITE` then fails with `EBUSY` (and the child could write objects
+    /// it does not own). `MADV_DONTFORK` on the writer mapping avoids both. This
+    /// belongs in `shard-alloc`'s region creation; until it is there the store
+    /// does it, once per region, before the block it got is used.
+    fn keep_writer_from_children(&self, r: &Region) {
+        let _s = lock(&self.seal_lock);
+        if r.is_sealed() || !lock(&self.no_fork).insert(r.id()) {
+            return;
+        }
+        // SAFETY: write_base..+size is exactly the region's writer mapping, which
+        // exists while the region is unsealed (checked under seal_lock, which every
+        // path that may seal holds). MADV_DONTFORK changes no memory contents.
+        let rc = unsafe {
+            libc::madvise(
+                r.write_base().cast(),
+                r.size() as usize,
+                libc::MADV_DONTFORK,
+            )
+        };
+        debug_assert_eq!(rc, 0, "madvise(MADV_DONTFORK) failed");
+    }
+
+    /// Frees a block. When that releases its region, a name-based backing's
+    /// name (shm object, file) goes now: views that still map the region keep
+    /// their mapping, but nothing is left in `/dev/shm` or the per-user directory
+    /// for a closed object (the region's own drop would only unlink it once the
+    /// last view of it in this process is gone).
+    fn free_block(&self, b: &Block) -> Result<()> {
+        {
+            let _s = lock(&self.seal_lock);
+            self.alloc.free(b)?;
+        }
+        let r = &b.region;
+        if self.alloc.region(r.id()).is_none() {
+            lock(&self.no_fork).remove(&r.id());
+            if let Some(link) = r.link() {
+                let _ = match r.backing() {
+                    Backing::Shm => shard_alloc::sys::shm::unlink_shm(link),
+                    Backing::File(_) => std::fs::remove_file(link),
+                    Backing::Memfd => Ok(()),
+                };
+            }
+        }
+        Ok(())
+    }
 }
 
 static GLOBAL: Mutex<Option<Arc<Store>>> = Mutex::new(None);
@@ -525,14 +656,20 @@ impl Store {
             start: process::start_time(pid)
                 .map_err(|e| StoreError::io("read /proc/self/stat", e))?,
             uid: process::uid(),
-            alloc: Allocator::new(opts)?,
+            core: Arc::new(Core {
+                alloc: Allocator::new(opts)?,
+                seal_lock: Mutex::new(()),
+                no_fork: Mutex::new(HashSet::new()),
+            }),
+            spare: Arc::new(SpareSlot {
+                enabled: AtomicBool::new(spare_default()),
+                ..SpareSlot::default()
+            }),
             owned: Mutex::new(HashMap::new()),
             registry: Mutex::new(HashMap::new()),
             inherited: Mutex::new(HashMap::new()),
             states: Mutex::new(States::default()),
             owners: Owners::default(),
-            seal_lock: Mutex::new(()),
-            no_fork: Mutex::new(HashSet::new()),
             counters: Counters::default(),
         })
     }
@@ -580,7 +717,7 @@ impl Store {
     }
 
     pub fn allocator(&self) -> &Allocator {
-        &self.alloc
+        &self.core.alloc
     }
     pub fn pid(&self) -> u32 {
         self.pid
@@ -603,30 +740,84 @@ impl Store {
         })
     }
 
-    /// Keeps the writer mapping of a region out of forked children.
+    /// Turns spare regions on or off for this store (default: `SHARD_SPARE_REGION`).
     ///
-    /// A child inherits every mapping, including the allocator's writable shared
-    /// mapping of an unsealed region; while any child lives, the owner's
-    /// `F_SEAL_WRITE` then fails with `EBUSY` (and the child could write objects
-    /// it does not own). `MADV_DONTFORK` on the writer mapping avoids both. This
-    /// belongs in `shard-alloc`'s region creation; until it is there the store
-    /// does it, once per region, before the block it got is used.
-    fn keep_writer_from_children(&self, r: &Region) {
-        let _s = lock(&self.seal_lock);
-        if r.is_sealed() || !lock(&self.no_fork).insert(r.id()) {
+    /// On: after each read-only share of at least [`SPARE_MIN`] bytes, a
+    /// background thread reserves a block of the same size and kind in a new
+    /// region and faults it in (`MADV_POPULATE_WRITE`: the kernel zeroes it
+    /// there, off the caller's path). The next share that fits it (same backing,
+    /// huge pages and placement; between half and all of its size) takes it and
+    /// copies at the speed of already-faulted memory. The cost: one spare block
+    /// of the last large size stays reserved (and resident) until used or until
+    /// spare regions are turned off.
+    pub fn set_spare_regions(&self, on: bool) {
+        let _pass = fork::enter();
+        self.spare.enabled.store(on, Ordering::Relaxed);
+        if !on {
+            if let Some(old) = lock(&self.spare.spare).take() {
+                let _ = self.core.free_block(&old.block);
+            }
+        }
+    }
+
+    /// Bytes of the spare block ready now (0: none), and whether one is being
+    /// prepared.
+    pub fn spare_state(&self) -> (u64, bool) {
+        let ready = lock(&self.spare.spare).as_ref().map_or(0, |s| s.block.len);
+        (ready, self.spare.preparing.load(Ordering::Acquire))
+    }
+
+    fn take_spare(&self, total: u64, req: &Request) -> Option<Block> {
+        if !self.spare.enabled.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut slot = lock(&self.spare.spare);
+        let fits = slot.as_ref().is_some_and(|sp| {
+            same_request(&sp.req, req) && total <= sp.block.len && total >= sp.block.len / 2
+        });
+        fits.then(|| slot.take().expect("checked").block)
+    }
+
+    /// After a large share: prepare a spare block of `len` bytes for `req`.
+    fn schedule_spare(&self, len: u64, req: Request) {
+        if !self.spare.enabled.load(Ordering::Relaxed)
+            || len < SPARE_MIN
+            || !req.readonly
+            || self.spare.preparing.swap(true, Ordering::AcqRel)
+        {
             return;
         }
-        // SAFETY: write_base..+size is exactly the region's writer mapping, which
-        // exists while the region is unsealed (checked under seal_lock, which every
-        // path that may seal holds). MADV_DONTFORK changes no memory contents.
-        let rc = unsafe {
-            libc::madvise(
-                r.write_base().cast(),
-                r.size() as usize,
-                libc::MADV_DONTFORK,
-            )
+        let (core, slot) = (self.core.clone(), self.spare.clone());
+        let prepare = move || {
+            let block = {
+                let _pass = fork::enter();
+                core.alloc(len, &req)
+            };
+            if let Ok(b) = block {
+                // SAFETY: a block just reserved, unpublished and known to nobody
+                // else; populating changes no contents.
+                unsafe { copy::populate(b.write_ptr(), b.len as usize) };
+                let _pass = fork::enter();
+                let old = lock(&slot.spare).replace(Spare { block: b, req });
+                if let Some(old) = old {
+                    let _ = core.free_block(&old.block);
+                }
+                if !slot.enabled.load(Ordering::Relaxed) {
+                    if let Some(sp) = lock(&slot.spare).take() {
+                        let _ = core.free_block(&sp.block);
+                    }
+                }
+            }
+            slot.preparing.store(false, Ordering::Release);
         };
-        debug_assert_eq!(rc, 0, "madvise(MADV_DONTFORK) failed");
+        let spare = self.spare.clone();
+        if std::thread::Builder::new()
+            .name("shard-spare".into())
+            .spawn(prepare)
+            .is_err()
+        {
+            spare.preparing.store(false, Ordering::Release);
+        }
     }
 
     /// Reserves an object and writes its header and metadata; fill the data with
@@ -668,17 +859,21 @@ impl Store {
         let small = ObjectLayout::compute(meta_len, data_len, 64).ok_or_else(too_big)?;
         let packs = opts.readonly
             && req.backing == Backing::Memfd
-            && self.alloc.size_classes().class_of(small.total).is_some();
+            && self
+                .core
+                .alloc
+                .size_classes()
+                .class_of(small.total)
+                .is_some();
         let layout = if packs {
             small
         } else {
             ObjectLayout::compute(meta_len, data_len, 4096).ok_or_else(too_big)?
         };
-        let block = {
-            let _s = lock(&self.seal_lock);
-            self.alloc.alloc(layout.total, &req)?
+        let (block, from_spare) = match self.take_spare(layout.total, &req) {
+            Some(b) => (b, true),
+            None => (self.core.alloc(layout.total, &req)?, false),
         };
-        self.keep_writer_from_children(&block.region);
         let header = ObjectHeader {
             kind,
             flags: if opts.readonly { 0 } else { FLAG_WRITABLE },
@@ -700,6 +895,7 @@ impl Store {
             block,
             header,
             opts,
+            from_spare,
             done: false,
         })
     }
@@ -711,39 +907,15 @@ impl Store {
         self.finish_inner(w)
     }
 
-    /// Frees a block. When that releases its region, a name-based backing's
-    /// name (shm object, file) goes now: views that still map the region keep
-    /// their mapping, but nothing is left in `/dev/shm` or the per-user directory
-    /// for a closed object (the region's own drop would only unlink it once the
-    /// last view of it in this process is gone).
-    fn free_block(&self, b: &Block) -> Result<()> {
-        {
-            let _s = lock(&self.seal_lock);
-            self.alloc.free(b)?;
-        }
-        let r = &b.region;
-        if self.alloc.region(r.id()).is_none() {
-            lock(&self.no_fork).remove(&r.id());
-            if let Some(link) = r.link() {
-                let _ = match r.backing() {
-                    Backing::Shm => shard_alloc::sys::shm::unlink_shm(link),
-                    Backing::File(_) => std::fs::remove_file(link),
-                    Backing::Memfd => Ok(()),
-                };
-            }
-        }
-        Ok(())
-    }
-
     fn finish_inner(&self, mut w: Writer) -> Result<Handle> {
         w.done = true;
         let readonly = w.opts.readonly;
         let published = {
-            let _s = lock(&self.seal_lock);
-            self.alloc.publish(&w.block, readonly)
+            let _s = lock(&self.core.seal_lock);
+            self.core.alloc.publish(&w.block, readonly)
         };
         if let Err(e) = published {
-            let _ = self.free_block(&w.block);
+            let _ = self.core.free_block(&w.block);
             return Err(e.into());
         }
         let r = &w.block.region;
@@ -785,11 +957,16 @@ impl Store {
         if let Some(n) = &w.opts.name {
             if let Err(e) = names::register(n, &handle) {
                 lock(&self.owned).remove(&key);
-                let _ = self.free_block(&w.block);
+                let _ = self.core.free_block(&w.block);
                 return Err(e);
             }
         }
         self.counters.shares.fetch_add(1, Ordering::Relaxed);
+        if readonly && w.block.len >= SPARE_MIN {
+            if let Ok(req) = self.request(&w.opts) {
+                self.schedule_spare(w.block.len, req);
+            }
+        }
         Ok(handle)
     }
 
@@ -797,7 +974,7 @@ impl Store {
     pub fn abort(&self, mut w: Writer) {
         let _pass = fork::enter();
         w.done = true;
-        let _ = self.free_block(&w.block);
+        let _ = self.core.free_block(&w.block);
     }
 
     /// Shares `data` in one call.
@@ -1056,7 +1233,7 @@ impl Store {
             names::unregister(n, h);
         }
         {
-            let _s = lock(&self.seal_lock);
+            let _s = lock(&self.core.seal_lock);
             if !o.block.region.is_sealed() {
                 // SAFETY: the block is live and ours, and the region is unsealed
                 // under seal_lock, so its writer mapping exists; only the magic
@@ -1066,7 +1243,7 @@ impl Store {
                 };
             }
         }
-        self.free_block(&o.block)?;
+        self.core.free_block(&o.block)?;
         self.counters.closes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -1129,7 +1306,7 @@ impl Store {
             .get(&ObjKey::of(h))
             .filter(|o| o.handle == *h)
             .ok_or(StoreError::Closed)?;
-        let _s = lock(&self.seal_lock);
+        let _s = lock(&self.core.seal_lock);
         o.block.region.seal()?;
         Ok(())
     }
@@ -1137,8 +1314,8 @@ impl Store {
     /// Seals every slab region now (objects published so far become kernel-immutable).
     pub fn seal_all(&self) -> Result<()> {
         let _pass = fork::enter();
-        let _s = lock(&self.seal_lock);
-        Ok(self.alloc.seal_all()?)
+        let _s = lock(&self.core.seal_lock);
+        Ok(self.core.alloc.seal_all()?)
     }
 
     /// Number of live objects owned by this process.

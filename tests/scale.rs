@@ -151,3 +151,38 @@ fn memfd_does_not_need_dev_shm() {
         "{stdout}"
     );
 }
+
+#[test]
+fn large_copies_are_exact_with_every_lever() {
+    let s = Store::global().unwrap();
+    // Above the huge-page threshold (32 MiB), so `huge` gets 2 MiB pages where
+    // the pool has them.
+    let n = 36 << 20;
+    let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8 ^ (i >> 16) as u8).collect();
+    for huge in [false, true] {
+        for threads in [1, 2, 3] {
+            for (prefault, populate, pwrite) in [
+                (false, false, false),
+                (true, false, false),
+                (false, true, false),
+                (true, true, false),
+                (false, false, true),
+            ] {
+                let opts = ShareOptions {
+                    huge_pages: huge,
+                    copy_threads: threads,
+                    prefault: Some(prefault),
+                    populate,
+                    pwrite,
+                    ..Default::default()
+                };
+                let h = s.share(Kind::Raw, n as u64, b"", &data, opts).unwrap();
+                assert!(
+                    s.attach(&h).unwrap().data().unwrap() == &data[..],
+                    "huge {huge} threads {threads} prefault {prefault} populate {populate} pwrite {pwrite}"
+                );
+                s.close(&h).unwrap();
+            }
+        }
+    }
+}

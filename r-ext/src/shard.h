@@ -384,6 +384,15 @@ int32_t shard_view_validate(const struct shard_view *v);
  */
 int32_t shard_set_prefault(int32_t mode);
 
+/**
+ * Turns spare regions on (non-zero) or off for this process's store: after a
+ * read-only share of at least 32 MiB, a background thread prepares (reserves
+ * and faults in) a block of the same size for the next large share, which then
+ * skips the page faults. Off by default (`SHARD_SPARE_REGION=1` turns it on):
+ * a spare holds memory until used.
+ */
+int32_t shard_set_spare_region(int32_t on);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -183,6 +183,7 @@ int main(void) {
     CHECK(shard_sweep(&removed) == SHARD_OK);
     CHECK(shard_set_prefault(0) == SHARD_OK && shard_set_prefault(1) == SHARD_OK);
     CHECK(shard_set_prefault(-1) == SHARD_OK && shard_set_prefault(7) == SHARD_INVALID_ARGUMENT);
+    CHECK(shard_set_spare_region(0) == SHARD_OK);
     CHECK(shard_close(h2, sizeof h2) == SHARD_OK);
 
     free(x);
