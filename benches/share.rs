@@ -97,8 +97,9 @@ fn share_bench(c: &mut Criterion) {
     });
 
     // Each lever on and off. `default` is ShareOptions::default() (what R gets):
-    // on this 2-CPU machine 2 copy threads, populate, no helper (as many copy
-    // threads as CPUs), pwrite for 4 KiB pages.
+    // on this 2-CPU machine pwrite for 4 KiB pages; for 2 MiB pages 2 copy
+    // threads, no populate (only with one thread), no helper (as many copy
+    // threads as CPUs).
     struct V {
         name: &'static str,
         huge: bool,
@@ -183,7 +184,7 @@ fn share_bench(c: &mut Criterion) {
                 huge_pages: huge,
                 copy_threads: threads,
                 prefault: Some(prefault),
-                populate,
+                populate: Some(populate),
                 pwrite,
                 ..Default::default()
             },

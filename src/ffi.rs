@@ -213,7 +213,7 @@ unsafe fn share_options(o: &shard_share_opts) -> Result<ShareOptions, StoreError
         huge_pages: o.huge_pages != 0,
         copy_threads: o.copy_threads.max(0) as usize,
         prefault: None,
-        populate: true,
+        populate: None,
         pwrite: true,
     })
 }

@@ -56,8 +56,9 @@ pub struct ShareOptions {
     /// large object (`None`: the process default, see [`default_prefault`]).
     pub prefault: Option<bool>,
     /// Populate each chunk of a large copy (`MADV_POPULATE_WRITE`) right before
-    /// copying it (default on; see [`crate::copy`]).
-    pub populate: bool,
+    /// copying it (`None`: only when one thread copies, where it was measured to
+    /// help; with two it did not; see [`crate::copy`]).
+    pub populate: Option<bool>,
     /// Copy large objects into regions of 4 KiB shmem pages with `pwrite(2)`
     /// instead of through the mapping: no page zeroing, no faults (default on;
     /// see [`crate::copy`]). Not used for huge pages, nor into a spare region
@@ -75,7 +76,7 @@ impl Default for ShareOptions {
             huge_pages: true,
             copy_threads: 0,
             prefault: None,
-            populate: true,
+            populate: None,
             pwrite: true,
         }
     }
@@ -452,7 +453,7 @@ impl Writer {
                 .prefault
                 .or_else(default_prefault)
                 .unwrap_or(threads < cpus()),
-            populate: self.opts.populate,
+            populate: self.opts.populate.unwrap_or(threads == 1),
         }
     }
 

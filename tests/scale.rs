@@ -172,7 +172,7 @@ fn large_copies_are_exact_with_every_lever() {
                     huge_pages: huge,
                     copy_threads: threads,
                     prefault: Some(prefault),
-                    populate,
+                    populate: Some(populate),
                     pwrite,
                     ..Default::default()
                 };
