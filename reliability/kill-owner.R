@@ -159,7 +159,12 @@ left_all <- c(grep(sprintf("^shard-%d-", uid), list.files("/dev/shm"), value = T
 own_pids <- unique(sub(sprintf("^shard-%d-([0-9]+)-.*", uid), "\\1", left_all))
 dead <- own_pids[!file.exists(file.path("/proc", own_pids))]
 if (length(dead)) failures <- c(failures, paste("files of dead owners at the end:", paste(dead, collapse = ",")))
-if (all_fds() > fd0 + 2L) failures <- c(failures, sprintf("driver fds grew from %d to %d", fd0, all_fds()))
+invisible(gc()); invisible(gc())   # processx objects close their pipes when collected
+if (all_fds() > fd0 + 2L) {
+  fds <- list.files("/proc/self/fd", full.names = TRUE)
+  failures <- c(failures, sprintf("driver fds grew from %d to %d: %s", fd0, all_fds(),
+                                  paste(suppressWarnings(Sys.readlink(fds)), collapse = " ")))
+}
 unlink(tmpbase, recursive = TRUE)
 cat(sprintf("kill-owner: %d iterations (owner SIGKILLed while sharing in %d), %d fresh-process checks, %d files swept, %.0fs\n",
             stats[["iterations"]], stats[["killed_while_sharing"]], stats[["fresh_checked"]],
