@@ -144,12 +144,13 @@ test_that("huge-page pool exhausted mid-run: later large objects fall back, reco
   if (!file.exists(free_f)) testthat::skip("no 2 MiB huge page support in this kernel")
   old <- as.integer(readLines(hp))
   free <- as.integer(readLines(free_f))
-  if (free < 8L) {
-    skip_unless_root("reserves 16 huge pages for the test (nr_hugepages is restored exactly)")
-    writeLines(as.character(old + 16L), hp)
+  # Objects take 20 pages each: at least two must fit before the pool runs out.
+  if (free < 40L) {
+    skip_unless_root("reserves 64 huge pages for the test (nr_hugepages is restored exactly)")
+    writeLines(as.character(old + 64L), hp)
     on.exit(writeLines(as.character(old), hp), add = TRUE)
     free <- as.integer(readLines(free_f))
-    if (free < 8L) testthat::skip(sprintf("could not reserve huge pages (free %d)", free))
+    if (free < 40L) testthat::skip(sprintf("could not reserve huge pages (free %d)", free))
   }
   if (free > 400L) testthat::skip(sprintf("%d free huge pages: exhausting them would take %d MB", free, free * 2L))
   # 40 MB objects take 20 huge pages each: the pool runs out after free/20 of them.
