@@ -321,6 +321,18 @@ struct Pool {
     partial: Vec<Vec<(u32, u32)>>,
 }
 
+impl Pool {
+    /// Stops using region `idx` as this pool's current slab or large region.
+    fn forget_active(&mut self, idx: u32) {
+        if self.slab_region == Some(idx) {
+            self.slab_region = None;
+        }
+        if self.large_region == Some(idx) {
+            self.large_region = None;
+        }
+    }
+}
+
 /// A hugetlb size that failed recently.
 #[derive(Debug, Clone)]
 struct Backoff {
@@ -867,12 +879,7 @@ impl Allocator {
         let region = e.region.clone();
         if kind != Kind::Own {
             let p = &mut st.pools[pool];
-            if p.slab_region == Some(idx) {
-                p.slab_region = None;
-            }
-            if p.large_region == Some(idx) {
-                p.large_region = None;
-            }
+            p.forget_active(idx);
         }
         if seal {
             region.seal()?;
@@ -943,12 +950,7 @@ impl Allocator {
             st.regions.remove(idx);
             if kind != Kind::Own {
                 let p = &mut st.pools[pool];
-                if p.slab_region == Some(idx) {
-                    p.slab_region = None;
-                }
-                if p.large_region == Some(idx) {
-                    p.large_region = None;
-                }
+                p.forget_active(idx);
                 for v in &mut p.partial {
                     v.retain(|(r, _)| *r != idx);
                 }
