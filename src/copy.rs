@@ -18,7 +18,7 @@
 //!   than copy threads; on by default only then.
 //!
 //! For regions of 4 KiB shmem pages (memfd, shm) a fourth lever avoids the
-//! faults altogether: **pwrite** ([`pwrite_all`]) writes the data into the file
+//! faults altogether: **pwrite** (`shard_alloc::sys::io::pwrite_all`) writes the data into the file
 //! with `pwrite(2)`. For whole pages shmem then allocates each page without
 //! zeroing it, nothing is faulted into the writer mapping, and so nothing has to
 //! be torn down when the region is sealed. (hugetlbfs has no `write(2)`; there the
@@ -61,38 +61,8 @@ pub struct CopyPlan {
 /// # Safety
 /// `p..p + len`, rounded out to pages, lies in one live writable mapping.
 pub(crate) unsafe fn populate(p: *mut u8, len: usize) -> bool {
-    let start = p as usize & !4095;
-    let end = (p as usize + len + 4095) & !4095;
-    // SAFETY: the caller's contract; MADV_POPULATE_WRITE only faults pages in
-    // (as a write would, writing nothing), so concurrent copies are unaffected.
-    unsafe {
-        libc::madvise(
-            start as *mut libc::c_void,
-            end - start,
-            libc::MADV_POPULATE_WRITE,
-        ) == 0
-    }
-}
-
-/// Writes all of `src` into `fd` at `off` (`pwrite(2)`, retried on short writes
-/// and `EINTR`).
-pub fn pwrite_all<Fd: rustix::fd::AsFd>(
-    fd: Fd,
-    mut off: u64,
-    mut src: &[u8],
-) -> std::io::Result<()> {
-    while !src.is_empty() {
-        match rustix::io::pwrite(&fd, &src[..src.len().min(1 << 30)], off) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                src = &src[n..];
-                off += n as u64;
-            }
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
+    // SAFETY: the caller's contract is populate_write_range's.
+    unsafe { shard_alloc::sys::mman::populate_write_range(p, len) }.is_ok()
 }
 
 /// A destination address that may be sent to the copy threads.

@@ -36,12 +36,14 @@ extern "C" fn release() {
 /// Registers the fork handlers (once per process).
 pub fn install() {
     INSTALL.call_once(|| {
-        // SAFETY: the handlers are plain functions of this library that neither
-        // allocate nor call into the store; glibc's pthread_atfork (linked from
-        // libc_nonshared with this object's __dso_handle) unregisters them if the
-        // shared object holding them is unloaded.
-        let rc = unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release)) };
-        debug_assert_eq!(rc, 0, "pthread_atfork failed");
+        // The handlers neither allocate nor call into the store. Without them a
+        // fork while another thread is inside the store could leave a lock held
+        // in the child for ever; say so rather than fail the store.
+        if let Err(e) = shard_alloc::sys::process::at_fork(prepare, release, release) {
+            eprintln!(
+                "shard: pthread_atfork failed ({e}); fork() while another thread shares is unsafe"
+            );
+        }
     });
 }
 

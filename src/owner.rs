@@ -11,10 +11,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
-use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use rustix::fd::OwnedFd;
-use rustix::process::{pidfd_open, Pid, PidfdFlags};
 use shard_alloc::sys::process;
+use shard_alloc::sys::OwnedFd;
 
 /// A watched owner process.
 #[derive(Debug)]
@@ -28,18 +26,10 @@ impl Owner {
     /// Whether the owner is still running (a zombie counts as gone).
     pub fn alive(&self) -> bool {
         match &self.pidfd {
-            Some(fd) => {
-                let mut fds = [PollFd::new(fd, PollFlags::IN)];
-                let zero = Timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                };
-                match poll(&mut fds, Some(&zero)) {
-                    Ok(0) => true,
-                    Ok(_) => false,
-                    Err(_) => process::is_alive(self.pid, self.start),
-                }
-            }
+            Some(fd) => match process::pidfd_exited(fd) {
+                Ok(exited) => !exited,
+                Err(_) => process::is_alive(self.pid, self.start),
+            },
             None => process::is_alive(self.pid, self.start),
         }
     }
@@ -61,7 +51,7 @@ impl Owners {
         // Open the pidfd first, then check the start time: the fd then surely
         // refers to the process the handle names (if it had exited and the pid been
         // reused in between, the start time would differ).
-        let pidfd = Pid::from_raw(pid as i32).and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok());
+        let pidfd = process::pidfd_open(pid).ok();
         if !process::is_alive(pid, start) {
             return None;
         }

@@ -10,7 +10,7 @@
 //! process (a registry caches the mapping while any view lives). See
 //! `docs/ARCHITECTURE.md` for the lifetime rules and fork handling.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -475,11 +475,8 @@ impl Writer {
             && src.len() >= copy::PARALLEL_MIN
             && r.page_size() == PageSize::Base
         {
-            // SAFETY: the region's writable fd stays open while the region lives,
-            // and self.block holds the region.
-            let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(r.raw_fd()) };
             let at = self.block.offset + self.header.data_off + offset;
-            match copy::pwrite_all(fd, at, src) {
+            match shard_alloc::sys::io::pwrite_all(r.writable_fd(), at, src) {
                 Ok(()) => return Ok(()),
                 // A file system without write(2) (hugetlbfs): copy through the mapping.
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
@@ -539,11 +536,9 @@ struct Core {
     alloc: Allocator,
     /// Held around every allocator call that may seal a region (alloc, publish,
     /// free, seal_all, Region::seal) and around writes through a region's writer
-    /// mapping after publish (tombstones, `MADV_DONTFORK`): the writer mapping
-    /// exists exactly while the region is unsealed.
+    /// mapping after publish (tombstones): the writer mapping exists exactly
+    /// while the region is unsealed.
     seal_lock: Mutex<()>,
-    /// Regions whose writer mapping is already marked `MADV_DONTFORK`.
-    no_fork: Mutex<HashSet<u32>>,
 }
 
 /// Objects of at least this many bytes get a spare region prepared after them
@@ -582,40 +577,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Core {
-    /// Reserves a block (and keeps its region's writer mapping out of children).
+    /// Reserves a block. (shard-alloc keeps every writer mapping out of forked
+    /// children with `MADV_DONTFORK`.)
     fn alloc(&self, total: u64, req: &Request) -> Result<Block> {
-        let block = {
-            let _s = lock(&self.seal_lock);
-            self.alloc.alloc(total, req)?
-        };
-        self.keep_writer_from_children(&block.region);
-        Ok(block)
-    }
-
-    /// Keeps the writer mapping of a region out of forked children.
-    ///
-    /// A child inherits every mapping, including the allocator's writable shared
-    /// mapping of an unsealed region; while any child lives, the owner's
-    /// `F_SEAL_WRITE` then fails with `EBUSY` (and the child could write objects
-    /// it does not own). `MADV_DONTFORK` on the writer mapping avoids both. This
-    /// belongs in `shard-alloc`'s region creation; until it is there the store
-    /// does it, once per region, before the block it got is used.
-    fn keep_writer_from_children(&self, r: &Region) {
         let _s = lock(&self.seal_lock);
-        if r.is_sealed() || !lock(&self.no_fork).insert(r.id()) {
-            return;
-        }
-        // SAFETY: write_base..+size is exactly the region's writer mapping, which
-        // exists while the region is unsealed (checked under seal_lock, which every
-        // path that may seal holds). MADV_DONTFORK changes no memory contents.
-        let rc = unsafe {
-            libc::madvise(
-                r.write_base().cast(),
-                r.size() as usize,
-                libc::MADV_DONTFORK,
-            )
-        };
-        debug_assert_eq!(rc, 0, "madvise(MADV_DONTFORK) failed");
+        Ok(self.alloc.alloc(total, req)?)
     }
 
     /// Frees a block. When that releases its region, a name-based backing's
@@ -630,7 +596,6 @@ impl Core {
         }
         let r = &b.region;
         if self.alloc.region(r.id()).is_none() {
-            lock(&self.no_fork).remove(&r.id());
             if let Some(link) = r.link() {
                 let _ = match r.backing() {
                     Backing::Shm => shard_alloc::sys::shm::unlink_shm(link),
@@ -660,7 +625,6 @@ impl Store {
             core: Arc::new(Core {
                 alloc: Allocator::new(opts)?,
                 seal_lock: Mutex::new(()),
-                no_fork: Mutex::new(HashSet::new()),
             }),
             spare: Arc::new(SpareSlot {
                 enabled: AtomicBool::new(spare_default()),
@@ -1020,8 +984,7 @@ impl Store {
             // Inherited across fork: usually the parent, which is alive exactly
             // while it is still our parent (an orphan is re-parented).
             None => {
-                rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32)
-                    == Some(h.owner_pid)
+                process::parent_pid() == Some(h.owner_pid)
                     || process::is_alive(h.owner_pid, h.owner_start)
             }
         }

@@ -364,6 +364,13 @@ impl Region {
         };
         let writer = Mapping::map(&fd, 0, size as usize, Access::WriteShared, false)
             .map_err(|source| cleanup(AllocError::MapRegion { size, source }))?;
+        // Forked children must not inherit the writer view (see advise_dontfork).
+        writer.advise_dontfork().map_err(|source| {
+            cleanup(AllocError::Sys {
+                op: "madvise(MADV_DONTFORK)",
+                source,
+            })
+        })?;
         if thp {
             writer.advise_hugepage().map_err(|source| {
                 cleanup(AllocError::Sys {
@@ -467,6 +474,10 @@ impl Region {
     /// The writable fd's number (what `/proc/<pid>/fd/<n>` names for readers).
     pub fn raw_fd(&self) -> i32 {
         self.fd.as_raw_fd()
+    }
+    /// The writable fd (`pwrite(2)` into the region before it is sealed).
+    pub fn writable_fd(&self) -> &OwnedFd {
+        &self.fd
     }
     /// The read-only twin of the fd.
     pub fn readonly_fd(&self) -> &OwnedFd {

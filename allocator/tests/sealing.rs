@@ -153,6 +153,55 @@ fn sealed_region_refuses_writes_in_a_forked_child() {
 }
 
 #[test]
+fn a_forked_child_does_not_inherit_the_writer_mapping_so_sealing_works_while_it_lives() {
+    let a = Allocator::new(Options::default()).unwrap();
+    let b = a.alloc(100, &Request::default()).unwrap();
+    let writer = b.write_ptr() as usize;
+    // Child: report whether the writer address is mapped (mincore fails with
+    // ENOMEM on an unmapped page), then wait for the parent to seal.
+    let mut pipe = [0i32; 2];
+    // SAFETY: a valid two-int array for pipe(2).
+    assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+    // SAFETY: the child only makes raw syscalls (no allocation, no locks) and
+    // leaves with _exit; the parent reaps it.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let page = (writer & !4095) as *mut libc::c_void;
+        let mut vec = 0u8;
+        // SAFETY: mincore only reads the page table for this range.
+        let mapped = unsafe { libc::mincore(page, 4096, &mut vec) } == 0;
+        let mut byte = 0u8;
+        // SAFETY: blocking read of one byte from our pipe end.
+        unsafe { libc::read(pipe[0], (&mut byte as *mut u8).cast(), 1) };
+        // SAFETY: leaving the child without running the parent's atexit handlers.
+        unsafe { libc::_exit(mapped as i32) };
+    }
+    // With the child alive, sealing must succeed: a writable shared mapping
+    // inherited by the child would make F_SEAL_WRITE fail with EBUSY.
+    a.publish(&b, true).unwrap();
+    let sealed = a.seal_all();
+    // SAFETY: one byte to our own pipe releases the child.
+    unsafe { libc::write(pipe[1], [1u8].as_ptr().cast(), 1) };
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    // SAFETY: closing our own pipe fds.
+    unsafe {
+        libc::close(pipe[0]);
+        libc::close(pipe[1]);
+    }
+    sealed.expect("sealing while a forked child lives");
+    assert!(b.region.is_sealed());
+    assert!(libc::WIFEXITED(status), "child died: {status}");
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "the child saw the writer mapping (MADV_DONTFORK missing)"
+    );
+}
+
+#[test]
 fn sealed_region_refuses_writes_in_an_unrelated_process() {
     if child_role().as_deref() == Some("sealed-reader") {
         let pid: u32 = std::env::var("SHARD_TEST_PID").unwrap().parse().unwrap();

@@ -90,6 +90,18 @@ impl Mapping {
         Ok(())
     }
 
+    /// `madvise(MADV_DONTFORK)`: a child of `fork()` does not inherit this mapping.
+    ///
+    /// Used on a region's writable shared mapping: a child holding it would keep
+    /// the owner's `F_SEAL_WRITE` failing with `EBUSY` for as long as it lives, and
+    /// could write objects it does not own.
+    pub fn advise_dontfork(&self) -> io::Result<()> {
+        // SAFETY: the range is exactly this live mapping; the advice changes no
+        // memory contents, only what fork() copies.
+        unsafe { rustix::mm::madvise(self.ptr.as_ptr().cast(), self.len, Advice::LinuxDontFork)? };
+        Ok(())
+    }
+
     /// `madvise(MADV_POPULATE_WRITE)` / `MADV_POPULATE_READ` (Linux 5.14): fault the
     /// whole range in now. Used to prefault a region ahead of need.
     pub fn populate(&self, write: bool) -> io::Result<()> {
@@ -106,6 +118,32 @@ impl Mapping {
         } else {
             Err(io::Error::last_os_error())
         }
+    }
+}
+
+/// `madvise(MADV_POPULATE_WRITE)` on `len` bytes at `p`, rounded out to whole
+/// 4 KiB pages: faults them in for writing without changing their contents (as a
+/// write of what is already there would). For a part of a mapping, e.g. the chunk
+/// a copier thread is about to fill; [`Mapping::populate`] does a whole mapping.
+///
+/// # Safety
+/// `p..p + len`, rounded out to pages, lies in one live writable mapping.
+pub unsafe fn populate_write_range(p: *mut u8, len: usize) -> io::Result<()> {
+    let start = p as usize & !4095;
+    let end = (p as usize + len + 4095) & !4095;
+    // SAFETY: the caller's contract; MADV_POPULATE_WRITE only faults pages in,
+    // writing nothing, so concurrent writers of the range are unaffected.
+    let rc = unsafe {
+        libc::madvise(
+            start as *mut libc::c_void,
+            end - start,
+            libc::MADV_POPULATE_WRITE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

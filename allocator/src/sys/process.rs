@@ -1,9 +1,12 @@
 //! Process identity: [`getpid(2)`](https://man7.org/linux/man-pages/man2/getpid.2.html),
 //! [`getuid(2)`](https://man7.org/linux/man-pages/man2/getuid.2.html), and the start
 //! time field of `/proc/<pid>/stat` ([`proc_pid_stat(5)`](https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html)),
-//! which together with the pid names a process uniquely (pids are reused).
+//! which together with the pid names a process uniquely (pids are reused); fork
+//! handlers ([`pthread_atfork(3)`](https://man7.org/linux/man-pages/man3/pthread_atfork.3.html)).
 
 use std::io;
+
+use rustix::fd::OwnedFd;
 
 /// The calling process's pid.
 pub fn pid() -> u32 {
@@ -13,6 +16,36 @@ pub fn pid() -> u32 {
 /// The calling process's real uid.
 pub fn uid() -> u32 {
     rustix::process::getuid().as_raw()
+}
+
+/// The parent's pid (`getppid(2)`); `None` when the parent is outside this pid
+/// namespace.
+pub fn parent_pid() -> Option<u32> {
+    rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32)
+}
+
+/// A pidfd for `pid` ([`pidfd_open(2)`](https://man7.org/linux/man-pages/man2/pidfd_open.2.html),
+/// Linux 5.3): readable once the process has exited.
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    let p = rustix::process::Pid::from_raw(pid as i32)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    Ok(rustix::process::pidfd_open(
+        p,
+        rustix::process::PidfdFlags::empty(),
+    )?)
+}
+
+/// Whether the process behind `pidfd` has exited (zombie included): one
+/// [`poll(2)`](https://man7.org/linux/man-pages/man2/poll.2.html) with a zero
+/// timeout.
+pub fn pidfd_exited(pidfd: &OwnedFd) -> io::Result<bool> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    Ok(poll(&mut fds, Some(&zero))? > 0)
 }
 
 /// Start time of `pid` in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
@@ -74,6 +107,26 @@ pub fn total_memory() -> Option<u64> {
     (rc == 0).then(|| (si.totalram as u64).saturating_mul(si.mem_unit.max(1) as u64))
 }
 
+/// Registers fork handlers with
+/// [`pthread_atfork(3)`](https://man7.org/linux/man-pages/man3/pthread_atfork.3.html):
+/// `prepare` runs in the forking thread before `fork()`, `parent` and `child`
+/// after it in the parent and in the child. Handlers run with the process in a
+/// delicate state: they must not allocate or take locks other threads may hold.
+pub fn at_fork(
+    prepare: extern "C" fn(),
+    parent: extern "C" fn(),
+    child: extern "C" fn(),
+) -> io::Result<()> {
+    // SAFETY: the handlers are plain `extern "C"` functions with no arguments, as
+    // pthread_atfork expects; glibc unregisters them if their object is unloaded.
+    let rc = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +135,19 @@ mod tests {
     fn start_time_skips_odd_command_names() {
         let line = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
         assert_eq!(parse_start_time(line), Some(98765));
+    }
+
+    #[test]
+    fn a_pidfd_tells_when_a_child_has_exited() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let fd = pidfd_open(child.id()).unwrap();
+        assert!(!pidfd_exited(&fd).unwrap());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(pidfd_exited(&fd).unwrap());
     }
 
     #[test]
