@@ -9,6 +9,10 @@
 //!   reads both ends and exits; `end_to_end/noop` is the same child doing nothing,
 //!   so the difference is what a fresh worker pays.
 //!
+//! - `naive_in_child/<size>`: the naive design (`benches/common/naive.rs`): the
+//!   same object as its own shm object; the child `shm_open`s, `fstat`s and maps
+//!   it and reads both ends, `iters` times, in the same run.
+//!
 //! Size of the large object: `SHARD_BENCH_ATTACH_LARGE` (default 1 GiB).
 
 use std::process::Command;
@@ -16,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion};
 use shard::{Handle, Kind, ShareOptions, Store};
+
+#[path = "common/naive.rs"]
+mod naive;
 
 const CHILD: &str = "SHARD_BENCH_ATTACH_CHILD";
 
@@ -36,6 +43,14 @@ fn child(arg: &str) {
     let what = w.next().unwrap();
     let iters: u64 = w.next().unwrap().parse().unwrap();
     if what == "noop" {
+        return;
+    }
+    if let Some(name) = what.strip_prefix("naive:") {
+        let start = Instant::now();
+        for _ in 0..iters {
+            std::hint::black_box(naive::attach_read_ends(name));
+        }
+        println!("NS {}", start.elapsed().as_nanos());
         return;
     }
     let s = Store::global().unwrap();
@@ -87,6 +102,7 @@ fn bench(c: &mut Criterion) {
             s.owned_page_size(&h).unwrap()
         );
         objects.push((format!("{}MiB", n >> 20), h));
+        naive::share(&naive::name(objects.len()), &data);
     }
     let mut g = c.benchmark_group("attach");
     g.sample_size(10)
@@ -96,6 +112,12 @@ fn bench(c: &mut Criterion) {
         let hx = hex(&h.encode());
         g.bench_function(BenchmarkId::new("in_child", label), |b| {
             b.iter_custom(|iters| run_child(&format!("{hx} {iters}")))
+        });
+    }
+    for (i, (label, _)) in objects.iter().enumerate() {
+        let name = naive::name(i + 1);
+        g.bench_function(BenchmarkId::new("naive_in_child", label), |b| {
+            b.iter_custom(|iters| run_child(&format!("naive:{name} {iters}")))
         });
     }
     let e2e = |arg: String| {
@@ -117,8 +139,9 @@ fn bench(c: &mut Criterion) {
         );
     }
     g.finish();
-    for (_, h) in objects {
+    for (i, (_, h)) in objects.into_iter().enumerate() {
         s.close(&h).unwrap();
+        naive::unlink(&naive::name(i + 1));
     }
 }
 

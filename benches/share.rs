@@ -1,7 +1,9 @@
 //! `share` of one large object into fresh shared memory, against a single-thread
 //! memcpy into already-faulted memory (the bound) and into fresh anonymous
-//! memory, in the same run; 4 KiB and 2 MiB pages; each lever (copy threads,
-//! prefault helper) measured both ways; and 100 000 small shares.
+//! memory, and against the naive design (one `shm_open` object per shared
+//! object, `benches/common/naive.rs`), in the same run; 4 KiB and 2 MiB pages;
+//! each lever (copy threads, prefault helper) measured both ways; and 100 000
+//! small shares, with the naive design for them too.
 //!
 //! Size: `SHARD_BENCH_SIZE` (bytes, default 256 MiB; the 1 GiB is
 //! `SHARD_BENCH_SIZE=1073741824`). 2 MiB pages need a hugetlb pool of
@@ -18,6 +20,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shard::{Kind, ShareOptions, Store};
 use shard_alloc::{Options, PageSize};
+
+#[path = "common/naive.rs"]
+mod naive;
 
 fn size() -> usize {
     std::env::var("SHARD_BENCH_SIZE")
@@ -91,6 +96,21 @@ fn share_bench(c: &mut Criterion) {
                 unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), a.0, n) };
                 t += start.elapsed();
                 drop(a);
+            }
+            t
+        })
+    });
+
+    // The naive design: one shm object per shared object (unlinking is untimed).
+    g.bench_function("naive_shm_open", |b| {
+        b.iter_custom(|iters| {
+            let mut t = Duration::ZERO;
+            for i in 0..iters as usize {
+                let name = naive::name(i);
+                let start = Instant::now();
+                naive::share(&name, &src);
+                t += start.elapsed();
+                naive::unlink(&name);
             }
             t
         })
@@ -267,6 +287,25 @@ fn small_bench(c: &mut Criterion) {
                 held = (fds() - f0, maps() - m0);
                 for h in &hs {
                     store.close(h).unwrap();
+                }
+            }
+            t
+        })
+    });
+    // The naive design for the same 100 000 objects: 100 000 files in /dev/shm
+    // (each created, sized, mapped, written; unlinking is untimed).
+    g.bench_function("naive_shm_open_100k", |b| {
+        b.iter_custom(|iters| {
+            let mut t = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                for i in 0..100_000usize {
+                    let len = 64 + (i * 37) % 937;
+                    naive::share(&naive::name(i), &data[..len]);
+                }
+                t += start.elapsed();
+                for i in 0..100_000usize {
+                    naive::unlink(&naive::name(i));
                 }
             }
             t
