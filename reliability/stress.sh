@@ -10,7 +10,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --quiet --release --manifest-path reliability/stress/Cargo.toml || exit 1
-bin=reliability/stress/target/release/shard-stress
+bin=${CARGO_TARGET_DIR:-reliability/stress/target}/release/shard-stress
 status=0
 "$bin" threads "${STRESS_THREADS:-8}" "${STRESS_ITERS:-5000}" || status=1
 "$bin" procs "${STRESS_PROCS:-16}" "${STRESS_SECS:-10}" || status=1

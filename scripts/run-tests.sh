@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Every test: formatting, lints, the C header, Rust unit + multi-process tests,
-# R CMD check of the package tarball, and the testthat suite (forked and PSOCK
-# workers). Reserves huge pages for the run (restored on exit) and creates a
-# second user for the cross-user tests. Run as root on Debian:
-#   bash scripts/run-tests.sh
+# R CMD check of the package tarball, the testthat suite (forked and PSOCK
+# workers), and the bounded reliability subset (reliability/ci.sh: fuzzing,
+# stress, owner kills, limits, ASan). Reserves huge pages for the run
+# (restored on exit) and creates a second user for the cross-user tests. With
+# CI=true as root, the vm.max_map_count case runs too (SHARD_TEST_SYSCTL=1; the
+# sysctl is restored by the test and again on exit). Ends with
+# "all: N passed, M failed, K skipped"; exits non-zero if any step failed.
+# Run as root on Debian:
+#   bash scripts/run-tests.sh            (RUN_RELIABILITY=0 leaves out reliability/ci.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -13,21 +18,27 @@ bash scripts/setup.sh
 # --- kernel features the tests need -----------------------------------------
 hp2=/proc/sys/vm/nr_hugepages
 hp1=/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages
-old2=$(cat "$hp2"); old1=$(cat "$hp1" 2>/dev/null || echo 0)
+mm=/proc/sys/vm/max_map_count
+old2=$(cat "$hp2"); old1=$(cat "$hp1" 2>/dev/null || echo 0); old_mm=$(cat "$mm")
 other_user=shardtest
 created_user=0
 cleanup() {
   echo "$old2" > "$hp2" 2>/dev/null || true
   [ -w "$hp1" ] && echo "$old1" > "$hp1" 2>/dev/null || true
+  # The max_map_count test restores it itself; this covers a run killed mid-test.
+  [ "$(cat "$mm")" = "$old_mm" ] || echo "$old_mm" > "$mm" 2>/dev/null || true
   [ "$created_user" = 1 ] && userdel "$other_user" 2>/dev/null || true
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM   # run cleanup (EXIT) on interruption too
 want2=${SHARD_TEST_HUGEPAGES:-256}
 if [ "$old2" -lt "$want2" ]; then echo "$want2" > "$hp2" || true; fi
 [ -w "$hp1" ] && [ "$old1" -lt 1 ] && { echo 1 > "$hp1" 2>/dev/null || true; }
 echo "huge pages reserved: 2MiB=$(cat $hp2) 1GiB=$(cat $hp1 2>/dev/null || echo n/a)"
 if ! id "$other_user" >/dev/null 2>&1; then useradd -M -s /usr/sbin/nologin "$other_user" && created_user=1; fi
 export SHARD_TEST_OTHER_USER="$other_user"
+# CI runs as root on a machine of its own: let the vm.max_map_count case run.
+if [ "${CI:-}" = true ] && [ "$(id -u)" = 0 ]; then export SHARD_TEST_SYSCTL=1; fi
 
 log=$(mktemp -d)
 # --- Rust ------------------------------------------------------------------------
@@ -38,7 +49,8 @@ cbindgen --config cbindgen.toml --output "$log/shard.h" 2>/dev/null
 diff -u include/shard.h "$log/shard.h" || { echo "include/shard.h is stale: regenerate with cbindgen"; exit 1; }
 diff -u include/shard.h r-ext/src/shard.h || { echo "r-ext/src/shard.h differs from include/shard.h"; exit 1; }
 echo "== cargo test"
-cargo test --workspace --quiet 2>&1 | tee "$log/cargo.txt"
+rc_cargo=0
+cargo test --workspace --quiet 2>&1 | tee "$log/cargo.txt" || rc_cargo=$?
 
 # --- R package -------------------------------------------------------------------
 echo "== R CMD build + check"
@@ -54,14 +66,38 @@ fi
 echo "== R CMD INSTALL"
 R CMD INSTALL "$tarball" >"$log/install.txt" 2>&1 || { cat "$log/install.txt"; exit 1; }
 echo "== testthat"
-Rscript scripts/testthat-summary.R r-ext/tests/testthat | tee "$log/testthat.txt"
+rc_tt=0
+Rscript scripts/testthat-summary.R r-ext/tests/testthat 2>&1 | tee "$log/testthat.txt" || rc_tt=$?
+
+# --- reliability subset, against the package installed above --------------------
+rc_rel=0
+if [ "${RUN_RELIABILITY:-1}" = 1 ]; then
+  echo "== reliability (reliability/ci.sh)"
+  bash reliability/ci.sh 2>&1 | tee "$log/reliability.txt" || rc_rel=$?
+else
+  echo "SKIPPED: reliability/ci.sh (RUN_RELIABILITY=0)" | tee "$log/reliability.txt"
+  echo "reliability: 0 passed, 0 failed, 1 skipped" >> "$log/reliability.txt"
+fi
 
 # --- summary -------------------------------------------------------------------
+# Cargo counts tests, testthat expectations, reliability steps. A step that
+# exited non-zero without a summary line (a crash) counts as one failure.
 Rscript -e '
-  cargo <- readLines(commandArgs(TRUE)[1]); tt <- readLines(commandArgs(TRUE)[2])
+  a <- commandArgs(TRUE)
+  cargo <- readLines(a[1]); tt <- readLines(a[2]); rel <- readLines(a[3]); rc <- as.integer(a[4:6])
   num <- function(lines, re) sum(as.numeric(sub(re, "\\1", grep(re, lines, value = TRUE))))
-  p <- num(cargo, ".* ([0-9]+) passed.*") + num(tt, "^testthat: ([0-9]+) passed.*")
-  f <- num(cargo, ".* ([0-9]+) failed.*") + num(tt, "^testthat: [0-9]+ passed, ([0-9]+) failed.*")
-  s <- num(cargo, ".* ([0-9]+) ignored.*") + num(tt, ".* ([0-9]+) skipped.*")
-  cat(sprintf("all: %d passed, %d failed, %d skipped\n", p, f, s))
-  quit(status = f > 0)' "$log/cargo.txt" "$log/testthat.txt"
+  res <- rbind(
+    cargo = c(num(cargo, "^test result: .* ([0-9]+) passed.*"), num(cargo, "^test result: .* ([0-9]+) failed.*"),
+              num(cargo, "^test result: .* ([0-9]+) ignored.*")),
+    testthat = c(num(tt, "^testthat: ([0-9]+) passed.*"), num(tt, "^testthat: [0-9]+ passed, ([0-9]+) failed.*"),
+                 num(tt, "^testthat: .* ([0-9]+) skipped.*")),
+    reliability = c(num(rel, "^reliability: ([0-9]+) passed.*"), num(rel, "^reliability: [0-9]+ passed, ([0-9]+) failed.*"),
+                    num(rel, "^reliability: [0-9]+ passed, [0-9]+ failed, ([0-9]+) skipped.*")))
+  for (i in seq_along(rc)) if (rc[i] != 0 && res[i, 2] == 0) {
+    cat(sprintf("%s exited with status %d without reporting a failure: counted as 1 failed\n", rownames(res)[i], rc[i]))
+    res[i, 2] <- 1
+  }
+  for (i in seq_len(nrow(res))) cat(sprintf("  %-11s %d passed, %d failed, %d skipped\n", rownames(res)[i], res[i, 1], res[i, 2], res[i, 3]))
+  if (sum(res[, 3]) > 0) cat("SKIPPED: see the SKIPPED lines above (skips are not passes)\n")
+  cat(sprintf("all: %d passed, %d failed, %d skipped\n", sum(res[, 1]), sum(res[, 2]), sum(res[, 3])))
+  quit(status = sum(res[, 2]) > 0)' "$log/cargo.txt" "$log/testthat.txt" "$log/reliability.txt" "$rc_cargo" "$rc_tt" "$rc_rel"
