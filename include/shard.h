@@ -358,6 +358,15 @@ int32_t shard_protect(const uint8_t *handle, uint64_t len);
 int32_t shard_seal_all(void);
 
 /**
+ * What the last real huge-page fallback of this process gave, once: a
+ * NUL-terminated description (valid until the next call on this thread), or
+ * NULL when no object has fallen back to 4 KiB pages or shmem THP since the
+ * previous call. A step between hugetlb sizes (1 GiB → 2 MiB) is not reported
+ * here (the object has huge pages); `shard_stats.fallbacks` counts every step.
+ */
+const char *shard_take_fallback(void);
+
+/**
  * Fills `*out` with the process's counters.
  *
  * # Safety

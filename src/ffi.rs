@@ -122,6 +122,7 @@ pub struct shard_private {
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    static LAST_NOTE: RefCell<CString> = RefCell::new(CString::default());
 }
 
 fn set_error(msg: &str) {
@@ -648,6 +649,26 @@ pub unsafe extern "C" fn shard_protect(handle: *const u8, len: u64) -> i32 {
 #[no_mangle]
 pub extern "C" fn shard_seal_all() -> i32 {
     guard(|| Store::global()?.seal_all())
+}
+
+/// What the last real huge-page fallback of this process gave, once: a
+/// NUL-terminated description (valid until the next call on this thread), or
+/// NULL when no object has fallen back to 4 KiB pages or shmem THP since the
+/// previous call. A step between hugetlb sizes (1 GiB → 2 MiB) is not reported
+/// here (the object has huge pages); `shard_stats.fallbacks` counts every step.
+#[no_mangle]
+pub extern "C" fn shard_take_fallback() -> *const c_char {
+    let note = catch_unwind(|| Store::global().ok().and_then(|s| s.take_fallback_note()));
+    match note {
+        Ok(Some(n)) => {
+            let c = CString::new(n.replace('\0', " ")).unwrap_or_default();
+            LAST_NOTE.with(|e| {
+                *e.borrow_mut() = c;
+                e.borrow().as_ptr()
+            })
+        }
+        _ => std::ptr::null(),
+    }
 }
 
 /// Fills `*out` with the process's counters.

@@ -528,6 +528,10 @@ pub struct Store {
     states: Mutex<States>,
     owners: Owners,
     pub counters: Counters,
+    /// What the last real huge-page fallback gave (see [`fallback_note`]), until
+    /// taken by [`Store::take_fallback_note`]; `has_note` keeps the check lock-free.
+    note: Mutex<Option<String>>,
+    has_note: AtomicBool,
 }
 
 /// The allocator and what guards its regions' writer mappings (shared with the
@@ -608,6 +612,29 @@ impl Core {
     }
 }
 
+/// What a region's huge-page fallbacks came to, when the region really ended
+/// with smaller pages than huge ones: `Some("it uses 4 KiB pages (…)")` or
+/// `Some("it uses shmem transparent huge pages (…)")`. A step between hugetlb
+/// sizes (1 GiB → 2 MiB) is `None`: the region still has huge pages (the
+/// allocator's stats count every step). Regions that asked for no huge pages
+/// have no fallbacks and give `None`.
+pub fn fallback_note(r: &Region) -> Option<String> {
+    let f = r.fallbacks();
+    if f.is_empty() || r.page_size() != PageSize::Base {
+        return None;
+    }
+    let why: Vec<String> = f
+        .iter()
+        .map(|f| format!("{}: {}", f.kind, f.reason))
+        .collect();
+    let got = if r.thp() {
+        "it uses shmem transparent huge pages (4 KiB pages the kernel may merge)"
+    } else {
+        "it uses 4 KiB pages"
+    };
+    Some(format!("{got}; {}", why.join("; ")))
+}
+
 static GLOBAL: Mutex<Option<Arc<Store>>> = Mutex::new(None);
 
 impl Store {
@@ -636,6 +663,8 @@ impl Store {
             states: Mutex::new(States::default()),
             owners: Owners::default(),
             counters: Counters::default(),
+            note: Mutex::new(None),
+            has_note: AtomicBool::new(false),
         })
     }
 
@@ -723,6 +752,15 @@ impl Store {
                 let _ = self.core.free_block(&old.block);
             }
         }
+    }
+
+    /// The note of the last real huge-page fallback (see [`fallback_note`]) since
+    /// the previous call, if any.
+    pub fn take_fallback_note(&self) -> Option<String> {
+        if !self.has_note.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        lock(&self.note).take()
     }
 
     /// Bytes of the spare block ready now (0: none), and whether one is being
@@ -839,6 +877,10 @@ impl Store {
             Some(b) => (b, true),
             None => (self.core.alloc(layout.total, &req)?, false),
         };
+        if let Some(n) = fallback_note(&block.region) {
+            *lock(&self.note) = Some(n);
+            self.has_note.store(true, Ordering::Release);
+        }
         let header = ObjectHeader {
             kind,
             flags: if opts.readonly { 0 } else { FLAG_WRITABLE },

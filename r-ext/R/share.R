@@ -12,10 +12,19 @@ share <- function(x, backing = c("auto", "mmap", "shm"), readonly = TRUE, name =
                   deep = FALSE, min_bytes = 64 * 1024 * 1024, cycle = c("error", "skip"),
                   mode = c("balanced", "strict")) {
   if (missing(x)) stop("shard: `x` is missing: share(x) needs an R object to share", call. = FALSE)
-  if (inherits(x, c("shard_shared", "shard_deep_shared"))) return(x)
-  if (inherits(x, "shard_segment"))
-    stop("shard: `x` is a shard_segment (already shared memory): use fetch() or segment_read() on it",
-         call. = FALSE)
+  if (is.object(x)) {
+    if (inherits(x, c("shard_shared", "shard_deep_shared"))) return(x)
+    if (inherits(x, "shard_segment"))
+      stop("shard: `x` is a shard_segment (already shared memory): use fetch() or segment_read() on it",
+           call. = FALSE)
+  }
+  # share(x) with every argument at its default (the common case, e.g. lapply(xs, share))
+  # skips the argument checks: each costs a closure call, ~1 us.
+  if (missing(backing) && missing(readonly) && missing(name) && missing(deep) &&
+      missing(min_bytes) && missing(cycle) && missing(mode)) {
+    if (!is.atomic(x) || !is.null(attributes(x))) check_shareable(x, "x")
+    return(share_one(x, "auto", TRUE, NULL))
+  }
   backing <- arg_choice(backing, c("auto", "mmap", "shm"), "backing")
   readonly <- arg_flag(readonly, "readonly")
   deep <- arg_flag(deep, "deep")
@@ -23,8 +32,8 @@ share <- function(x, backing = c("auto", "mmap", "shm"), readonly = TRUE, name =
   min_bytes <- arg_bytes(min_bytes, "min_bytes")
   cycle <- arg_choice(cycle, c("error", "skip"), "cycle")
   mode <- arg_choice(mode, c("balanced", "strict"), "mode")
-  check_options()
   if (deep) {
+    check_options()
     return(share_deep(x, backing = backing, readonly = readonly, name = name,
                       min_bytes = min_bytes, cycle = cycle, mode = mode))
   }
@@ -33,14 +42,21 @@ share <- function(x, backing = c("auto", "mmap", "shm"), readonly = TRUE, name =
 }
 
 # Options passed to C: list(backing, readonly, huge_pages, copy_threads, name, placement).
+# Read (and checked) in C; an option in an unusual form goes through check_options(),
+# which names a bad one.
 share_opts <- function(backing, readonly, name) {
-  o <- check_options()
-  list(.backing_code[[backing]], readonly, o$huge_pages, as.integer(o$copy_threads), name, o$numa)
+  code <- .backing_code[[backing]]
+  opts <- .Call(C_share_opts, code, readonly, name)
+  if (is.null(opts)) {
+    o <- check_options()
+    opts <- list(code, readonly, o$huge_pages, as.integer(o$copy_threads), name, o$numa)
+  }
+  opts
 }
 
 # The shard.* options in force, validated (each error names the option).
 check_options <- function() {
-  placement <- getOption("shard.numa", NULL)
+  placement <- getOption("shard.numa")
   if (!is.null(placement)) {
     if (!(is.character(placement) && length(placement) == 1L && !is.na(placement) &&
           grepl("^(default|local|interleave|bind:[0-9]+|preferred:[0-9]+)$", placement)))
@@ -52,21 +68,22 @@ check_options <- function() {
   if (!(is.logical(huge) && length(huge) == 1L && !is.na(huge)))
     stop("shard: option shard.huge_pages must be TRUE or FALSE", call. = FALSE)
   threads <- getOption("shard.copy_threads", 0L)
-  if (!(is.numeric(threads) && length(threads) == 1L && !is.na(threads) && threads >= 0 &&
+  if (!identical(threads, 0L) &&
+      !(is.numeric(threads) && length(threads) == 1L && !is.na(threads) && threads >= 0 &&
         threads <= 256 && threads == round(threads)))
     stop("shard: option shard.copy_threads must be a whole number from 0 (choose) to 256", call. = FALSE)
   cow <- getOption("shard.cow", "allow")
-  if (!(is.character(cow) && length(cow) == 1L && cow %in% c("allow", "error")))
+  if (!identical(cow, "allow") && !(is.character(cow) && length(cow) == 1L && !is.na(cow) && cow == "error"))
     stop("shard: option shard.cow must be \"allow\" or \"error\"", call. = FALSE)
   ser <- getOption("shard.serialize", "handle")
-  if (!(is.character(ser) && length(ser) == 1L && ser %in% c("handle", "data")))
+  if (!identical(ser, "handle") && !(is.character(ser) && length(ser) == 1L && !is.na(ser) && ser == "data"))
     stop("shard: option shard.serialize must be \"handle\" or \"data\"", call. = FALSE)
   list(numa = placement, huge_pages = huge, copy_threads = threads, cow = cow, serialize = ser)
 }
 
 # How x is laid out in the arena: "vector", "composite" or "serialized".
 layout_of <- function(x) {
-  if (is.atomic(x) && typeof(x) %in% .native_types && !isS4(x)) return("vector")
+  if (is.atomic(x)) return(if (typeof(x) %in% .native_types && !isS4(x)) "vector" else "serialized")
   if (typeof(x) == "list" && !isS4(x) && length(x) > 0L &&
       all(vapply(x, function(e) is.atomic(e) && typeof(e) %in% .native_types && !isS4(e),
                  logical(1))))
@@ -91,9 +108,35 @@ store_call <- function(expr, name) {
 }
 
 share_one <- function(x, backing, readonly, name, meta = NULL) {
-  opts <- share_opts(backing, readonly, name)
-  layout <- layout_of(x)
-  handle <- store_call(switch(layout,
+  code <- .backing_code[[backing]]
+  opts <- .Call(C_share_opts, code, readonly, name)   # NULL: check_options() has to look
+  if (is.null(opts)) opts <- share_opts(backing, readonly, name)
+  # Plain atomic vectors (the common case) inline; lists and the rest in share_call().
+  plain <- is.atomic(x) && !is.null(x) && !is.object(x)
+  if (plain) {
+    layout <- "vector"
+    handle <- if (is.null(name)) {
+      .Call(C_share_vector, x, if (is.null(attributes(x))) NULL else attrs_blob(x), opts)
+    } else store_call(.Call(C_share_vector, x, attrs_blob(x), opts), name)
+  } else {
+    layout <- layout_of(x)
+    handle <- if (is.null(name)) share_call(x, layout, meta, opts) else
+      store_call(share_call(x, layout, meta, opts), name)
+  }
+  # Nothing after the share may leave it live without an R object: close it on error.
+  done <- FALSE
+  on.exit(if (!done) try(.Call(C_close, handle), silent = TRUE))
+  out <- .Call(C_shared_object, handle, x, layout, readonly, name, opts,
+               if (plain) NULL else list(class = class(x), type = typeof(x), length = length(x),
+                                         dim = dim(x), layout = layout))
+  if (is.null(out$path)) out$path <- handle_path(decode_handle(handle), name)
+  done <- TRUE
+  if (!is.null(what <- .Call(C_take_fallback))) warn_fallback(what)
+  out
+}
+
+share_call <- function(x, layout, meta, opts) {
+  switch(layout,
     vector = .Call(C_share_vector, x, attrs_blob(x), opts),
     composite = {
       leaves <- lapply(seq_along(x), function(i) .subset2(x, i))
@@ -102,30 +145,7 @@ share_one <- function(x, backing, readonly, name, meta = NULL) {
                         NULL, xdr = FALSE)
       .Call(C_share_composite, leaves, meta, opts)
     },
-    serialized = .Call(C_share_serialized, serialize(x, NULL, xdr = FALSE), meta, opts)), name)
-  # Nothing after the share may leave it live without an R object: close it on error.
-  out <- tryCatch(new_shared(handle, layout, x, readonly, name, opts), error = function(e) {
-    try(.Call(C_close, handle), silent = TRUE)
-    stop(e)
-  })
-  warn_fallbacks()
-  out
-}
-
-new_shared <- function(handle, layout, x, readonly, name, opts) {
-  h <- decode_handle(handle)
-  structure(list(
-    path = handle_path(h, name),
-    backing = h$backing,
-    size = h$len,
-    readonly = readonly,
-    class_info = list(class = class(x), type = typeof(x), length = length(x),
-                      dim = dim(x), layout = layout),
-    handle = handle,
-    name = name,
-    options = list(numa = if (is.null(opts[[6]])) "default" else opts[[6]],
-                   huge_pages = opts[[3]], copy_threads = opts[[4]])
-  ), class = "shard_shared")
+    serialized = .Call(C_share_serialized, serialize(x, NULL, xdr = FALSE), meta, opts))
 }
 
 #' @export
@@ -133,7 +153,8 @@ fetch <- function(x, ...) UseMethod("fetch")
 
 #' @export
 fetch.shard_shared <- function(x, ...) {
-  holder <- .Call(C_attach, x$handle)
+  holder <- .Call(C_fetch, x$handle)   # a plain vector is finished in C
+  if (typeof(holder) != "externalptr") return(holder)
   info <- .Call(C_view_info, holder)
   restore_from_view(holder, x$handle, info)
 }
@@ -165,11 +186,7 @@ fetch.default <- function(x, ...) {
 
 #' @export
 close.shard_shared <- function(con, ...) {
-  res <- tryCatch({ .Call(C_close, con$handle); TRUE },
-                  error = function(e) {
-                    if (grepl("has been closed", conditionMessage(e), fixed = TRUE)) FALSE else stop(e)
-                  })
-  invisible(res)
+  invisible(.Call(C_close_if_open, con$handle))
 }
 
 #' @export
@@ -215,26 +232,19 @@ format_bytes <- function(n) {
   paste0(format(round(n / 1024^(i - 1), 1), nsmall = 0), " ", units[i])
 }
 
-# Decodes the fields of a handle that R reports (see docs/FORMAT.md).
-decode_handle <- function(h) {
-  u32 <- function(at) {
-    v <- readBin(h[at:(at + 3L)], "integer", size = 4L, endian = "little")
-    if (v < 0) v + 2^32 else v
-  }
-  u64 <- function(at) u32(at) + u32(at + 4L) * 2^32
-  list(kind = as.integer(h[6L]), writable = as.integer(h[7L]) == 1L,
-       backing = c("memfd", "shm", "mmap")[as.integer(h[8L]) + 1L],
-       owner_pid = u32(9L), region_id = u32(13L), owner_start = u64(17L), fd = u32(25L),
-       generation = u32(29L), offset = u64(65L), len = u64(73L), region_size = u64(81L))
-}
+# Decodes the fields of a handle that R reports (see docs/FORMAT.md): kind, writable,
+# backing, owner_pid, region_id, owner_start, fd, generation, offset, len, region_size.
+decode_handle <- function(h) .Call(C_decode_handle, h)
 
 handle_path <- function(h, name) {
-  base <- sprintf("shard-%d-%.0f-%.0f-%.0f", user_id(), h$owner_pid, h$owner_start, h$region_id)
   switch(h$backing,
          memfd = sprintf("/proc/%.0f/fd/%.0f", h$owner_pid, h$fd),
-         shm = file.path("/dev/shm", base),
-         mmap = file.path(shard_tmpdir(), base))
+         shm = file.path("/dev/shm", handle_base(h)),
+         mmap = file.path(shard_tmpdir(), handle_base(h)))
 }
+
+handle_base <- function(h)
+  sprintf("shard-%d-%.0f-%.0f-%.0f", user_id(), h$owner_pid, h$owner_start, h$region_id)
 
 # The real uid, read once (so that no file needs opening after a share, e.g. at the fd limit).
 user_id <- function() {
@@ -251,13 +261,19 @@ shard_tmpdir <- function() {
 }
 
 .shard_state <- new.env(parent = emptyenv())
-.shard_state$fallbacks <- 0
+.shard_state$warned_fallback <- FALSE
 
+# Warns (once per session) when a large object really got smaller pages than it asked
+# for: 4 KiB pages (or shmem THP). A step from 1 GiB to 2 MiB hugetlb pages is not one:
+# the object still has huge pages (shard_diagnostics() counts every step).
 warn_fallbacks <- function() {
-  n <- .Call(C_stats)$fallbacks
-  if (n > .shard_state$fallbacks && .shard_state$fallbacks == 0) {
-    warning("shard: huge pages were not available for a large object; it uses smaller pages. ",
-            "See shard_diagnostics() (warned once per session).", call. = FALSE)
-  }
-  .shard_state$fallbacks <- n
+  what <- .Call(C_take_fallback)
+  if (!is.null(what)) warn_fallback(what)
+}
+
+warn_fallback <- function(what) {
+  if (.shard_state$warned_fallback) return(invisible())
+  .shard_state$warned_fallback <- TRUE
+  warning("shard: huge pages were not available for a large object: ", what,
+          ". See shard_diagnostics() (warned once per session).", call. = FALSE)
 }

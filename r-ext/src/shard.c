@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
+#include <limits.h>
 #include <R.h>
 #include <Rinternals.h>
 #include <R_ext/Altrep.h>
@@ -708,6 +709,215 @@ static SEXP C_stats(void) {
     return r;
 }
 
+/* Closes an object: TRUE, or FALSE when it was already closed (any other failure
+ * is an error). */
+static SEXP C_close_if_open(SEXP handle) {
+    if (TYPEOF(handle) != RAWSXP) Rf_error("shard: a handle must be a raw vector");
+    int rc = shard_close(RAW(handle), (uint64_t) XLENGTH(handle));
+    if (rc == SHARD_CLOSED) return Rf_ScalarLogical(FALSE);
+    if (rc != SHARD_OK) rust_error("close");
+    return Rf_ScalarLogical(TRUE);
+}
+
+/* The option `nm` when it is NULL or a single string among `ok` (then *out is it,
+ * or `dflt` for NULL); 0 when R must validate it. */
+static int opt_string(const char *nm, const char *const *ok, int nok, SEXP *out) {
+    SEXP o = Rf_GetOption1(Rf_install(nm));
+    *out = o;
+    if (o == R_NilValue) return 1;
+    if (TYPEOF(o) != STRSXP || XLENGTH(o) != 1 || STRING_ELT(o, 0) == NA_STRING) return 0;
+    for (int i = 0; i < nok; i++)
+        if (strcmp(CHAR(STRING_ELT(o, 0)), ok[i]) == 0) return 1;
+    return 0;
+}
+
+static int digits_after(const char *s, const char *prefix) {
+    size_t n = strlen(prefix);
+    if (strncmp(s, prefix, n) != 0 || s[n] == 0) return 0;
+    for (const char *p = s + n; *p; p++)
+        if (*p < '0' || *p > '9') return 0;
+    return 1;
+}
+
+/* The options list passed to the share entry points, list(backing, readonly,
+ * huge_pages, copy_threads, name, placement), from the shard.* options; NULL when
+ * an option is not in a plain valid form (R's check_options() then validates it
+ * and names the bad one). The usual case costs no R closure call. */
+static SEXP C_share_opts(SEXP backing, SEXP readonly, SEXP name) {
+    SEXP numa = Rf_GetOption1(Rf_install("shard.numa"));
+    if (numa != R_NilValue) {
+        if (TYPEOF(numa) != STRSXP || XLENGTH(numa) != 1 || STRING_ELT(numa, 0) == NA_STRING) return R_NilValue;
+        const char *p = CHAR(STRING_ELT(numa, 0));
+        if (strcmp(p, "default") == 0) numa = R_NilValue;
+        else if (!(strcmp(p, "local") == 0 || strcmp(p, "interleave") == 0 || digits_after(p, "bind:") ||
+                   digits_after(p, "preferred:")))
+            return R_NilValue;
+    }
+    SEXP huge = Rf_GetOption1(Rf_install("shard.huge_pages"));
+    int h = TRUE;
+    if (huge != R_NilValue) {
+        if (TYPEOF(huge) != LGLSXP || XLENGTH(huge) != 1 || LOGICAL(huge)[0] == NA_LOGICAL) return R_NilValue;
+        h = LOGICAL(huge)[0];
+    }
+    SEXP th = Rf_GetOption1(Rf_install("shard.copy_threads"));
+    int threads = 0;
+    if (th != R_NilValue) {
+        double d;
+        if (XLENGTH(th) != 1) return R_NilValue;
+        if (TYPEOF(th) == INTSXP) d = INTEGER(th)[0] == NA_INTEGER ? -1 : INTEGER(th)[0];
+        else if (TYPEOF(th) == REALSXP) d = REAL(th)[0];
+        else return R_NilValue;
+        if (!(d >= 0 && d <= 256 && d == (double) (int) d)) return R_NilValue;
+        threads = (int) d;
+    }
+    static const char *const cow_ok[] = {"allow", "error"}, *const ser_ok[] = {"handle", "data"};
+    SEXP tmp;
+    if (!opt_string("shard.cow", cow_ok, 2, &tmp) || !opt_string("shard.serialize", ser_ok, 2, &tmp))
+        return R_NilValue;
+    SEXP r = PROTECT(Rf_allocVector(VECSXP, 6));
+    SET_VECTOR_ELT(r, 0, backing);
+    SET_VECTOR_ELT(r, 1, readonly);
+    SET_VECTOR_ELT(r, 2, Rf_ScalarLogical(h));
+    SET_VECTOR_ELT(r, 3, Rf_ScalarInteger(threads));
+    SET_VECTOR_ELT(r, 4, name);
+    SET_VECTOR_ELT(r, 5, numa);
+    UNPROTECT(1);
+    return r;
+}
+
+/* A little-endian unsigned integer of n bytes. */
+static uint64_t le_u64(const uint8_t *p, int n) {
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+/* class(x) of an atomic vector without a class attribute (R >= 4.0 rules). */
+static SEXP implicit_class(SEXP x) {
+    SEXP dim = Rf_getAttrib(x, R_DimSymbol);
+    if (dim != R_NilValue) {
+        if (XLENGTH(dim) == 2) {
+            SEXP r = PROTECT(Rf_allocVector(STRSXP, 2));
+            SET_STRING_ELT(r, 0, Rf_mkChar("matrix"));
+            SET_STRING_ELT(r, 1, Rf_mkChar("array"));
+            UNPROTECT(1);
+            return r;
+        }
+        return Rf_mkString("array");
+    }
+    switch (TYPEOF(x)) {
+    case REALSXP: return Rf_mkString("numeric");
+    case INTSXP: return Rf_mkString("integer");
+    case LGLSXP: return Rf_mkString("logical");
+    case CPLXSXP: return Rf_mkString("complex");
+    case STRSXP: return Rf_mkString("character");
+    case RAWSXP: return Rf_mkString("raw");
+    default: Rf_error("shard: internal: implicit_class of a non-vector");
+    }
+    return R_NilValue;
+}
+
+/* The shard_shared object around a new handle (see new_shared() in R):
+ * list(path, backing, size, readonly, class_info, handle, name, options).
+ * class_info is computed here for a plain (non-object) vector, else given. */
+static SEXP C_shared_object(SEXP handle, SEXP x, SEXP layout, SEXP readonly, SEXP name, SEXP opts,
+                            SEXP class_info) {
+    if (TYPEOF(handle) != RAWSXP || XLENGTH(handle) != SHARD_HANDLE_LEN)
+        Rf_error("shard: a handle must be a raw vector of %d bytes", SHARD_HANDLE_LEN);
+    const uint8_t *h = RAW(handle);
+    static const char *backings[] = {"memfd", "shm", "mmap"};
+    if (h[7] > 2) Rf_error("shard: corrupt handle");
+    const char *names[] = {"path", "backing", "size", "readonly", "class_info", "handle", "name", "options", ""};
+    SEXP r = PROTECT(Rf_mkNamed(VECSXP, names));
+    if (h[7] == 0) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "/proc/%u/fd/%u", (unsigned) le_u64(h + 8, 4), (unsigned) le_u64(h + 24, 4));
+        SET_VECTOR_ELT(r, 0, Rf_mkString(buf));
+    }
+    SET_VECTOR_ELT(r, 1, Rf_mkString(backings[h[7]]));
+    SET_VECTOR_ELT(r, 2, Rf_ScalarReal((double) le_u64(h + 72, 8)));
+    SET_VECTOR_ELT(r, 3, readonly);
+    if (class_info == R_NilValue) {
+        const char *cn[] = {"class", "type", "length", "dim", "layout", ""};
+        SEXP ci = PROTECT(Rf_mkNamed(VECSXP, cn));
+        SET_VECTOR_ELT(ci, 0, implicit_class(x));
+        SET_VECTOR_ELT(ci, 1, Rf_mkString(Rf_type2char(TYPEOF(x))));
+        R_xlen_t n = Rf_xlength(x);
+        SET_VECTOR_ELT(ci, 2, n <= INT_MAX ? Rf_ScalarInteger((int) n) : Rf_ScalarReal((double) n));
+        SET_VECTOR_ELT(ci, 3, Rf_getAttrib(x, R_DimSymbol));
+        SET_VECTOR_ELT(ci, 4, layout);
+        SET_VECTOR_ELT(r, 4, ci);
+        UNPROTECT(1);
+    } else {
+        SET_VECTOR_ELT(r, 4, class_info);
+    }
+    SET_VECTOR_ELT(r, 5, handle);
+    SET_VECTOR_ELT(r, 6, name);
+    const char *on[] = {"numa", "huge_pages", "copy_threads", ""};
+    SEXP o = PROTECT(Rf_mkNamed(VECSXP, on));
+    SEXP numa = VECTOR_ELT(opts, 5);
+    SET_VECTOR_ELT(o, 0, numa == R_NilValue ? Rf_mkString("default") : numa);
+    SET_VECTOR_ELT(o, 1, VECTOR_ELT(opts, 2));
+    SET_VECTOR_ELT(o, 2, VECTOR_ELT(opts, 3));
+    SET_VECTOR_ELT(r, 7, o);
+    UNPROTECT(1);
+    Rf_setAttrib(r, R_ClassSymbol, Rf_mkString("shard_shared"));
+    UNPROTECT(1);
+    return r;
+}
+
+/* fetch() of a plain vector object (no attributes): attach and return the ALTREP
+ * vector (marked not mutable). Otherwise the view holder, for R to finish. */
+static SEXP C_fetch(SEXP handle) {
+    SEXP holder = PROTECT(attach_holder(handle));
+    if (holder == R_NilValue) rust_error("attach");
+    shard_view *v = holder_view(holder);
+    shard_view_info i;
+    if (shard_view_info_get(v, &i) != SHARD_OK) rust_error("view info");
+    if (i.meta_len != 0 || i.closed || i.kind < K_F64 || i.kind > K_STR) { UNPROTECT(1); return holder; }
+    R_xlen_t n = i.kind == K_STR ? (R_xlen_t) str_read(shard_view_data(v)).n
+                                 : (R_xlen_t) (i.data_len / elt_size(i.kind));
+    SEXP r = make_vec(holder, handle, i.kind, 0, i.data_len, n);
+    MARK_NOT_MUTABLE(r);
+    UNPROTECT(1);
+    return r;
+}
+
+/* The last real huge-page fallback (a string), once, or NULL. */
+static SEXP C_take_fallback(void) {
+    const char *m = shard_take_fallback();
+    return m ? Rf_mkString(m) : R_NilValue;
+}
+
+/* A u32 field as R decoded it (readBin): an integer, or a double above INT_MAX. */
+static SEXP u32_sexp(uint64_t v) {
+    return v <= INT_MAX ? Rf_ScalarInteger((int) v) : Rf_ScalarReal((double) v);
+}
+
+/* The fields of a handle that R reports (see docs/FORMAT.md). */
+static SEXP C_decode_handle(SEXP handle) {
+    if (TYPEOF(handle) != RAWSXP || XLENGTH(handle) != SHARD_HANDLE_LEN)
+        Rf_error("shard: a handle must be a raw vector of %d bytes", SHARD_HANDLE_LEN);
+    const uint8_t *h = RAW(handle);
+    static const char *backings[] = {"memfd", "shm", "mmap"};
+    const char *names[] = {"kind", "writable", "backing", "owner_pid", "region_id", "owner_start", "fd",
+                           "generation", "offset", "len", "region_size", ""};
+    SEXP r = PROTECT(Rf_mkNamed(VECSXP, names));
+    SET_VECTOR_ELT(r, 0, Rf_ScalarInteger(h[5]));
+    SET_VECTOR_ELT(r, 1, Rf_ScalarLogical(h[6] == 1));
+    SET_VECTOR_ELT(r, 2, h[7] < 3 ? Rf_mkString(backings[h[7]]) : Rf_ScalarString(NA_STRING));
+    SET_VECTOR_ELT(r, 3, u32_sexp(le_u64(h + 8, 4)));
+    SET_VECTOR_ELT(r, 4, u32_sexp(le_u64(h + 12, 4)));
+    SET_VECTOR_ELT(r, 5, Rf_ScalarReal((double) le_u64(h + 16, 8)));
+    SET_VECTOR_ELT(r, 6, u32_sexp(le_u64(h + 24, 4)));
+    SET_VECTOR_ELT(r, 7, u32_sexp(le_u64(h + 28, 4)));
+    SET_VECTOR_ELT(r, 8, Rf_ScalarReal((double) le_u64(h + 64, 8)));
+    SET_VECTOR_ELT(r, 9, Rf_ScalarReal((double) le_u64(h + 72, 8)));
+    SET_VECTOR_ELT(r, 10, Rf_ScalarReal((double) le_u64(h + 80, 8)));
+    UNPROTECT(1);
+    return r;
+}
+
 /* The handle and position of a shard ALTREP vector, or NULL for other vectors. */
 static SEXP C_vector_handle(SEXP x) {
     if (!ALTREP(x)) return R_NilValue;
@@ -862,6 +1072,12 @@ static const R_CallMethodDef call_methods[] = {
     {"C_seal_all", (DL_FUNC) &C_seal_all, 0},
     {"C_stats", (DL_FUNC) &C_stats, 0},
     {"C_vector_handle", (DL_FUNC) &C_vector_handle, 1},
+    {"C_take_fallback", (DL_FUNC) &C_take_fallback, 0},
+    {"C_shared_object", (DL_FUNC) &C_shared_object, 7},
+    {"C_fetch", (DL_FUNC) &C_fetch, 1},
+    {"C_close_if_open", (DL_FUNC) &C_close_if_open, 1},
+    {"C_share_opts", (DL_FUNC) &C_share_opts, 3},
+    {"C_decode_handle", (DL_FUNC) &C_decode_handle, 1},
     {NULL, NULL, 0}};
 
 void R_init_shard(DllInfo *dll) {
