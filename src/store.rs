@@ -1271,6 +1271,7 @@ impl Store {
     /// Writes `src` at `offset` of a writable segment owned by this process.
     pub fn segment_write(&self, h: &Handle, offset: u64, src: &[u8]) -> Result<()> {
         let _pass = fork::enter();
+        self.check_owner(h, "write")?;
         let owned = lock(&self.owned);
         let o = owned
             .get(&ObjKey::of(h))
@@ -1304,9 +1305,22 @@ impl Store {
         Ok(())
     }
 
+    /// `PermissionDenied` for a segment (or writable object) of another process:
+    /// only its owner may `what` it. (A closed one of ours is `Closed` later.)
+    fn check_owner(&self, h: &Handle, what: &str) -> Result<()> {
+        if self.is_mine(h) {
+            return Ok(());
+        }
+        Err(StoreError::PermissionDenied(format!(
+            "segment {} is owned by process {}; only its owner can {what} it (this is process {})",
+            h.region_id, h.owner_pid, self.pid
+        )))
+    }
+
     /// Makes a writable segment read-only for good: its region is sealed.
     pub fn protect(&self, h: &Handle) -> Result<()> {
         let _pass = fork::enter();
+        self.check_owner(h, "protect")?;
         let owned = lock(&self.owned);
         let o = owned
             .get(&ObjKey::of(h))
