@@ -1,7 +1,10 @@
 //! NUMA placement: [`mbind(2)`](https://man7.org/linux/man-pages/man2/mbind.2.html),
 //! [`move_pages(2)`](https://man7.org/linux/man-pages/man2/move_pages.2.html) (query
 //! mode) and topology from sysfs (`/sys/devices/system/node`). glibc and `nix` do
-//! not wrap these, so they go through `libc::syscall`.
+//! not wrap these, so they go through `libc::syscall`. Tests that check `local`
+//! placement pin a thread to a node's CPUs with
+//! [`sched_setaffinity(2)`](https://man7.org/linux/man-pages/man2/sched_setaffinity.2.html)
+//! ([`pin_thread_to_cpus`]).
 //!
 //! Topology is read through the [`Topology`] seam so tests can present several nodes.
 
@@ -42,7 +45,9 @@ impl NodeMask {
 }
 
 /// `mbind(addr, len, mode, nodemask, maxnode, 0)`. Must be called before the pages
-/// are first touched; on a memfd mapping it sets the shared policy of the file.
+/// are first touched. On a memfd (shmem) mapping it sets the shared policy of the
+/// file, which every mapping of it follows; on a hugetlb mapping it sets the policy
+/// of this mapping only (hugetlbfs has no shared policy).
 // The address is handed to the kernel, which validates the range (EFAULT/EINVAL);
 // user space never dereferences it, so a bad pointer cannot cause UB here.
 #[allow(clippy::not_unsafe_ptr_arg_deref)]
@@ -105,9 +110,10 @@ pub fn query_page_nodes(addr: *const u8, len: usize, page_size: usize) -> io::Re
 
 /// `get_mempolicy(&mode, mask, maxnode, addr, MPOL_F_ADDR)`
 /// ([`get_mempolicy(2)`](https://man7.org/linux/man-pages/man2/get_mempolicy.2.html)):
-/// the policy governing the page at `addr` and its node set. For a memfd mapping
-/// this is the shared policy of the file that `mbind` set, whichever mapping of
-/// the file `addr` is in.
+/// the policy governing the page at `addr` and its node set. For a memfd (shmem)
+/// mapping this is the shared policy of the file that `mbind` set, whichever
+/// mapping of the file `addr` is in; for a hugetlb mapping it is that mapping's
+/// own policy.
 // As for mbind: the kernel only looks the address up.
 #[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn policy_at(addr: *const u8) -> io::Result<(i32, Vec<u32>)> {
@@ -155,6 +161,33 @@ pub fn current_node() -> io::Result<u32> {
     }
 }
 
+/// Pins the calling thread to `cpus` (`sched_setaffinity(0, ...)`), e.g. the CPUs
+/// of one node ([`Topology::cpus_of`]), so that [`current_node`] and first-touch
+/// placement stay on that node. Only the calling thread (and threads it starts
+/// afterwards) is affected. `EINVAL` if no CPU of the set is online or allowed.
+pub fn pin_thread_to_cpus(cpus: &[u32]) -> io::Result<()> {
+    // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let capacity = 8 * std::mem::size_of::<libc::cpu_set_t>();
+    for &c in cpus {
+        if c as usize >= capacity {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cpu {c} beyond the {capacity}-cpu set"),
+            ));
+        }
+        // SAFETY: CPU_SET writes one bit inside `set`; `c` is below its capacity.
+        unsafe { libc::CPU_SET(c as usize, &mut set) };
+    }
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is this thread.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Where topology comes from; tests substitute a directory that mimics sysfs.
 #[derive(Debug, Clone)]
 pub struct Topology {
@@ -184,6 +217,15 @@ impl Topology {
                 io::ErrorKind::InvalidData,
                 format!("bad node list {text:?}"),
             )
+        })
+    }
+
+    /// The CPUs of node `node` (`node<N>/cpulist`; empty for a memory-only node).
+    pub fn cpus_of(&self, node: u32) -> io::Result<Vec<u32>> {
+        let text = std::fs::read_to_string(self.root.join(format!("node{node}/cpulist")))?;
+        // The same list format as node lists; CPU numbers share the bound.
+        parse_node_list(text.trim()).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("bad cpu list {text:?}"))
         })
     }
 }
@@ -247,9 +289,35 @@ mod tests {
     #[test]
     fn fake_sysfs_presents_four_nodes() {
         let dir = std::env::temp_dir().join(format!("shard-topo-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(dir.join("node2")).unwrap();
         std::fs::write(dir.join("has_memory"), "0-3\n").unwrap();
-        assert_eq!(Topology::at(&dir).memory_nodes().unwrap(), vec![0, 1, 2, 3]);
+        std::fs::write(dir.join("node2/cpulist"), "4-5,9\n").unwrap();
+        let t = Topology::at(&dir);
+        assert_eq!(t.memory_nodes().unwrap(), vec![0, 1, 2, 3]);
+        assert_eq!(t.cpus_of(2).unwrap(), vec![4, 5, 9]);
+        assert!(t.cpus_of(3).is_err(), "no node3 directory");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pinning_to_this_machines_first_node_keeps_the_thread_there() {
+        let t = Topology::default();
+        let Some((node, cpus)) = t
+            .memory_nodes()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|n| t.cpus_of(n).ok().map(|c| (n, c)))
+            .find(|(_, c)| !c.is_empty())
+        else {
+            return; // no sysfs node directory (not Linux NUMA sysfs): nothing to pin
+        };
+        std::thread::spawn(move || {
+            pin_thread_to_cpus(&cpus).unwrap();
+            assert_eq!(current_node().unwrap(), node);
+        })
+        .join()
+        .unwrap();
+        assert!(pin_thread_to_cpus(&[]).is_err(), "the empty set is EINVAL");
+        assert!(pin_thread_to_cpus(&[1 << 20]).is_err());
     }
 }
