@@ -27,7 +27,7 @@
 # Environment: NUMA_QEMU_NODES (default "2 4": the node counts to boot),
 # NUMA_QEMU_TESTS (default "numa smoke sealing hugepages"), NUMA_QEMU_KERNEL (a
 # vmlinuz to use instead of downloading), NUMA_QEMU_TIMEOUT (seconds per boot;
-# default 240 with KVM, 900 with TCG), NUMA_QEMU_ACCEL=kvm|tcg (skip the KVM
+# default 240 with KVM, 600 with TCG), NUMA_QEMU_ACCEL=kvm|tcg (skip the KVM
 # probe; by default KVM if /dev/kvm is usable, else TCG), NUMA_QEMU_KEEP=1 (keep
 # the work dir), NUMA_QEMU_ARGS (extra libtest arguments for every binary in
 # the guest, one word, e.g. --include-ignored).
@@ -204,7 +204,7 @@ boot() { # boot <nodes> <accel> <log>; returns 2 if KVM started but never ran /i
 		numa+=(-object "memory-backend-ram,id=m$i,size=${per}M"
 			-numa "node,nodeid=$i,cpus=$cpus,memdev=m$i")
 	done
-	local cpu=(-cpu max) limit=${NUMA_QEMU_TIMEOUT:-900}
+	local cpu=(-cpu max) limit=${NUMA_QEMU_TIMEOUT:-600}
 	# arch-capabilities=off: nested KVM hosts often refuse that MSR (qemu aborts).
 	if [ "$accel" = kvm ]; then cpu=(-enable-kvm -cpu host,arch-capabilities=off); limit=${NUMA_QEMU_TIMEOUT:-240}; fi
 	timeout -k 5 "$limit" qemu-system-x86_64 "${cpu[@]}" \
