@@ -834,17 +834,6 @@ impl Store {
         opts: ShareOptions,
     ) -> Result<Writer> {
         let _pass = fork::enter();
-        self.begin_inner(kind, elem_count, meta, data_len, opts)
-    }
-
-    fn begin_inner(
-        &self,
-        kind: Kind,
-        elem_count: u64,
-        meta: &[u8],
-        data_len: u64,
-        opts: ShareOptions,
-    ) -> Result<Writer> {
         if let Some(es) = kind.elem_size() {
             if elem_count.checked_mul(es) != Some(data_len) {
                 return Err(StoreError::InvalidArgument(format!(
@@ -909,12 +898,8 @@ impl Store {
 
     /// Publishes a written object (sealing its region when it is a large read-only
     /// object) and returns its handle; registers its name if it has one.
-    pub fn finish(&self, w: Writer) -> Result<Handle> {
+    pub fn finish(&self, mut w: Writer) -> Result<Handle> {
         let _pass = fork::enter();
-        self.finish_inner(w)
-    }
-
-    fn finish_inner(&self, mut w: Writer) -> Result<Handle> {
         w.done = true;
         let readonly = w.opts.readonly;
         let published = {
@@ -1256,16 +1241,18 @@ impl Store {
 
     /// Creates a writable segment of `size` zeroed bytes (a writable object in a
     /// region of its own, never sealed until [`Store::protect`]).
+    ///
+    /// Like [`Store::share`], begin and finish each take the fork gate: the
+    /// reserved, unpublished block between them is the writer's alone.
     pub fn create_segment(&self, size: u64, mut opts: ShareOptions) -> Result<Handle> {
-        let _pass = fork::enter();
         if size == 0 {
             return Err(StoreError::InvalidArgument(
                 "segment size must be at least 1 byte".into(),
             ));
         }
         opts.readonly = false;
-        let w = self.begin_inner(Kind::Bytes, size, &[], size, opts)?;
-        self.finish_inner(w)
+        let w = self.begin(Kind::Bytes, size, &[], size, opts)?;
+        self.finish(w)
     }
 
     /// Writes `src` at `offset` of a writable segment owned by this process.
