@@ -70,6 +70,11 @@
 #define Handle_ENCODED_LEN 92
 
 /**
+ * At most this many pages are queried by [`View::numa_nodes`].
+ */
+#define NUMA_SAMPLE_PAGES 65536
+
+/**
  * A private copy-on-write mapping of an object's data.
  */
 typedef struct shard_private shard_private;
@@ -262,6 +267,24 @@ const uint8_t *shard_view_meta(const struct shard_view *v, uint64_t *len);
  * `v` is a live view; `out` writable.
  */
 int32_t shard_view_info_get(const struct shard_view *v, struct shard_view_info *out);
+
+/**
+ * Where the view's data pages really are (measured with `move_pages(2)`, not
+ * the policy asked for): writes up to `cap` (node, pages) pairs, in node order,
+ * to `nodes` and `pages`, the number of nodes holding pages to `*n_nodes` (may
+ * exceed `cap`) and the pages not present to `*absent`. Large objects are
+ * sampled (at most 65 536 pages queried) and the counts scaled.
+ *
+ * # Safety
+ * `v` is a live view; `nodes` and `pages` have room for `cap` entries (or
+ * `cap == 0`); `n_nodes` and `absent` are writable.
+ */
+int32_t shard_view_numa(const struct shard_view *v,
+                        uint32_t *nodes,
+                        uint64_t *pages,
+                        uint32_t cap,
+                        uint32_t *n_nodes,
+                        uint64_t *absent);
 
 /**
  * Makes a private copy-on-write mapping of the view's data: `*out` (free with

@@ -456,6 +456,49 @@ pub unsafe extern "C" fn shard_view_info_get(
     })
 }
 
+/// Where the view's data pages really are (measured with `move_pages(2)`, not
+/// the policy asked for): writes up to `cap` (node, pages) pairs, in node order,
+/// to `nodes` and `pages`, the number of nodes holding pages to `*n_nodes` (may
+/// exceed `cap`) and the pages not present to `*absent`. Large objects are
+/// sampled (at most 65 536 pages queried) and the counts scaled.
+///
+/// # Safety
+/// `v` is a live view; `nodes` and `pages` have room for `cap` entries (or
+/// `cap == 0`); `n_nodes` and `absent` are writable.
+#[no_mangle]
+pub unsafe extern "C" fn shard_view_numa(
+    v: *const shard_view,
+    nodes: *mut u32,
+    pages: *mut u64,
+    cap: u32,
+    n_nodes: *mut u32,
+    absent: *mut u64,
+) -> i32 {
+    guard(|| {
+        if v.is_null() || n_nodes.is_null() || absent.is_null() {
+            return Err(invalid("NULL argument"));
+        }
+        if cap > 0 && (nodes.is_null() || pages.is_null()) {
+            return Err(invalid("NULL buffer"));
+        }
+        // SAFETY: caller promises a live view.
+        let m = unsafe { &(*v).v }.numa_nodes()?;
+        for (i, (node, n)) in m.nodes.iter().take(cap as usize).enumerate() {
+            // SAFETY: i < cap, and the caller promises room for cap entries.
+            unsafe {
+                *nodes.add(i) = *node;
+                *pages.add(i) = *n;
+            }
+        }
+        // SAFETY: checked non-NULL.
+        unsafe {
+            *n_nodes = m.nodes.len() as u32;
+            *absent = m.absent;
+        }
+        Ok(())
+    })
+}
+
 /// Makes a private copy-on-write mapping of the view's data: `*out` (free with
 /// `shard_private_free`) and `*data` (writable, `data_len` bytes). Returns 0 with
 /// `*out = NULL` when no such mapping can be made (data not page-aligned, or no

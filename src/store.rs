@@ -374,6 +374,48 @@ impl View {
     pub fn page_size(&self) -> u64 {
         self.region.page_size()
     }
+    /// Where the object's data pages really are (`move_pages(2)` in query mode),
+    /// not the policy asked for: pages per NUMA node, in node order. Each page is
+    /// read once first so that pages that exist are mapped in this process (a
+    /// query reports unmapped pages as absent). At most [`NUMA_SAMPLE_PAGES`]
+    /// pages are queried, evenly spread; counts are scaled to the whole object.
+    pub fn numa_nodes(&self) -> Result<NumaNodes> {
+        let d = self.data()?;
+        let mut out = NumaNodes::default();
+        if d.is_empty() {
+            return Ok(out);
+        }
+        let ps = (self.page_size() as usize).max(4096);
+        let start = d.as_ptr() as usize & !(ps - 1);
+        let end = d.as_ptr() as usize + d.len();
+        let pages = (end - start).div_ceil(ps);
+        let stride = pages.div_ceil(NUMA_SAMPLE_PAGES).max(1);
+        let step = ps * stride;
+        let n = (end - start).div_ceil(step);
+        for i in 0..n {
+            let a = (start + i * step).max(d.as_ptr() as usize);
+            // SAFETY: a lies in d (the first sample is d's first byte, later ones
+            // are below end); a read of mapped, readable memory.
+            unsafe { std::ptr::read_volatile(a as *const u8) };
+        }
+        let status =
+            shard_alloc::sys::numa::query_page_nodes(start as *const u8, end - start, step)
+                .map_err(|e| StoreError::io("move_pages", e))?;
+        let scale = stride as u64;
+        for st in status {
+            if st < 0 {
+                out.absent += scale;
+                continue;
+            }
+            match out.nodes.iter_mut().find(|(node, _)| *node == st as u32) {
+                Some((_, c)) => *c += scale,
+                None => out.nodes.push((st as u32, scale)),
+            }
+        }
+        out.nodes.sort_unstable();
+        out.sampled_every = scale;
+        Ok(out)
+    }
     /// Seals the kernel reports for the region (`F_GET_SEALS`).
     pub fn seals(&self) -> Seals {
         self.region.seals()
@@ -633,6 +675,20 @@ pub fn fallback_note(r: &Region) -> Option<String> {
         "it uses 4 KiB pages"
     };
     Some(format!("{got}; {}", why.join("; ")))
+}
+
+/// At most this many pages are queried by [`View::numa_nodes`].
+pub const NUMA_SAMPLE_PAGES: usize = 65536;
+
+/// Measured placement of an object's pages ([`View::numa_nodes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NumaNodes {
+    /// (node, pages on it), in node order.
+    pub nodes: Vec<(u32, u64)>,
+    /// Pages not present (never written, or swapped out).
+    pub absent: u64,
+    /// Every how many pages one was queried (1: all).
+    pub sampled_every: u64,
 }
 
 static GLOBAL: Mutex<Option<Arc<Store>>> = Mutex::new(None);

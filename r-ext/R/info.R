@@ -39,6 +39,7 @@ shared_info <- function(x) {
     page_size = v$page_size,
     huge_pages = v$page_size > 4096,
     numa = if (is.null(opts)) NA_character_ else opts$numa,
+    numa_nodes = numa_nodes(holder),
     owner_pid = h$owner_pid,
     local = as.logical(v$local),
     closed = as.logical(v$closed),
@@ -49,6 +50,13 @@ shared_info <- function(x) {
   )
   if (is.null(vh <- if (inherits(x, "shard_shared")) NULL else vh)) out else
     c(out, list(private_copy = vh$changed))
+}
+
+# Where the object's pages really are: pages per NUMA node (named by node), measured
+# with move_pages(2); attribute "absent": pages not present. NA where the kernel
+# cannot say (no move_pages).
+numa_nodes <- function(holder) {
+  tryCatch(.Call(C_view_numa, holder), error = function(e) NA_real_)
 }
 
 #' @export

@@ -883,6 +883,29 @@ static SEXP C_fetch(SEXP handle) {
     return r;
 }
 
+/* Measured placement of an attached object's pages: a double vector of pages per
+ * NUMA node, named by node number, with attribute "absent" (pages not present). */
+static SEXP C_view_numa(SEXP holder) {
+    shard_view *v = holder_view(holder);
+    if (!v) Rf_error("shard: released view");
+    uint32_t nodes[1024], n = 0;
+    uint64_t pages[1024], absent = 0;
+    if (shard_view_numa(v, nodes, pages, 1024, &n, &absent) != SHARD_OK) rust_error("NUMA placement");
+    if (n > 1024) n = 1024;
+    SEXP r = PROTECT(Rf_allocVector(REALSXP, n));
+    SEXP nm = PROTECT(Rf_allocVector(STRSXP, n));
+    for (uint32_t i = 0; i < n; i++) {
+        char buf[16];
+        snprintf(buf, sizeof buf, "%u", nodes[i]);
+        REAL(r)[i] = (double) pages[i];
+        SET_STRING_ELT(nm, i, Rf_mkChar(buf));
+    }
+    Rf_setAttrib(r, R_NamesSymbol, nm);
+    Rf_setAttrib(r, Rf_install("absent"), Rf_ScalarReal((double) absent));
+    UNPROTECT(2);
+    return r;
+}
+
 /* The last real huge-page fallback (a string), once, or NULL. */
 static SEXP C_take_fallback(void) {
     const char *m = shard_take_fallback();
@@ -1073,6 +1096,7 @@ static const R_CallMethodDef call_methods[] = {
     {"C_stats", (DL_FUNC) &C_stats, 0},
     {"C_vector_handle", (DL_FUNC) &C_vector_handle, 1},
     {"C_take_fallback", (DL_FUNC) &C_take_fallback, 0},
+    {"C_view_numa", (DL_FUNC) &C_view_numa, 1},
     {"C_shared_object", (DL_FUNC) &C_shared_object, 7},
     {"C_fetch", (DL_FUNC) &C_fetch, 1},
     {"C_close_if_open", (DL_FUNC) &C_close_if_open, 1},
