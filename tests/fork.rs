@@ -47,16 +47,6 @@ fn read_exact(fd: i32, b: &mut [u8]) -> bool {
     true
 }
 
-/// Writable shared mappings of this process's shard memfds (should be none in
-/// a forked child).
-fn writable_shard_maps() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("memfd:shard-") && l.split_whitespace().nth(1) == Some("rw-s"))
-        .count()
-}
-
 /// The forked child's checks: returns a bit per failure.
 fn in_child(early: &[(Handle, f64)], to_child: i32, from_child: i32) -> u32 {
     let mut fails = 0;

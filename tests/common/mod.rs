@@ -164,12 +164,24 @@ pub fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
-/// Mappings of this process (lines of /proc/self/maps).
-pub fn map_count() -> usize {
+/// Mappings of this process (lines of /proc/self/maps) for which `keep` is true.
+pub fn maps_where(keep: impl Fn(&str) -> bool) -> usize {
     std::fs::read_to_string("/proc/self/maps")
         .unwrap()
         .lines()
+        .filter(|l| keep(l))
         .count()
+}
+
+/// Mappings of this process (lines of /proc/self/maps).
+pub fn map_count() -> usize {
+    maps_where(|_| true)
+}
+
+/// Writable shared mappings of this process's shard memfds (a forked child
+/// should have none).
+pub fn writable_shard_maps() -> usize {
+    maps_where(|l| l.contains("memfd:shard-") && l.split_whitespace().nth(1) == Some("rw-s"))
 }
 
 pub fn f64_data(n: usize, seed: f64) -> Vec<u8> {
