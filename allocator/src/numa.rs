@@ -9,11 +9,11 @@
 //! `tests/numa.rs` checks both).
 //!
 //! **hugetlb regions are different**: hugetlbfs has no shared policy, so `mbind`
-//! sets the policy of the writer mapping only. Pages the owner writes (every byte
-//! of an object is written through the writer before it is published) land where
-//! the placement says; a huge page first faulted through the reader mapping or by
-//! another process follows *that* task's policy instead (measured: `bind:0`, first
-//! read from node 1, lands on node 1). See `docs/NUMA.md` ("Known limitation").
+//! sets the policy of the writer mapping only; a huge page first faulted through
+//! the reader mapping or by another process would follow *that* task's policy
+//! (measured: `bind:0`, first read from node 1, landed on node 1). So a placed
+//! hugetlb region is faulted in through the writer when it is created
+//! (`Region::create_at`); see `docs/NUMA.md`.
 //!
 //! Testing: [`policy_for`] is pure and tested over fake 2-, 3- and 4-node
 //! topologies ([`Topology::at`] reads a directory laid out like

@@ -385,7 +385,14 @@ impl Region {
                 source,
             })
         })?;
-        if spec.prefault {
+        // hugetlb files keep no shared placement policy: mbind above binds only
+        // the writer mapping, so a page first faulted through the read-only
+        // mapping (or by another process) would land wherever that thread runs.
+        // Faulting every huge page in now, through the writer, places them all.
+        // hugetlb reserved the pages at mmap, so this costs the zeroing a first
+        // write would have paid, no memory. (docs/NUMA.md)
+        let place_now = huge.is_some() && spec.placement != Placement::Default;
+        if spec.prefault || place_now {
             writer
                 .populate(true)
                 .map_err(|source| cleanup(AllocError::MapRegion { size, source }))?;
