@@ -9,7 +9,7 @@
 //! | `io`       | `pwrite(2)`                                                     |
 //! | `mman`     | `mmap(2)`, `munmap(2)`, `madvise(2)`                            |
 //! | `shm`      | `shm_open(3)`, `shm_unlink(3)`, `open(2)` of plain files        |
-//! | `numa`     | `mbind(2)`, `move_pages(2)`, `get_mempolicy(2)`, sysfs topology |
+//! | `numa`     | `mbind(2)`, `move_pages(2)`, `get_mempolicy(2)`, `sched_setaffinity(2)`, sysfs topology |
 //! | `process`  | `getpid(2)`, `getppid(2)`, `/proc/<pid>/stat` start time, liveness, `pidfd_open(2)` + `poll(2)`, `pthread_atfork(3)`, `getrandom(2)`, `sysinfo(2)` |
 
 pub mod io;
