@@ -11,6 +11,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
+# processx's SIGCHLD handler must pass the exits of parallel's forked children on.
+export PROCESSX_NOTIFY_OLD_SIGCHLD=true
 t0=$(date +%s)
 if ! Rscript -e 'suppressMessages(library(shard))' >/dev/null 2>&1; then
   lib=$(mktemp -d); bash scripts/install-r-pkg.sh "$lib" >/dev/null || exit 1
