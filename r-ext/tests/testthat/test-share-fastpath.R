@@ -53,12 +53,17 @@ test_that("fetch() of a vector with attributes or of a list still restores them"
 })
 
 test_that("a small share() + close() costs no more than a few serialize() calls", {
-  skip_on_cran()
+  # Another object stays live, so that the loop does not measure the slab region
+  # being released and re-created at every close (an allocator cost, see
+  # docs/PERFORMANCE.md "R comparison").
+  keep <- share(runif(10))
+  on.exit(close(keep))
   x <- as.double(1:64)
   for (i in 1:200) close(share(x))   # warm up
   n <- 2000
   t_share <- system.time(for (i in seq_len(n)) close(share(x)))[["elapsed"]]
   t_ser <- system.time(for (i in seq_len(n)) unserialize(serialize(x, NULL, xdr = FALSE)))[["elapsed"]]
-  # ~1.5-2x on a quiet machine; the bound is loose for loaded CI machines.
-  expect_lt(t_share, 20 * max(t_ser, 0.01))
+  # 1.5-3x on this 2-CPU VM, quiet or loaded; it was ~25x before issue #6. Loose
+  # bound for noisy machines.
+  expect_lt(t_share, 10 * max(t_ser, 0.01))
 })
