@@ -2,7 +2,10 @@
 # The bounded reliability subset for CI (about 10-15 minutes on 2 cores, cold):
 #   fuzz 60 s per target, the stress driver (threads, processes, forged handles),
 #   the kill-owner loop with N=50, the limits checks (sysctl cases included when
-#   root), and the Rust tests under AddressSanitizer (RELIABILITY_ASAN=0 skips).
+#   root), the Rust tests under AddressSanitizer (RELIABILITY_ASAN=0 skips), and
+#   the thread stress + threaded Rust tests under ThreadSanitizer with an
+#   instrumented std (RELIABILITY_TSAN=0 skips; skipped, loudly, when the
+#   rust-src component cannot be installed).
 # Needs the shard R package installed (the site library or R_LIBS); installs it
 # into a temporary library if it is not. Run by scripts/run-tests.sh (CI).
 # Ends with "reliability: N passed, M failed, K skipped" (steps); a skipped step
@@ -42,6 +45,12 @@ if [ "${RELIABILITY_ASAN:-1}" = 1 ]; then
   step "Rust tests under ASan" bash reliability/sanitizers.sh asan
 else
   skip_step "Rust tests under ASan" "RELIABILITY_ASAN=${RELIABILITY_ASAN}"
+fi
+if [ "${RELIABILITY_TSAN:-1}" = 1 ]; then
+  step "thread stress + threaded tests under TSan" env TSAN_THREADS="${TSAN_THREADS:-8}" TSAN_ITERS="${TSAN_ITERS:-1000}" \
+    bash reliability/sanitizers.sh tsan
+else
+  skip_step "thread stress + threaded tests under TSan" "RELIABILITY_TSAN=${RELIABILITY_TSAN}"
 fi
 echo "reliability: $(( $(date +%s) - t0 ))s in all"
 [ $failed -gt 0 ] && printf 'reliability: FAILED step: %s\n' "${failures[@]}"

@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # The Rust tests under sanitizers (nightly is not installed; see docs/RELIABILITY.md):
 #   asan      cargo test --workspace with -Zsanitizer=address, enabled on stable
-#             rustc through RUSTC_BOOTSTRAP=1 (std itself is not instrumented:
-#             -Zbuild-std needs the rust-src component, which cannot be fetched here)
+#             rustc through RUSTC_BOOTSTRAP=1 (std itself is not instrumented)
+#   tsan      ThreadSanitizer with std rebuilt instrumented (-Zbuild-std, needs the
+#             rust-src component: installed with rustup if missing; if that fails
+#             it prints "SKIPPED: rust-src unavailable" and exits 77): the thread
+#             stress (shard-stress threads $TSAN_THREADS $TSAN_ITERS, default 8 x
+#             1000), then every test binary of shard-alloc and the lib tests of
+#             shard (TSAN_CARGO_ARGS overrides the selection). Any TSan report fails.
 #   memcheck  every test binary of `cargo test --workspace --no-run` under
 #             valgrind memcheck (--error-exitcode=1, definite leaks are errors)
 #   r         R -d valgrind on a subset of the testthat suite (slow: minutes)
 #
-#   bash reliability/sanitizers.sh [asan] [memcheck] [r]      (default: asan memcheck)
-# Exits non-zero on any sanitizer report or failing test.
+#   bash reliability/sanitizers.sh [asan] [memcheck] [tsan] [r]   (default: asan memcheck)
+# Exits non-zero on any sanitizer report or failing test; 77 if every mode asked
+# for was skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -17,6 +23,7 @@ modes=${*:-asan memcheck}
 triple=$(rustc -vV | sed -n 's/^host: //p')
 status=0
 summary=()
+skipped=0
 
 test_binaries() { # $1 = cargo log with "Executable" lines
   # cargo prints paths relative to the workspace when the target dir is inside it
@@ -72,6 +79,60 @@ for m in $modes; do
     SKIP_BINARIES=${SKIP_BINARIES-fork} PROPTEST_CASES=${PROPTEST_CASES:-16} run_binaries memcheck "$log" \
       timeout "${MEMCHECK_TIMEOUT:-900}" valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite
     rm -f "$log" ;;
+  tsan)
+    if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
+      echo "== tsan: installing the rust-src component (for -Zbuild-std)"
+      if ! rustup component add rust-src >/dev/null 2>&1; then
+        echo "SKIPPED: rust-src unavailable ('rustup component add rust-src' failed, no network?): ThreadSanitizer needs std rebuilt with -Zbuild-std"
+        summary+=("tsan: SKIPPED (rust-src unavailable)"); skipped=$((skipped + 1)); continue
+      fi
+    fi
+    tdir=${TSAN_TARGET_DIR:-$root/target/tsan}
+    # rustix_use_libc: rustix's default backend makes raw syscalls (inline asm),
+    # so TSan never sees our mmap/munmap and keeps the access history of an
+    # unmapped region for the next mapping at that address: false races between
+    # unrelated regions (see docs/RELIABILITY.md). Through libc they are intercepted.
+    tflags="-Zsanitizer=thread -Cforce-frame-pointers=yes --cfg rustix_use_libc"
+    # exitcode: a report fails the binary even if its own checks pass; the
+    # suppressions file (if any) lists reviewed false positives.
+    topts="halt_on_error=0 exitcode=66 second_deadlock_stack=1 history_size=4"
+    [ -s reliability/tsan.supp ] && topts+=" suppressions=$root/reliability/tsan.supp"
+    export TSAN_OPTIONS="$topts ${TSAN_OPTIONS:-}"
+    echo "== tsan: building the thread stress (-Zbuild-std: std instrumented too)"
+    log=$(mktemp)
+    RUSTC_BOOTSTRAP=1 RUSTFLAGS="$tflags" CARGO_TARGET_DIR="$tdir" cargo build --quiet -Zbuild-std --release \
+      --target "$triple" --manifest-path reliability/stress/Cargo.toml >"$log" 2>&1 || { cat "$log"; exit 1; }
+    # Self-check: the deliberate race must be reported, else the build is not
+    # instrumented and "no report" below would mean nothing.
+    out=$("$tdir/$triple/release/shard-stress" tsan-canary 2>&1); rc=$?
+    if [ $rc -ne 66 ] || ! printf '%s\n' "$out" | grep -q "WARNING: ThreadSanitizer: data race"; then
+      status=1; echo "tsan FAILED: the canary race was not reported (exit $rc): TSan is not working in this build"
+      printf '%s\n' "$out" | tail -20
+    else
+      echo "tsan: canary race reported, as it must be"
+    fi
+    t=${TSAN_THREADS:-8}; it=${TSAN_ITERS:-1000}
+    echo "== tsan: shard-stress threads $t $it"
+    out=$(timeout "${TSAN_TIMEOUT:-900}" "$tdir/$triple/release/shard-stress" threads "$t" "$it" 2>&1); rc=$?
+    nrep=$(printf '%s\n' "$out" | grep -c "WARNING: ThreadSanitizer")
+    printf '%s\n' "$out" | grep -vE "^\s*$" | tail -5
+    if [ $rc -ne 0 ] || [ "$nrep" -gt 0 ]; then
+      status=1; echo "tsan FAILED: shard-stress threads (exit $rc, $nrep reports)"
+      printf '%s\n' "$out" | grep -A30 "WARNING: ThreadSanitizer" | head -120
+    fi
+    summary+=("tsan: shard-stress threads $t x $it: exit $rc, $nrep reports")
+    echo "== tsan: building the tests (${TSAN_CARGO_ARGS:-"-p shard-alloc --tests; -p shard --lib"})"
+    : >"$log"
+    IFS=';' read -ra sels <<<"${TSAN_CARGO_ARGS:-"-p shard-alloc --tests; -p shard --lib"}"
+    for sel in "${sels[@]}"; do
+      # shellcheck disable=SC2086
+      RUSTC_BOOTSTRAP=1 RUSTFLAGS="$tflags" CARGO_TARGET_DIR="$tdir" cargo test -Zbuild-std --release \
+        --target "$triple" $sel --no-run >>"$log" 2>&1 || { cat "$log"; exit 1; }
+    done
+    # Children that the tests fork or re-execute are instrumented too; a report
+    # in any of them fails the binary (exitcode).
+    run_binaries tsan "$log" timeout "${TSAN_TIMEOUT:-900}"
+    rm -f "$log" ;;
   r)
     command -v valgrind >/dev/null || { echo "valgrind not installed"; exit 1; }
     lib=${R_VALGRIND_LIB:-$(mktemp -d)}
@@ -89,4 +150,5 @@ for m in $modes; do
   esac
 done
 printf 'sanitizers: %s\n' "${summary[@]}"
+[ $status -eq 0 ] && [ $skipped -gt 0 ] && [ $skipped -eq "$(wc -w <<<"$modes")" ] && exit 77
 exit $status

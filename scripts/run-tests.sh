@@ -2,7 +2,7 @@
 # Every test: formatting, lints, the C header, Rust unit + multi-process tests,
 # R CMD check of the package tarball, the testthat suite (forked and PSOCK
 # workers), and the bounded reliability subset (reliability/ci.sh: fuzzing,
-# stress, owner kills, limits, ASan). Reserves huge pages for the run
+# stress, owner kills, limits, ASan, TSan). Reserves huge pages for the run
 # (restored on exit) and creates a second user for the cross-user tests. With
 # CI=true as root, the vm.max_map_count case runs too (SHARD_TEST_SYSCTL=1; the
 # sysctl is restored by the test and again on exit). Ends with

@@ -4,6 +4,7 @@
 //! shard-stress threads [THREADS] [ITERS]   many threads share / attach / close / seal_all
 //! shard-stress procs [PROCS] [SECS]        many processes attach and detach the same handles
 //! shard-stress forge                       handles with a valid CRC but lying fields
+//! shard-stress tsan-canary                 a deliberate data race (TSan self-check)
 //! ```
 //! Exit status 0 = every invariant held; anything else is a finding (the message
 //! says which). See docs/RELIABILITY.md.
@@ -483,6 +484,33 @@ fn child_forge(case: &str, hx: &str, fifo_fd: u32) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// A deliberate data race (two threads write one plain `u64` with no
+/// synchronisation), for checking that a ThreadSanitizer build reports races at
+/// all: `reliability/sanitizers.sh tsan` requires a report from it, so a broken
+/// or uninstrumented build cannot pass as "no races". Harmless natively.
+fn tsan_canary() -> ExitCode {
+    struct Cell(std::cell::UnsafeCell<u64>);
+    // SAFETY: it is not; that is the point (only written, never relied on).
+    unsafe impl Sync for Cell {}
+    let cell = Arc::new(Cell(std::cell::UnsafeCell::new(0)));
+    let hs: Vec<_> = (0..2u64)
+        .map(|t| {
+            let c = cell.clone();
+            std::thread::spawn(move || {
+                for i in 0..1000 {
+                    // SAFETY: a racy but in-bounds, aligned write of a u64.
+                    unsafe { std::ptr::write_volatile(c.0.get(), t * 1000 + i) };
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    println!("tsan-canary: done (a TSan build must have reported a data race above)");
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let num = |i: usize, d: u64| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
@@ -490,10 +518,13 @@ fn main() -> ExitCode {
         Some("threads") => threads(num(2, 8) as usize, num(3, 2000)),
         Some("procs") => procs(num(2, 16) as usize, num(3, 10)),
         Some("forge") => forge(),
+        Some("tsan-canary") => tsan_canary(),
         Some("child-attach") => child_attach(&args[2], num(3, 5)),
         Some("child-forge") => child_forge(&args[2], &args[3], num(4, 0) as u32),
         _ => {
-            eprintln!("usage: shard-stress threads [N] [ITERS] | procs [N] [SECS] | forge");
+            eprintln!(
+                "usage: shard-stress threads [N] [ITERS] | procs [N] [SECS] | forge | tsan-canary"
+            );
             ExitCode::from(64)
         }
     }
