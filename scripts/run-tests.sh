@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test: formatting, lints, the C header, Rust unit + multi-process tests,
 # R CMD check of the package tarball, the testthat suite (forked and PSOCK
-# workers), and the bounded reliability subset (reliability/ci.sh: fuzzing,
-# stress, owner kills, limits, ASan, TSan). Reserves huge pages for the run
+# workers), the NUMA placement tests in 2- and 4-node qemu guests
+# (scripts/numa-qemu.sh), and the bounded reliability subset (reliability/ci.sh:
+# fuzzing, stress, owner kills, limits, ASan, TSan). Reserves huge pages for the run
 # (restored on exit) and creates a second user for the cross-user tests. With
 # CI=true as root, the vm.max_map_count case runs too (SHARD_TEST_SYSCTL=1; the
 # sysctl is restored by the test and again on exit). Ends with
@@ -57,6 +58,19 @@ echo "== cargo test"
 rc_cargo=0
 cargo test --workspace --quiet 2>&1 | tee "$log/cargo.txt" || rc_cargo=$?
 
+echo "== NUMA placement in 2- and 4-node qemu guests (scripts/numa-qemu.sh)"
+# This machine may have one node; the guests have several, so the multi-node
+# placement tests really run (a SKIPPED line inside a guest is a failure there).
+rc_numa=0
+bash scripts/numa-qemu.sh >"$log/numa-full.txt" 2>&1 || rc_numa=$?
+grep -E "^numa-qemu|^WARNING" "$log/numa-full.txt" | tee "$log/numa.txt" || true
+if [ "$rc_numa" = 77 ]; then
+  echo "SKIPPED: scripts/numa-qemu.sh could not boot a guest (see its SKIPPED line)"
+  echo "numa-qemu: 0 passed, 0 failed, 1 skipped" >> "$log/numa.txt"; rc_numa=0
+elif [ "$rc_numa" != 0 ]; then
+  tail -n 120 "$log/numa-full.txt"
+fi
+
 # --- R package -------------------------------------------------------------------
 echo "== R CMD build + check"
 rm -rf "$log/rcheck"; mkdir -p "$log/rcheck"
@@ -94,7 +108,8 @@ fi
 # exited non-zero without a summary line (a crash) counts as one failure.
 Rscript -e '
   a <- commandArgs(TRUE)
-  cargo <- readLines(a[1]); tt <- readLines(a[2]); rel <- readLines(a[3]); rc <- as.integer(a[4:6])
+  cargo <- readLines(a[1]); tt <- readLines(a[2]); rel <- readLines(a[3]); numa <- readLines(a[4])
+  rc <- as.integer(a[5:8])
   num <- function(lines, re) sum(as.numeric(sub(re, "\\1", grep(re, lines, value = TRUE))))
   res <- rbind(
     cargo = c(num(cargo, "^test result: .* ([0-9]+) passed.*"), num(cargo, "^test result: .* ([0-9]+) failed.*"),
@@ -102,7 +117,9 @@ Rscript -e '
     testthat = c(num(tt, "^testthat: ([0-9]+) passed.*"), num(tt, "^testthat: [0-9]+ passed, ([0-9]+) failed.*"),
                  num(tt, "^testthat: .* ([0-9]+) skipped.*")),
     reliability = c(num(rel, "^reliability: ([0-9]+) passed.*"), num(rel, "^reliability: [0-9]+ passed, ([0-9]+) failed.*"),
-                    num(rel, "^reliability: [0-9]+ passed, [0-9]+ failed, ([0-9]+) skipped.*")))
+                    num(rel, "^reliability: [0-9]+ passed, [0-9]+ failed, ([0-9]+) skipped.*")),
+    numa = c(num(numa, "^numa-qemu: ([0-9]+) passed.*"), num(numa, "^numa-qemu: [0-9]+ passed, ([0-9]+) failed.*"),
+             num(numa, "^numa-qemu: [0-9]+ passed, [0-9]+ failed, ([0-9]+) skipped.*")))
   for (i in seq_along(rc)) if (rc[i] != 0 && res[i, 2] == 0) {
     cat(sprintf("%s exited with status %d without reporting a failure: counted as 1 failed\n", rownames(res)[i], rc[i]))
     res[i, 2] <- 1
@@ -110,4 +127,4 @@ Rscript -e '
   for (i in seq_len(nrow(res))) cat(sprintf("  %-11s %d passed, %d failed, %d skipped\n", rownames(res)[i], res[i, 1], res[i, 2], res[i, 3]))
   if (sum(res[, 3]) > 0) cat("SKIPPED: see the SKIPPED lines above (skips are not passes)\n")
   cat(sprintf("all: %d passed, %d failed, %d skipped\n", sum(res[, 1]), sum(res[, 2]), sum(res[, 3])))
-  quit(status = sum(res[, 2]) > 0)' "$log/cargo.txt" "$log/testthat.txt" "$log/reliability.txt" "$rc_cargo" "$rc_tt" "$rc_rel"
+  quit(status = sum(res[, 2]) > 0)' "$log/cargo.txt" "$log/testthat.txt" "$log/reliability.txt" "$log/numa.txt" "$rc_cargo" "$rc_tt" "$rc_rel" "$rc_numa"
