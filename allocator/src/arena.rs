@@ -37,14 +37,17 @@
 //! slab) is a few dozen instructions under it; region creation (syscalls, and a
 //! prefault when `prefault` is on) also runs under it. See `docs/PERFORMANCE.md`.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::error::{AllocError, Result};
-use crate::layout::{RunList, SizeClasses, SlabLayout, MIN_ALIGN, PAGE};
+use crate::gate::{RegionGate, SlotState};
+use crate::layout::{RunList, SizeClasses, SlabLayout, MIN_ALIGN, MIN_SLAB_BYTES, PAGE};
 use crate::numa::Placement;
 use crate::options::{HugePages, Options};
 use crate::page::{round_up, PageSize};
@@ -163,6 +166,9 @@ pub struct Stats {
     pub recent_fallbacks: Vec<Fallback>,
     pub regions_created: u64,
     pub regions_released: u64,
+    /// Failed attempts to seal a shared region (each is retried later; see
+    /// [`Allocator::publish`]).
+    pub seal_failures: u64,
 }
 
 impl Stats {
@@ -184,42 +190,63 @@ impl Stats {
     }
 }
 
-/// A fixed-size bit set (one bit per slab slot).
-#[derive(Debug, Clone)]
-struct Bits(Vec<u64>);
-
-impl Bits {
-    fn new(n: usize) -> Bits {
-        Bits(vec![0; n.div_ceil(64)])
-    }
-    fn get(&self, i: u32) -> bool {
-        self.0[i as usize / 64] & (1 << (i % 64)) != 0
-    }
-    fn set(&mut self, i: u32, v: bool) {
-        let w = &mut self.0[i as usize / 64];
-        if v {
-            *w |= 1 << (i % 64);
-        } else {
-            *w &= !(1 << (i % 64));
-        }
-    }
-}
-
+/// A slab as the lock holder sees it: where it is and its free list. The
+/// per-slot state (generation, used, pending, length) is in the region's
+/// [`RegionMeta`], shared with the lock-free paths.
 #[derive(Debug)]
 struct Slab {
     class: usize,
     start: u64,
     layout: SlabLayout,
+    /// Free slots not in any thread's cache.
     free: Vec<u32>,
-    generations: Vec<u32>,
-    used: Bits,
-    pending: Bits,
-    live: u32,
+}
+
+/// Per-slot state of one slab, reachable without the lock.
+#[derive(Debug)]
+struct SlabShared {
+    start: u64,
+    slot_size: u64,
+    class: usize,
+    states: Box<[SlotState]>,
+    /// Bytes requested by the block in each used slot (for `stats()`).
+    lens: Box<[AtomicU64]>,
+}
+
+/// The allocator's state kept in the region itself (reachable from any
+/// [`Block`] without the lock): the owning allocator, the live/pending counts
+/// and retired flag, and the slab slot states.
+#[derive(Debug)]
+pub(crate) struct RegionMeta {
+    /// Id of the allocator holding the region (0: none yet).
+    owner: AtomicU64,
+    gate: RegionGate,
+    /// Free slots of this region may sit in thread caches (a slab region of the
+    /// default pool).
+    cacheable: AtomicBool,
+    /// Slab `si`'s slot states at index `si` (slab regions).
+    slabs: OnceLock<Box<[OnceLock<SlabShared>]>>,
+}
+
+impl RegionMeta {
+    pub(crate) fn new() -> RegionMeta {
+        RegionMeta {
+            owner: AtomicU64::new(0),
+            gate: RegionGate::new(false),
+            cacheable: AtomicBool::new(false),
+            slabs: OnceLock::new(),
+        }
+    }
+
+    fn slab(&self, si: u32) -> Option<&SlabShared> {
+        self.slabs.get()?.get(si as usize)?.get()
+    }
 }
 
 /// A live run in a large or own region.
 #[derive(Debug, Clone, Copy)]
 struct Run {
+    len: u64,
     capacity: u64,
     generation: u32,
     pending: bool,
@@ -262,9 +289,6 @@ struct RegionEntry {
     kind: Kind,
     /// Index into `State::pools` (slab and large regions).
     pool: usize,
-    live: u64,
-    pending: u64,
-    retired: bool,
     /// Next free byte for carving slabs (slab regions).
     cursor: u64,
     slabs: Vec<Slab>,
@@ -272,20 +296,23 @@ struct RegionEntry {
     runs: Option<RunList>,
     /// Live runs by offset (large and own regions).
     live_runs: IdMap<u64, Run>,
+    /// Bytes requested and reserved by live runs (slab slots are counted from
+    /// their slot states by `stats()`).
     live_bytes: u64,
     reserved_bytes: u64,
     next_generation: u32,
 }
 
 impl RegionEntry {
-    fn new(region: Arc<Region>, kind: Kind, pool: usize) -> RegionEntry {
+    fn new(region: Arc<Region>, kind: Kind, pool: usize, owner: u64) -> RegionEntry {
+        region.meta.owner.store(owner, Ordering::Relaxed);
+        if kind == Kind::Own {
+            region.meta.gate.retire();
+        }
         RegionEntry {
             region,
             kind,
             pool,
-            live: 0,
-            pending: 0,
-            retired: kind == Kind::Own,
             cursor: REGION_HEADER_BYTES,
             slabs: Vec::new(),
             runs: None,
@@ -296,8 +323,17 @@ impl RegionEntry {
         }
     }
 
+    fn gate(&self) -> &RegionGate {
+        &self.region.meta.gate
+    }
+
+    fn retired(&self) -> bool {
+        self.gate().is_retired()
+    }
+
     fn sealable(&self) -> bool {
-        self.retired && self.pending == 0 && self.live > 0 && !self.region.is_sealed()
+        let c = self.gate().counts();
+        self.retired() && c.pending == 0 && c.live > 0 && !self.region.is_sealed()
     }
 }
 
@@ -402,6 +438,7 @@ struct State {
     warnings: Vec<String>,
     created: u64,
     released: u64,
+    seal_failures: u64,
 }
 
 impl State {
@@ -434,6 +471,117 @@ fn kind_index(k: FallbackKind) -> usize {
     }
 }
 
+/// Free slots one thread keeps per size class before giving some back.
+const BIN_CAP: usize = 32;
+/// Slots moved between a thread cache and the allocator at once.
+const BATCH: usize = 16;
+
+/// A free slot held by a thread cache. Holding the region's `Arc` here means
+/// alloc moves it into the [`Block`] and [`Allocator::free_owned`] moves it
+/// back: no reference-count traffic on the hit path.
+#[derive(Debug)]
+struct Cached {
+    region: Arc<Region>,
+    /// The slot's slab state, inside `region` (see [`Cached::slab`]).
+    slab: NonNull<SlabShared>,
+    entry: u32,
+    si: u32,
+    slot: u32,
+}
+
+impl Cached {
+    /// `slab` must be slab `si` of `region` (taken from its meta).
+    fn new(
+        region: Arc<Region>,
+        slab: NonNull<SlabShared>,
+        entry: u32,
+        si: u32,
+        slot: u32,
+    ) -> Cached {
+        Cached {
+            slab,
+            region,
+            entry,
+            si,
+            slot,
+        }
+    }
+
+    fn slab(&self) -> &SlabShared {
+        // SAFETY: `slab` points into `self.region`'s `RegionMeta::slabs`, a table
+        // whose cells are set once and never moved or dropped before the region
+        // itself; `self.region` keeps the region alive as long as `self`.
+        unsafe { self.slab.as_ref() }
+    }
+}
+
+/// One thread's free slots for one allocator (its default pool's small classes).
+#[derive(Debug)]
+struct ThreadCache {
+    alloc_id: u64,
+    central: Weak<Mutex<State>>,
+    /// The allocator's retire epoch when this cache last dropped slots of
+    /// retired regions.
+    epoch: u64,
+    bins: Vec<Vec<Cached>>,
+}
+
+impl ThreadCache {
+    /// Drops cached slots of retired (or released) regions: they can never be
+    /// used again, and their `Arc` may be what keeps a released region mapped.
+    fn drop_retired(&mut self) {
+        for b in &mut self.bins {
+            b.retain(|c| !c.region.meta.gate.is_retired());
+        }
+    }
+}
+
+impl Drop for ThreadCache {
+    /// Thread exit (or the allocator's drop): slots go back to the allocator.
+    fn drop(&mut self) {
+        let Some(central) = self.central.upgrade() else {
+            return;
+        };
+        let mut st = central.lock().unwrap_or_else(|p| p.into_inner());
+        for b in &mut self.bins {
+            for c in b.drain(..) {
+                give_back(&mut st, c);
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// This thread's caches, one per allocator it used (usually one).
+    static CACHES: RefCell<Vec<ThreadCache>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Allocator ids (never reused, so a thread cache cannot outlive its allocator
+/// into a new one at the same address).
+static NEXT_ALLOCATOR: AtomicU64 = AtomicU64::new(1);
+
+/// Returns a free slot from a cache to its slab's free list (under the lock).
+/// A slot of a released region is just dropped; one of a retired region is kept
+/// out of the partial lists (it is never handed out again).
+fn give_back(st: &mut State, c: Cached) {
+    let Some(e) = st.regions.at(c.entry) else {
+        return;
+    };
+    if !Arc::ptr_eq(&e.region, &c.region) {
+        return;
+    }
+    let open = !e.retired() && !e.region.is_sealed();
+    let pool = e.pool;
+    let Some(s) = e.slabs.get_mut(c.si as usize) else {
+        return;
+    };
+    s.free.push(c.slot);
+    if s.free.len() == 1 && open {
+        let class = s.class;
+        st.pools[pool].partial[class].push((c.entry, c.si));
+    }
+}
+
 /// A thread-safe slab allocator over shared-memory regions.
 #[derive(Debug)]
 pub struct Allocator {
@@ -442,8 +590,29 @@ pub struct Allocator {
     /// Largest object served: `max_object`, capped at physical memory.
     limit: u64,
     topo: Topology,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
     next_region: AtomicU32,
+    id: u64,
+    /// Bumped whenever a region is retired or released: thread caches then drop
+    /// their slots of retired regions on their next use.
+    epoch: AtomicU64,
+}
+
+impl Drop for Allocator {
+    /// The calling thread's cache goes now (its slots' regions with it). Other
+    /// threads drop theirs on their next call into any allocator, or at exit.
+    fn drop(&mut self) {
+        let mine = CACHES
+            .try_with(|c| {
+                c.try_borrow_mut().ok().and_then(|mut v| {
+                    let i = v.iter().position(|t| t.alloc_id == self.id)?;
+                    Some(v.swap_remove(i))
+                })
+            })
+            .ok()
+            .flatten();
+        drop(mine);
+    }
 }
 
 const RECENT_FALLBACKS: usize = 16;
@@ -464,8 +633,10 @@ impl Allocator {
             limit,
             opts,
             topo,
-            state: Mutex::new(State::default()),
+            state: Arc::new(Mutex::new(State::default())),
             next_region: AtomicU32::new(1),
+            id: NEXT_ALLOCATOR.fetch_add(1, Ordering::Relaxed),
+            epoch: AtomicU64::new(0),
         })
     }
 
@@ -614,9 +785,19 @@ impl Allocator {
             });
         }
         let shared = req.readonly && req.backing == Backing::Memfd;
+        let class = self.classes.class_of(len);
+        let default_pool = match req.placement {
+            None => true,
+            Some(p) => p == self.opts.placement,
+        };
+        if let (Some(c), true) = (class, shared && default_pool) {
+            if let Some(r) = self.with_cache(|tc| self.alloc_cached(tc, c, len)) {
+                return r;
+            }
+        }
         let placement = req.placement.unwrap_or(self.opts.placement);
         let mut st = self.lock();
-        match self.classes.class_of(len) {
+        match class {
             Some(c) if shared => {
                 let key = PoolKey {
                     backing: Backing::Memfd,
@@ -624,7 +805,12 @@ impl Allocator {
                     huge: false,
                 };
                 let pool = st.pool(&key, self.classes.len());
-                self.alloc_small(&mut st, pool, c, len)
+                let (idx, si) = self.slab_with_free(&mut st, pool, c)?;
+                let e = st
+                    .regions
+                    .at(idx)
+                    .expect("slab_with_free gives a held region");
+                Ok(take_slot(e, idx, si, len))
             }
             _ if shared && len < self.opts.own_region_threshold => {
                 let key = PoolKey {
@@ -637,6 +823,133 @@ impl Allocator {
             }
             _ => self.alloc_own(&mut st, len, req, placement),
         }
+    }
+
+    /// Runs `f` on the calling thread's cache for this allocator (made on first
+    /// use). `None` when the thread's caches cannot be reached (thread exit, or a
+    /// re-entrant call): the caller takes the locked path.
+    #[inline]
+    fn with_cache<R>(&self, f: impl FnOnce(&mut ThreadCache) -> R) -> Option<R> {
+        CACHES
+            .try_with(|c| {
+                let mut v = c.try_borrow_mut().ok()?;
+                let i = match v.iter().position(|t| t.alloc_id == self.id) {
+                    Some(i) => i,
+                    None => {
+                        // Caches of dropped allocators go now (their regions with them).
+                        v.retain(|t| t.central.strong_count() > 0);
+                        v.push(ThreadCache {
+                            alloc_id: self.id,
+                            central: Arc::downgrade(&self.state),
+                            epoch: self.epoch.load(Ordering::Acquire),
+                            bins: (0..self.classes.len()).map(|_| Vec::new()).collect(),
+                        });
+                        v.len() - 1
+                    }
+                };
+                let tc = &mut v[i];
+                let now = self.epoch.load(Ordering::Acquire);
+                if tc.epoch != now {
+                    tc.epoch = now;
+                    tc.drop_retired();
+                }
+                Some(f(tc))
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// The hit path: a slot from this thread's cache, without the lock.
+    #[inline]
+    fn alloc_cached(&self, tc: &mut ThreadCache, class: usize, len: u64) -> Result<Block> {
+        loop {
+            let Some(c) = tc.bins[class].pop() else {
+                self.refill(tc, class)?;
+                continue;
+            };
+            if !c.region.meta.gate.enter() {
+                // Retired since it was cached: never handed out again. The
+                // region may now be sealable or empty (see `RegionGate::enter`).
+                let released = {
+                    let mut st = self.lock();
+                    self.settle(&mut st, c.entry, &c.region)
+                };
+                drop(c);
+                if released {
+                    tc.drop_retired();
+                }
+                continue;
+            }
+            let slab = c.slab();
+            let i = c.slot as usize;
+            slab.lens[i].store(len, Ordering::Relaxed);
+            let generation = slab.states[i].grant();
+            let (capacity, offset) = (slab.slot_size, slab.start + slab.slot_size * i as u64);
+            return Ok(Block {
+                region: c.region,
+                offset,
+                len,
+                capacity,
+                generation,
+                slot: Slot::Slab(c.si, c.slot),
+                entry: c.entry,
+            });
+        }
+    }
+
+    /// Moves up to [`BATCH`] free slots of one slab into the cache (under the lock).
+    fn refill(&self, tc: &mut ThreadCache, class: usize) -> Result<()> {
+        let mut st = self.lock();
+        let key = PoolKey {
+            backing: Backing::Memfd,
+            placement: self.opts.placement,
+            huge: false,
+        };
+        let pool = st.pool(&key, self.classes.len());
+        let (idx, si) = self.slab_with_free(&mut st, pool, class)?;
+        let e = st
+            .regions
+            .at(idx)
+            .expect("slab_with_free gives a held region");
+        let sh = e.region.meta.slab(si).expect("slab state exists");
+        let s = &mut e.slabs[si as usize];
+        for _ in 0..s.free.len().min(BATCH) {
+            let slot = s.free.pop().expect("counted");
+            tc.bins[class].push(Cached::new(
+                e.region.clone(),
+                NonNull::from(sh),
+                idx,
+                si,
+                slot,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Gives the older half of a full bin back to the allocator.
+    fn flush(&self, tc: &mut ThreadCache, class: usize) {
+        let mut st = self.lock();
+        for c in tc.bins[class].drain(..BATCH) {
+            give_back(&mut st, c);
+        }
+    }
+
+    /// Returns the calling thread's cached free slots to the allocator (they are
+    /// counted as free in [`Stats`] either way; this makes them reusable by other
+    /// threads and lets their regions go at once). Other threads' caches are
+    /// theirs: they give slots back when full, drop those of retired regions on
+    /// their next call into this allocator, and give everything back at exit.
+    pub fn trim(&self) {
+        let mine = CACHES
+            .try_with(|c| {
+                c.try_borrow_mut().ok().and_then(|mut v| {
+                    let i = v.iter().position(|t| t.alloc_id == self.id)?;
+                    Some(v.swap_remove(i))
+                })
+            })
+            .ok()
+            .flatten();
+        drop(mine);
     }
 
     fn wants_huge(&self, len: u64, req: &Request) -> bool {
@@ -659,17 +972,17 @@ impl Allocator {
         let huge = self.wants_huge(len, req);
         let region = self.new_region(st, min, huge, &req.backing, placement)?;
         let capacity = region.size() - REGION_HEADER_BYTES;
-        let mut e = RegionEntry::new(region.clone(), Kind::Own, usize::MAX);
+        let mut e = RegionEntry::new(region.clone(), Kind::Own, usize::MAX, self.id);
         e.live_runs.insert(
             REGION_HEADER_BYTES,
             Run {
+                len,
                 capacity,
                 generation: 1,
                 pending: true,
             },
         );
-        e.live = 1;
-        e.pending = 1;
+        e.gate().enter_locked();
         e.live_bytes = len;
         e.reserved_bytes = capacity;
         let entry = st.regions.insert(e);
@@ -717,7 +1030,7 @@ impl Allocator {
         };
         let size = self.opts.region_size.max(pad + capacity);
         let region = self.new_region(st, size, key.huge, &key.backing, key.placement)?;
-        let mut e = RegionEntry::new(region, Kind::Large, pool);
+        let mut e = RegionEntry::new(region, Kind::Large, pool, self.id);
         let mut runs = RunList::new(REGION_HEADER_BYTES, e.region.size());
         let Some(at) = runs.alloc(capacity, align_for(&e.region)) else {
             // Only possible if the kernel gave a smaller page than the padding
@@ -734,18 +1047,20 @@ impl Allocator {
         Ok(take_run(e, idx, at, len, capacity))
     }
 
-    fn alloc_small(&self, st: &mut State, pool: usize, class: usize, len: u64) -> Result<Block> {
+    /// A slab of `class` with a free slot, in an unretired region of `pool`:
+    /// a partial slab, or a new one (in a new region when the active one is full).
+    fn slab_with_free(&self, st: &mut State, pool: usize, class: usize) -> Result<(u32, u32)> {
         // 1. A partially free slab of this class.
         while let Some(&(idx, si)) = st.pools[pool].partial[class].last() {
             match st.regions.at(idx) {
                 Some(e)
-                    if !e.retired
+                    if !e.retired()
                         && !e.region.is_sealed()
                         && e.slabs
                             .get(si as usize)
                             .is_some_and(|s| s.class == class && !s.free.is_empty()) =>
                 {
-                    return Ok(take_slot(e, idx, si, len));
+                    return Ok((idx, si));
                 }
                 _ => {
                     st.pools[pool].partial[class].pop();
@@ -773,34 +1088,46 @@ impl Allocator {
                     .max(REGION_HEADER_BYTES + layout.bytes);
                 let key = st.pools[pool].key.clone();
                 let region = self.new_region(st, size, false, &key.backing, key.placement)?;
+                // Every slab is at least MIN_SLAB_BYTES, so this many fit.
+                let table = (0..region.size() / MIN_SLAB_BYTES)
+                    .map(|_| OnceLock::new())
+                    .collect();
+                let _ = region.meta.slabs.set(table);
+                let cacheable = key.placement == self.opts.placement;
+                region.meta.cacheable.store(cacheable, Ordering::Relaxed);
                 let idx = st
                     .regions
-                    .insert(RegionEntry::new(region, Kind::Slab, pool));
+                    .insert(RegionEntry::new(region, Kind::Slab, pool, self.id));
                 st.pools[pool].slab_region = Some(idx);
                 idx
             }
         };
         let e = st.regions.at(idx).expect("active region exists");
         let si = e.slabs.len() as u32;
+        let shared = SlabShared {
+            start: e.cursor,
+            slot_size: layout.slot_size,
+            class,
+            states: (0..layout.slots).map(|_| SlotState::new()).collect(),
+            lens: (0..layout.slots).map(|_| AtomicU64::new(0)).collect(),
+        };
+        let table = e.region.meta.slabs.get().expect("slab region has a table");
+        let placed = table
+            .get(si as usize)
+            .is_some_and(|cell| cell.set(shared).is_ok());
+        assert!(placed, "slab table sized for the region");
         e.slabs.push(Slab {
             class,
             start: e.cursor,
             layout,
             free: (0..layout.slots as u32).rev().collect(),
-            generations: vec![1; layout.slots as usize],
-            used: Bits::new(layout.slots as usize),
-            pending: Bits::new(layout.slots as usize),
-            live: 0,
         });
         e.cursor += layout.bytes;
-        let block = take_slot(e, idx, si, len);
-        if !e.slabs[si as usize].free.is_empty() {
-            st.pools[pool].partial[class].push((idx, si));
-        }
-        Ok(block)
+        st.pools[pool].partial[class].push((idx, si));
+        Ok((idx, si))
     }
 
-    /// Finds `block`'s entry, checking that it is this allocator's and live.
+    /// Finds a run block's entry, checking that it is this allocator's and live.
     fn entry_of<'a>(&self, st: &'a mut State, block: &Block) -> Result<&'a mut RegionEntry> {
         let bad = || AllocError::BadFree {
             region: block.region.id(),
@@ -812,17 +1139,10 @@ impl Allocator {
         if !Arc::ptr_eq(&e.region, &block.region) {
             return Err(bad());
         }
-        let live = match block.slot {
-            Slot::Slab(si, slot) => e.slabs.get(si as usize).is_some_and(|s| {
-                slot < s.layout.slots as u32
-                    && s.used.get(slot)
-                    && s.generations[slot as usize] == block.generation
-            }),
-            Slot::Run => e
-                .live_runs
-                .get(&block.offset)
-                .is_some_and(|r| r.generation == block.generation),
-        };
+        let live = e
+            .live_runs
+            .get(&block.offset)
+            .is_some_and(|r| r.generation == block.generation);
         if live {
             Ok(e)
         } else {
@@ -830,33 +1150,136 @@ impl Allocator {
         }
     }
 
+    /// Slab `si` of a region of this allocator (`None`: not one).
+    fn slab_of<'a>(&self, region: &'a Region, si: u32) -> Option<&'a SlabShared> {
+        if region.meta.owner.load(Ordering::Relaxed) != self.id {
+            return None;
+        }
+        region.meta.slab(si)
+    }
+
     /// Ends the write of `block`. A large object's own region is sealed now (if
     /// `readonly`); a retired shared region is sealed once nothing in it is
     /// pending. Publishing twice is harmless; publishing a freed block is an error.
+    ///
+    /// Only the own-region seal's failure is returned (that object's immutability
+    /// is at stake). A shared region whose seal fails is counted in
+    /// [`Stats::seal_failures`], warned about once ([`Allocator::take_warnings`]),
+    /// and sealed by the next call that touches it (publish, free, retire,
+    /// seal_all).
     pub fn publish(&self, block: &Block, readonly: bool) -> Result<()> {
-        let mut st = self.lock();
-        let e = self.entry_of(&mut st, block)?;
-        let was_pending = match block.slot {
-            Slot::Slab(si, slot) => {
-                let s = &mut e.slabs[si as usize];
-                let p = s.pending.get(slot);
-                s.pending.set(slot, false);
-                p
-            }
-            Slot::Run => {
-                let r = e.live_runs.get_mut(&block.offset).expect("checked live");
-                std::mem::replace(&mut r.pending, false)
-            }
+        let bad = || AllocError::BadFree {
+            region: block.region.id(),
+            offset: block.offset,
         };
-        if was_pending {
-            e.pending -= 1;
+        if let Slot::Slab(si, slot) = block.slot {
+            let state = self
+                .slab_of(&block.region, si)
+                .and_then(|s| s.states.get(slot as usize))
+                .ok_or_else(bad)?;
+            let was_pending = state.publish(block.generation).map_err(|_| bad())?;
+            let gate = &block.region.meta.gate;
+            let c = if was_pending {
+                gate.published()
+            } else {
+                gate.counts()
+            };
+            // The last pending block of a retired region seals it; a publish of
+            // any block there retries a seal that failed before.
+            if c.pending == 0 && c.retired && !block.region.is_sealed() {
+                let mut st = self.lock();
+                self.settle(&mut st, block.entry, &block.region);
+            }
+            return Ok(());
+        }
+        let mut st = self.lock();
+        let idx = block.entry;
+        let e = self.entry_of(&mut st, block)?;
+        let r = e.live_runs.get_mut(&block.offset).expect("checked live");
+        if std::mem::replace(&mut r.pending, false) {
+            e.gate().published();
         }
         // Shared regions hold only read-only objects: they seal on the rule alone.
         // An own region seals on publish only when its object is read-only.
-        if (readonly || e.kind != Kind::Own) && e.sealable() {
-            e.region.seal()?;
+        if e.sealable() {
+            if e.kind == Kind::Own {
+                if readonly {
+                    self.try_seal(&mut st, idx)?;
+                }
+            } else {
+                let _ = self.try_seal(&mut st, idx);
+            }
         }
         Ok(())
+    }
+
+    /// Seals region `idx` (under the lock); a failure is counted and warned
+    /// about once per region, and the region stays sealable (retried later).
+    fn try_seal(&self, st: &mut State, idx: u32) -> Result<()> {
+        let Some(e) = st.regions.at(idx) else {
+            return Ok(());
+        };
+        let id = e.region.id();
+        match e.region.seal() {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                st.seal_failures += 1;
+                if st.warned.insert(format!("seal:{id}")) {
+                    st.warnings.push(format!(
+                        "shard-alloc: sealing region {id} failed ({err}); its objects are \
+                         published but not yet kernel-sealed. Retried on the next \
+                         publish/free/retire/seal_all touching it; failures are counted \
+                         in stats().seal_failures."
+                    ));
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// After a block of region `idx` left or was published (under the lock):
+    /// releases the region if it holds no live block (retiring it first, so no
+    /// cached slot can enter it: see [`RegionGate`]), else seals it if it is
+    /// retired with nothing pending. Returns whether it was released. Never
+    /// fails: a seal failure is recorded ([`Allocator::try_seal`]).
+    fn settle(&self, st: &mut State, idx: u32, region: &Arc<Region>) -> bool {
+        let Some(e) = st.regions.at(idx) else {
+            return false;
+        };
+        if !Arc::ptr_eq(&e.region, region) {
+            return false;
+        }
+        if e.gate().counts().live == 0 {
+            let _ = self.retire_locked(st, idx);
+            let e = st.regions.at(idx).expect("still held");
+            if e.gate().counts().live == 0 {
+                self.release(st, idx);
+                return true;
+            }
+        }
+        let e = st.regions.at(idx).expect("still held");
+        if e.kind != Kind::Own && e.sealable() {
+            let _ = self.try_seal(st, idx);
+        }
+        false
+    }
+
+    /// Drops region `idx` (it holds no live block and is retired). Readers that
+    /// still hold the `Arc` keep their mapping; cached slots of it are dropped
+    /// by their threads (the epoch bump tells them).
+    fn release(&self, st: &mut State, idx: u32) {
+        let Some(e) = st.regions.remove(idx) else {
+            return;
+        };
+        if e.kind != Kind::Own {
+            let p = &mut st.pools[e.pool];
+            p.forget_active(idx);
+            for v in &mut p.partial {
+                v.retain(|(r, _)| *r != idx);
+            }
+        }
+        st.released += 1;
+        self.epoch.fetch_add(1, Ordering::Release);
     }
 
     /// Stops region `id` from taking new blocks and seals it once nothing is
@@ -873,16 +1296,19 @@ impl Allocator {
         let Some(e) = st.regions.at(idx) else {
             return Ok(());
         };
-        e.retired = true;
+        // The flag is set before `sealable` reads the counts (see RegionGate).
+        let (newly, _) = e.gate().retire();
         let (kind, pool) = (e.kind, e.pool);
         let seal = kind != Kind::Own && e.sealable();
-        let region = e.region.clone();
         if kind != Kind::Own {
-            let p = &mut st.pools[pool];
-            p.forget_active(idx);
+            st.pools[pool].forget_active(idx);
+        }
+        if newly {
+            // Thread caches drop their slots of this region on their next use.
+            self.epoch.fetch_add(1, Ordering::Release);
         }
         if seal {
-            region.seal()?;
+            self.try_seal(st, idx)?;
         }
         Ok(())
     }
@@ -890,75 +1316,133 @@ impl Allocator {
     /// Retires and seals every shared (slab or large) region that holds objects
     /// (for callers that want every published object kernel-sealed now). Regions
     /// with blocks still being written are sealed when the last one is published.
+    /// Every region is tried; the first seal error is returned.
     pub fn seal_all(&self) -> Result<()> {
         let mut st = self.lock();
         let ids: Vec<u32> = st
             .regions
             .iter()
-            .filter(|(_, e)| e.kind != Kind::Own && e.live > 0)
+            .filter(|(_, e)| e.kind != Kind::Own && e.gate().counts().live > 0)
             .map(|(idx, _)| idx)
             .collect();
+        let mut first = Ok(());
         for idx in ids {
-            self.retire_locked(&mut st, idx)?;
+            let r = self.retire_locked(&mut st, idx);
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    /// Returns `block`'s slot or run. Freeing twice (or a block from elsewhere)
+    /// is [`AllocError::BadFree`]. A slab slot goes to the calling thread's cache
+    /// (no lock) unless the region is retired or this was its last block; a
+    /// region whose last block goes is released at once. Never fails for a live
+    /// block: a seal this triggers and that fails is recorded, not returned (see
+    /// [`Allocator::publish`]).
+    pub fn free(&self, block: &Block) -> Result<()> {
+        match block.slot {
+            Slot::Slab(si, slot) => self.free_slot(
+                RegionRef::Borrowed(&block.region),
+                block.offset,
+                block.generation,
+                block.entry,
+                si,
+                slot,
+            ),
+            Slot::Run => self.free_run(block),
+        }
+    }
+
+    /// As [`Allocator::free`], taking the block by value: the region's `Arc` it
+    /// holds moves into the thread cache (no reference-count update).
+    pub fn free_owned(&self, block: Block) -> Result<()> {
+        match block.slot {
+            Slot::Slab(si, slot) => {
+                let Block {
+                    region,
+                    offset,
+                    generation,
+                    entry,
+                    ..
+                } = block;
+                self.free_slot(
+                    RegionRef::Owned(region),
+                    offset,
+                    generation,
+                    entry,
+                    si,
+                    slot,
+                )
+            }
+            Slot::Run => self.free_run(&block),
+        }
+    }
+
+    #[inline]
+    fn free_slot(
+        &self,
+        region: RegionRef<'_>,
+        offset: u64,
+        generation: u32,
+        entry: u32,
+        si: u32,
+        slot: u32,
+    ) -> Result<()> {
+        let r = region.get();
+        let bad = || AllocError::BadFree {
+            region: r.id(),
+            offset,
+        };
+        let meta = &r.meta;
+        let slab = self.slab_of(r, si).ok_or_else(bad)?;
+        let state = slab.states.get(slot as usize).ok_or_else(bad)?;
+        let was_pending = state.free(generation).map_err(|_| bad())?;
+        // From here the slot is free and ours to place.
+        let c = meta.gate.left(was_pending);
+        let (class, slab) = (slab.class, NonNull::from(slab));
+        let cache = c.live > 0 && !c.retired && meta.cacheable.load(Ordering::Relaxed);
+        let mut held = Some(Cached::new(region.into_arc(), slab, entry, si, slot));
+        if cache {
+            self.with_cache(|tc| {
+                let bin = &mut tc.bins[class];
+                if bin.len() >= BIN_CAP {
+                    self.flush(tc, class);
+                }
+                tc.bins[class].push(held.take().expect("not yet placed"));
+            });
+        }
+        let Some(c) = held else {
+            return Ok(());
+        };
+        // Slow path: the region is empty, sealable, or not cached.
+        let region = c.region.clone();
+        let released = {
+            let mut st = self.lock();
+            give_back(&mut st, c);
+            self.settle(&mut st, entry, &region)
+        };
+        if released {
+            drop(region);
+            self.with_cache(|tc| tc.drop_retired());
         }
         Ok(())
     }
 
-    /// Returns `block`'s slot. Freeing twice (or a block from elsewhere) is an error.
-    pub fn free(&self, block: &Block) -> Result<()> {
+    fn free_run(&self, block: &Block) -> Result<()> {
         let mut st = self.lock();
-        let e = self.entry_of(&mut st, block)?;
         let idx = block.entry;
-        let was_pending;
-        let mut newly_partial = None;
-        match block.slot {
-            Slot::Slab(si, slot) => {
-                let s = &mut e.slabs[si as usize];
-                s.generations[slot as usize] = s.generations[slot as usize].wrapping_add(1).max(1);
-                s.used.set(slot, false);
-                was_pending = s.pending.get(slot);
-                s.pending.set(slot, false);
-                s.live -= 1;
-                s.free.push(slot);
-                if s.free.len() == 1 && !e.retired && !e.region.is_sealed() {
-                    newly_partial = Some((s.class, si));
-                }
-            }
-            Slot::Run => {
-                let r = e.live_runs.remove(&block.offset).expect("checked live");
-                was_pending = r.pending;
-                if let Some(runs) = e.runs.as_mut() {
-                    let ok = runs.free(block.offset, r.capacity);
-                    debug_assert!(ok, "run list out of step with live runs");
-                }
-            }
+        let e = self.entry_of(&mut st, block)?;
+        let r = e.live_runs.remove(&block.offset).expect("checked live");
+        if let Some(runs) = e.runs.as_mut() {
+            let ok = runs.free(block.offset, r.capacity);
+            debug_assert!(ok, "run list out of step with live runs");
         }
-        e.live -= 1;
-        e.live_bytes -= block.len;
-        e.reserved_bytes -= block.capacity;
-        if was_pending {
-            e.pending -= 1;
-        }
-        let (kind, pool, live) = (e.kind, e.pool, e.live);
-        // Freeing the last pending block of a retired region seals it now.
-        let seal = (kind != Kind::Own && e.sealable()).then(|| e.region.clone());
-        if let Some((class, si)) = newly_partial {
-            st.pools[pool].partial[class].push((idx, si));
-        }
-        if live == 0 {
-            // The region goes; readers that still hold the Arc keep their mapping.
-            st.regions.remove(idx);
-            if kind != Kind::Own {
-                let p = &mut st.pools[pool];
-                p.forget_active(idx);
-                for v in &mut p.partial {
-                    v.retain(|(r, _)| *r != idx);
-                }
-            }
-            st.released += 1;
-        } else if let Some(r) = seal {
-            r.seal()?;
-        }
+        e.live_bytes -= r.len;
+        e.reserved_bytes -= r.capacity;
+        e.gate().left(r.pending);
+        self.settle(&mut st, idx, &block.region);
         Ok(())
     }
 
@@ -970,6 +1454,11 @@ impl Allocator {
     }
 
     /// A snapshot of occupancy, fragmentation, page sizes and fallbacks.
+    ///
+    /// Exact whenever no call is in flight: slots in thread caches count as free
+    /// (a slot is live exactly while its state says used), block counts come
+    /// from each region's counts, and slab bytes from the slot states (a scan
+    /// of every slab's slots, under the lock).
     pub fn stats(&self) -> Stats {
         let st = self.lock();
         let mut s = Stats {
@@ -993,6 +1482,7 @@ impl Allocator {
             recent_fallbacks: st.recent_fallbacks.clone(),
             regions_created: st.created,
             regions_released: st.released,
+            seal_failures: st.seal_failures,
             ..Stats::default()
         };
         let mut pages: HashMap<PageSize, u64> = HashMap::new();
@@ -1004,28 +1494,60 @@ impl Allocator {
                 Kind::Large => s.large_regions += 1,
                 Kind::Own => s.own_regions += 1,
             }
+            let c = e.gate().counts();
             s.bytes_mapped += e.region.size();
             s.bytes_live += e.live_bytes;
             s.bytes_reserved += e.reserved_bytes;
-            s.live_blocks += e.live;
-            s.pending_blocks += e.pending;
+            s.live_blocks += c.live;
+            s.pending_blocks += c.pending;
             *pages.entry(e.region.page_size()).or_default() += 1;
             if let Some(r) = &e.runs {
-                if !e.retired && !e.region.is_sealed() {
+                if !e.retired() && !e.region.is_sealed() {
                     s.large_free_bytes += r.free_bytes();
                     s.large_free_runs += r.free_runs() as u64;
                 }
             }
-            for slab in &e.slabs {
-                let c = &mut s.classes[slab.class];
-                c.slabs += 1;
-                c.live += slab.live as u64;
-                c.capacity += slab.layout.slots;
+            for (si, slab) in e.slabs.iter().enumerate() {
+                let cs = &mut s.classes[slab.class];
+                cs.slabs += 1;
+                cs.capacity += slab.layout.slots;
+                let Some(sh) = e.region.meta.slab(si as u32) else {
+                    continue;
+                };
+                for (state, len) in sh.states.iter().zip(sh.lens.iter()) {
+                    if state.is_used() {
+                        cs.live += 1;
+                        s.bytes_live += len.load(Ordering::Relaxed);
+                        s.bytes_reserved += slab.layout.slot_size;
+                    }
+                }
             }
         }
         s.page_sizes = pages.into_iter().collect();
         s.page_sizes.sort();
         s
+    }
+}
+
+/// A block's region, borrowed ([`Allocator::free`]) or owned
+/// ([`Allocator::free_owned`]).
+enum RegionRef<'a> {
+    Borrowed(&'a Arc<Region>),
+    Owned(Arc<Region>),
+}
+
+impl RegionRef<'_> {
+    fn get(&self) -> &Arc<Region> {
+        match self {
+            RegionRef::Borrowed(r) => r,
+            RegionRef::Owned(r) => r,
+        }
+    }
+    fn into_arc(self) -> Arc<Region> {
+        match self {
+            RegionRef::Borrowed(r) => r.clone(),
+            RegionRef::Owned(r) => r,
+        }
     }
 }
 
@@ -1035,13 +1557,13 @@ fn take_run(e: &mut RegionEntry, entry: u32, at: u64, len: u64, capacity: u64) -
     e.live_runs.insert(
         at,
         Run {
+            len,
             capacity,
             generation,
             pending: true,
         },
     );
-    e.live += 1;
-    e.pending += 1;
+    e.gate().enter_locked();
     e.live_bytes += len;
     e.reserved_bytes += capacity;
     debug_assert_eq!(at % PAGE, 0);
@@ -1056,19 +1578,17 @@ fn take_run(e: &mut RegionEntry, entry: u32, at: u64, len: u64, capacity: u64) -
     }
 }
 
+/// A slot from slab `si`'s free list, under the lock (the region is not
+/// retired: retiring takes the lock).
 fn take_slot(e: &mut RegionEntry, entry: u32, si: u32, len: u64) -> Block {
     let s = &mut e.slabs[si as usize];
     let slot = s.free.pop().expect("caller checked a free slot");
-    s.used.set(slot, true);
-    s.pending.set(slot, true);
-    s.live += 1;
     let offset = s.start + s.layout.slot_offset(slot as u64);
-    let generation = s.generations[slot as usize];
     let capacity = s.layout.slot_size;
-    e.live += 1;
-    e.pending += 1;
-    e.live_bytes += len;
-    e.reserved_bytes += capacity;
+    let sh = e.region.meta.slab(si).expect("slab state exists");
+    e.region.meta.gate.enter_locked();
+    sh.lens[slot as usize].store(len, Ordering::Relaxed);
+    let generation = sh.states[slot as usize].grant();
     debug_assert_eq!(offset % MIN_ALIGN, 0);
     debug_assert!(offset >= REGION_HEADER_BYTES);
     Block {

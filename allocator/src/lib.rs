@@ -27,7 +27,12 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod arena;
+/// The atomics [`gate`] uses (the loom test includes gate.rs with loom's).
+mod atomics {
+    pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+}
 pub mod error;
+pub(crate) mod gate;
 pub mod layout;
 pub mod numa;
 pub mod options;

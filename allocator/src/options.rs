@@ -4,7 +4,7 @@
 //!
 //! | knob (profile key)     | env var                       | default        | meaning |
 //! |------------------------|-------------------------------|----------------|---------|
-//! | `region_size`          | `SHARD_REGION_SIZE`           | `64M`          | Size of a shared (slab or large-object) region. >= 1 MiB, a multiple of 4096. |
+//! | `region_size`          | `SHARD_REGION_SIZE`           | `64M`          | Size of a shared (slab or large-object) region. 1 MiB ..= 64 GiB, a multiple of 4096. |
 //! | `classes_per_doubling` | `SHARD_CLASSES_PER_DOUBLING`  | `4`            | Size classes between consecutive powers of two (1, 2, 4 or 8): more classes, less internal waste, more partly-filled slabs. |
 //! | `large_threshold`      | `SHARD_LARGE_THRESHOLD`       | `256K`         | Objects of at least this size are "large": page-aligned runs, not slab slots. A power of two in 4 KiB ..= `region_size / 8`. |
 //! | `own_region_threshold` | `SHARD_OWN_REGION_THRESHOLD`  | `16M`          | Large objects of at least this size get a region of their own, sealed on publish. >= `large_threshold`. |
@@ -192,11 +192,17 @@ impl Options {
                 Ok(())
             }
         };
-        if self.region_size < (1 << 20) || self.region_size % 4096 != 0 {
+        // At most 64 GiB: a region's live and pending block counts and retired
+        // flag are packed into one 64-bit atomic (32 + 31 + 1 bits; a slab slot
+        // is at least 64 bytes).
+        if self.region_size < (1 << 20)
+            || self.region_size > (64 << 30)
+            || self.region_size % 4096 != 0
+        {
             return Err(bad(
                 "region_size",
                 &self.region_size.to_string(),
-                "must be >= 1 MiB and a multiple of 4096",
+                "must be 1 MiB ..= 64 GiB and a multiple of 4096",
             ));
         }
         if !(1..=8).contains(&self.classes_per_doubling)

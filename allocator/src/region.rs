@@ -4,7 +4,7 @@
 //! random token that handles must match.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::error::{AllocError, Result};
@@ -186,12 +186,15 @@ pub struct Region {
     /// Writable shared mapping; dropped before sealing (a live one makes
     /// `F_SEAL_WRITE` fail with `EBUSY`).
     writer: Mutex<Option<Mapping>>,
-    writer_base: usize,
+    /// Where the writer mapping is (it moves if a failed seal maps it again).
+    writer_base: AtomicUsize,
     reader: Mapping,
     sealed: AtomicBool,
     /// shm name or file path, unlinked when the region goes.
     link: Option<String>,
     placement: Placement,
+    /// The allocator's per-region state (counts, retired flag, slot states).
+    pub(crate) meta: crate::arena::RegionMeta,
 }
 
 impl Region {
@@ -425,7 +428,7 @@ impl Region {
             fallbacks,
             header,
             file,
-            writer_base: writer.as_ptr() as usize,
+            writer_base: AtomicUsize::new(writer.as_ptr() as usize),
             writer: Mutex::new(Some(writer)),
             reader,
             sealed: AtomicBool::new(false),
@@ -433,6 +436,7 @@ impl Region {
             ro_fd,
             link,
             placement: spec.placement,
+            meta: crate::arena::RegionMeta::new(),
         })
     }
 
@@ -500,9 +504,11 @@ impl Region {
     }
     /// Base of the writer mapping. Valid until [`Region::seal`]; the allocator only
     /// hands out write pointers for blocks allocated (and not yet published) before
-    /// the region is sealed.
+    /// the region is sealed. The writer mapping exists exactly while the region is
+    /// not sealed (a seal that fails maps it again, possibly elsewhere: take the
+    /// base anew after any call that may seal).
     pub fn write_base(&self) -> *mut u8 {
-        self.writer_base as *mut u8
+        self.writer_base.load(Ordering::Acquire) as *mut u8
     }
     pub fn is_sealed(&self) -> bool {
         self.sealed.load(Ordering::Acquire)
@@ -526,10 +532,25 @@ impl Region {
             Backing::Memfd => seal::add(&self.fd, Seals::IMMUTABLE),
             Backing::Shm | Backing::File(_) => shm::make_readonly(&self.fd),
         };
-        r.map_err(|source| AllocError::Seal {
-            region: self.id,
-            source,
-        })?;
+        if let Err(source) = r {
+            // Still unsealed: the writer mapping must exist again (callers write
+            // tombstones through it while the region is unsealed, and a retry
+            // drops it again). Same file, so the same bytes.
+            if let Ok(m) = Mapping::map(&self.fd, 0, self.size as usize, Access::WriteShared, false)
+            {
+                let _ = m.advise_dontfork();
+                if self.thp {
+                    let _ = m.advise_hugepage();
+                }
+                self.writer_base
+                    .store(m.as_ptr() as usize, Ordering::Release);
+                *w = Some(m);
+            }
+            return Err(AllocError::Seal {
+                region: self.id,
+                source,
+            });
+        }
         self.sealed.store(true, Ordering::Release);
         Ok(())
     }

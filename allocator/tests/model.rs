@@ -10,8 +10,15 @@
 //!   `seal_all`/`retire`, a shared region whose blocks are all published is sealed;
 //! - double free and publish-after-free are refused with `BadFree`;
 //! - every byte written is read back intact when the block is freed.
+//!
+//! Cached paths (per-thread slot caches): blocks are also freed by value
+//! (`free_owned`), allocated and freed by a second thread (so slots move between
+//! the two threads' caches, and a region can empty from either side), and the
+//! caches are trimmed; `stats()` must stay exact throughout (cached slots count
+//! as free), and a new block never lands in a sealed region.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::mpsc;
 
 use proptest::prelude::*;
 use shard_alloc::{AllocError, Allocator, Block, HugePages, Options, Request};
@@ -24,6 +31,26 @@ enum Op {
     DoubleFree(prop::sample::Index),
     SealAll,
     Retire(prop::sample::Index),
+    FreeOwned(prop::sample::Index),
+    /// Freed by the helper thread.
+    FreeElsewhere(prop::sample::Index),
+    /// Allocated by the helper thread.
+    AllocElsewhere(u64),
+    Trim,
+    TrimElsewhere,
+}
+
+/// What the helper thread does for the test (each answered before the next op).
+enum Cmd {
+    Alloc(u64),
+    Free(Block),
+    Trim,
+}
+
+enum Reply {
+    Block(Block),
+    Freed(Result<(), AllocError>),
+    Trimmed,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -37,6 +64,11 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<prop::sample::Index>().prop_map(Op::DoubleFree),
         1 => Just(Op::SealAll),
         1 => any::<prop::sample::Index>().prop_map(Op::Retire),
+        2 => any::<prop::sample::Index>().prop_map(Op::FreeOwned),
+        3 => any::<prop::sample::Index>().prop_map(Op::FreeElsewhere),
+        3 => (1u64..=4096).prop_map(Op::AllocElsewhere),
+        1 => Just(Op::Trim),
+        1 => Just(Op::TrimElsewhere),
     ]
 }
 
@@ -131,69 +163,130 @@ proptest! {
     #[test]
     fn allocator_matches_the_model(ops in prop::collection::vec(op(), 1..120)) {
         let a = Allocator::new(opts()).unwrap();
-        let mut live: Vec<Live> = Vec::new();
-        let mut freed: Vec<Block> = Vec::new();
-        let mut next_tag = 0u8;
-        for op in ops {
-            match op {
-                Op::Alloc(len) => {
-                    let b = a.alloc(len, &Request::default()).unwrap();
-                    next_tag = next_tag.wrapping_add(1);
-                    for i in [0, len / 2, len - 1] {
-                        // SAFETY: i < len; the block is fresh and unpublished.
-                        unsafe { *b.write_ptr().add(i as usize) = byte(next_tag, i) };
-                    }
-                    live.push(Live { block: b, published: false, tag: next_tag });
-                }
-                Op::Publish(i) if !live.is_empty() => {
-                    let n = live.len();
-                    let l = &mut live[i.index(n)];
-                    a.publish(&l.block, true).unwrap();
-                    l.published = true;
-                }
-                Op::Free(i) if !live.is_empty() => {
-                    let l = live.swap_remove(i.index(live.len()));
-                    let len = l.block.len;
-                    for j in [0, len / 2, len - 1] {
-                        // SAFETY: the read mapping lives while the block holds its region.
-                        let got = unsafe { *l.block.read_ptr().add(j as usize) };
-                        prop_assert_eq!(got, byte(l.tag, j));
-                    }
-                    a.free(&l.block).unwrap();
-                    freed.push(l.block);
-                }
-                Op::DoubleFree(i) if !freed.is_empty() => {
-                    let b = &freed[i.index(freed.len())];
-                    let refused = matches!(a.free(b), Err(AllocError::BadFree { .. }));
-                    prop_assert!(refused, "double free accepted");
-                    let refused = matches!(a.publish(b, true), Err(AllocError::BadFree { .. }));
-                    prop_assert!(refused, "publish after free accepted");
-                }
-                Op::SealAll => {
-                    a.seal_all().unwrap();
-                    all_published_are_sealed(&live, None)?;
-                }
-                Op::Retire(i) if !live.is_empty() => {
-                    let b = &live[i.index(live.len())].block;
-                    a.retire(b.region.id()).unwrap();
-                    if b.is_small() || b.capacity < (256 << 10) {
-                        all_published_are_sealed(&live, Some(b.region.id()))?;
-                    }
-                }
-                _ => {}
-            }
-            check(&a, &live)?;
-        }
-        // Publishing the rest seals every retired region; freeing it all releases all.
-        for l in &mut live {
-            a.publish(&l.block, true).unwrap();
-            l.published = true;
-        }
-        check(&a, &live)?;
-        for l in live.drain(..) {
-            a.free(&l.block).unwrap();
-        }
-        let st = a.stats();
-        prop_assert_eq!((st.regions, st.live_blocks, st.bytes_live, st.bytes_reserved), (0, 0, 0, 0));
+        std::thread::scope(|scope| run_model(&a, ops, scope))?;
     }
+}
+
+fn run_model<'s>(
+    a: &'s Allocator,
+    ops: Vec<Op>,
+    scope: &'s std::thread::Scope<'s, '_>,
+) -> Result<(), TestCaseError> {
+    let (to_helper, cmds) = mpsc::channel::<Cmd>();
+    let (replies_tx, replies) = mpsc::channel::<Reply>();
+    scope.spawn(move || {
+        for c in cmds {
+            let r = match c {
+                Cmd::Alloc(len) => Reply::Block(a.alloc(len, &Request::default()).unwrap()),
+                Cmd::Free(b) => Reply::Freed(a.free_owned(b)),
+                Cmd::Trim => {
+                    a.trim();
+                    Reply::Trimmed
+                }
+            };
+            if replies_tx.send(r).is_err() {
+                break;
+            }
+        }
+    });
+    let ask = |c: Cmd| -> Reply {
+        to_helper.send(c).unwrap();
+        replies.recv().unwrap()
+    };
+    let mut live: Vec<Live> = Vec::new();
+    let mut freed: Vec<Block> = Vec::new();
+    let mut next_tag = 0u8;
+    for op in ops {
+        match op {
+            Op::Alloc(len) | Op::AllocElsewhere(len) => {
+                let b = if let Op::AllocElsewhere(_) = op {
+                    let Reply::Block(b) = ask(Cmd::Alloc(len)) else {
+                        unreachable!()
+                    };
+                    b
+                } else {
+                    a.alloc(len, &Request::default()).unwrap()
+                };
+                prop_assert!(!b.region.is_sealed(), "new block in a sealed region");
+                next_tag = next_tag.wrapping_add(1);
+                for i in [0, len / 2, len - 1] {
+                    // SAFETY: i < len; the block is fresh and unpublished.
+                    unsafe { *b.write_ptr().add(i as usize) = byte(next_tag, i) };
+                }
+                live.push(Live {
+                    block: b,
+                    published: false,
+                    tag: next_tag,
+                });
+            }
+            Op::Publish(i) if !live.is_empty() => {
+                let n = live.len();
+                let l = &mut live[i.index(n)];
+                a.publish(&l.block, true).unwrap();
+                l.published = true;
+            }
+            Op::Free(i) | Op::FreeOwned(i) | Op::FreeElsewhere(i) if !live.is_empty() => {
+                let l = live.swap_remove(i.index(live.len()));
+                let len = l.block.len;
+                for j in [0, len / 2, len - 1] {
+                    // SAFETY: the read mapping lives while the block holds its region.
+                    let got = unsafe { *l.block.read_ptr().add(j as usize) };
+                    prop_assert_eq!(got, byte(l.tag, j));
+                }
+                match op {
+                    Op::Free(_) => a.free(&l.block).unwrap(),
+                    Op::FreeOwned(_) => a.free_owned(l.block.clone()).unwrap(),
+                    _ => {
+                        let Reply::Freed(r) = ask(Cmd::Free(l.block.clone())) else {
+                            unreachable!()
+                        };
+                        r.unwrap();
+                    }
+                }
+                freed.push(l.block);
+            }
+            Op::Trim => a.trim(),
+            Op::TrimElsewhere => {
+                let Reply::Trimmed = ask(Cmd::Trim) else {
+                    unreachable!()
+                };
+            }
+            Op::DoubleFree(i) if !freed.is_empty() => {
+                let b = &freed[i.index(freed.len())];
+                let refused = matches!(a.free(b), Err(AllocError::BadFree { .. }));
+                prop_assert!(refused, "double free accepted");
+                let refused = matches!(a.publish(b, true), Err(AllocError::BadFree { .. }));
+                prop_assert!(refused, "publish after free accepted");
+            }
+            Op::SealAll => {
+                a.seal_all().unwrap();
+                all_published_are_sealed(&live, None)?;
+            }
+            Op::Retire(i) if !live.is_empty() => {
+                let b = &live[i.index(live.len())].block;
+                a.retire(b.region.id()).unwrap();
+                if b.is_small() || b.capacity < (256 << 10) {
+                    all_published_are_sealed(&live, Some(b.region.id()))?;
+                }
+            }
+            _ => {}
+        }
+        check(a, &live)?;
+    }
+    // Publishing the rest seals every retired region; freeing it all releases all.
+    for l in &mut live {
+        a.publish(&l.block, true).unwrap();
+        l.published = true;
+    }
+    check(a, &live)?;
+    for l in live.drain(..) {
+        a.free(&l.block).unwrap();
+    }
+    let st = a.stats();
+    prop_assert_eq!(
+        (st.regions, st.live_blocks, st.bytes_live, st.bytes_reserved),
+        (0, 0, 0, 0)
+    );
+    drop(to_helper);
+    Ok(())
 }
