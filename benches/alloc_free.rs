@@ -4,6 +4,10 @@
 //! whole run, as in any real workload: without it, freeing the only block of a
 //! region releases the region (munmap + close) and the next alloc makes a new one.
 //!
+//! `shard` frees by value ([`Allocator::free_owned`]: the block's region `Arc`
+//! moves back into the thread cache), `shard_ref` by reference
+//! ([`Allocator::free`]: one `Arc` clone, and the caller's block drop).
+//!
 //! `cargo bench --bench alloc_free`
 
 use std::alloc::{alloc, dealloc, Layout};
@@ -29,6 +33,12 @@ fn bench(c: &mut Criterion) {
     for &size in &sizes {
         g.throughput(Throughput::Elements(1));
         g.bench_with_input(BenchmarkId::new("shard", size), &size, |b, &size| {
+            b.iter(|| {
+                let blk = a.alloc(black_box(size), &req).unwrap();
+                a.free_owned(black_box(blk)).unwrap();
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("shard_ref", size), &size, |b, &size| {
             b.iter(|| {
                 let blk = a.alloc(black_box(size), &req).unwrap();
                 a.free(black_box(&blk)).unwrap();

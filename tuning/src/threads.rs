@@ -23,12 +23,12 @@ fn shard_worker(a: &Allocator, ops: usize, seed: usize) {
         unsafe { (b.write_ptr() as *mut u64).write(i as u64) };
         if ring.len() == RING {
             let old = ring.pop_front().unwrap();
-            a.free(&old).expect("free");
+            a.free_owned(old).expect("free");
         }
         ring.push_back(b);
     }
     for b in ring {
-        a.free(&b).expect("free");
+        a.free_owned(b).expect("free");
     }
 }
 
