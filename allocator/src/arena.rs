@@ -17,8 +17,11 @@
 //! cannot serve the next request is *retired*: it takes no more blocks and is
 //! sealed as soon as nothing in it is pending. A large object's own region is
 //! sealed on publish. [`Allocator::free`] returns the slot or run (reused only while
-//! the region is unsealed: a sealed file cannot be written again); a region whose
-//! last block goes is released (unmapped, fd closed) at once.
+//! the region is unretired: a sealed file cannot be written again); a region whose
+//! last block goes is released (unmapped, fd closed) at once. A seal that fails
+//! (e.g. `EBUSY`) after a free or a shared-region publish does not fail that call:
+//! it is counted in [`Stats::seal_failures`], warned about once, and retried by
+//! the next call touching the region.
 //!
 //! Pools: shared regions are grouped by (backing, placement, huge-page use); each
 //! pool has at most one *active* slab region and one active large region, so at
@@ -33,9 +36,23 @@
 //! `huge_retry_secs` seconds, unless the pool's free count rises or the request is
 //! smaller than the one that failed.
 //!
-//! Locking: one mutex guards the bookkeeping. The hot path (a slot from a partial
-//! slab) is a few dozen instructions under it; region creation (syscalls, and a
-//! prefault when `prefault` is on) also runs under it. See `docs/PERFORMANCE.md`.
+//! Locking: small objects of the default pool (read-only memfd, default
+//! placement) go through per-thread slot caches without any lock: alloc takes a
+//! cached free slot, [`Allocator::free`]/[`Allocator::free_owned`] and
+//! [`Allocator::publish`] update the slot's and the region's atomic words (see
+//! `allocator/src/gate.rs` for the protocol and why sealing never races a writer). One
+//! mutex guards the rest of the bookkeeping: cache refills and flushes (16 slots
+//! at a time), large and own-region blocks, retire/seal_all, a region emptying
+//! (released at once) or becoming sealable, and region creation (syscalls, and a
+//! prefault when `prefault` is on).
+//!
+//! Thread caches: free slots cached by a thread count as free in [`Stats`]; a
+//! thread drops its cached slots of retired regions on its next call (they are
+//! never handed out again), gives everything back at exit or on
+//! [`Allocator::trim`], and a region released while another thread still caches
+//! slots of it stays mapped (not counted in [`Stats`]) until that thread's next
+//! call, `trim()` or exit. See `docs/ARCHITECTURE.md` ("The allocator's thread
+//! caches") and `docs/PERFORMANCE.md`.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
