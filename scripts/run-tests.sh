@@ -57,6 +57,10 @@ diff -u include/shard.h r-ext/src/shard.h || { echo "r-ext/src/shard.h differs f
 echo "== cargo test"
 rc_cargo=0
 cargo test --workspace --quiet 2>&1 | tee "$log/cargo.txt" || rc_cargo=$?
+echo "== loom model of the allocator's thread-cache protocol (allocator/tests/loom_cache.rs)"
+# Its own target dir: --cfg loom rebuilds everything it touches.
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$root/target/loom" \
+  cargo test -p shard-alloc --test loom_cache --release --quiet 2>&1 | tee -a "$log/cargo.txt" || rc_cargo=$?
 
 echo "== NUMA placement in 2- and 4-node qemu guests (scripts/numa-qemu.sh)"
 # This machine may have one node; the guests have several, so the multi-node
