@@ -161,6 +161,10 @@ mkdir -p /dev/shm /dev/hugepages
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /dev/shm
 mount -t hugetlbfs hugetlbfs /dev/hugepages
+# shmem THP on request (Debian's default is never), so the allocator's THP
+# fallback runs here too; the guest is thrown away, nothing to restore.
+thp=/sys/kernel/mm/transparent_hugepage/shmem_enabled
+[ -w $thp ] && echo advise > $thp
 nodes=$(ls -d /sys/devices/system/node/node[0-9]* | wc -l)
 # 64 reserved 2 MiB pages in all, spread evenly over the nodes.
 for d in /sys/devices/system/node/node[0-9]*/hugepages/hugepages-2048kB; do
@@ -168,6 +172,7 @@ for d in /sys/devices/system/node/node[0-9]*/hugepages/hugepages-2048kB; do
 done
 echo
 echo "NUMA-QEMU: kernel $(uname -r)"
+echo "NUMA-QEMU: shmem THP: $(cat $thp 2>/dev/null || echo n/a)"
 echo "NUMA-QEMU: nodes with memory $(cat /sys/devices/system/node/has_memory), cpus $(nproc)"
 for n in /sys/devices/system/node/node[0-9]*; do
   echo "NUMA-QEMU: $(basename $n): cpus $(cat $n/cpulist), $(grep MemTotal $n/meminfo | sed 's/.*MemTotal: *//'), 2M pages $(cat $n/hugepages/hugepages-2048kB/nr_hugepages)"
