@@ -54,7 +54,7 @@
 //! call, `trim()` or exit. See `docs/ARCHITECTURE.md` ("The allocator's thread
 //! caches") and `docs/PERFORMANCE.md`.
 
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ptr::NonNull;
@@ -255,6 +255,7 @@ impl RegionMeta {
         }
     }
 
+    #[inline]
     fn slab(&self, si: u32) -> Option<&SlabShared> {
         self.slabs.get()?.get(si as usize)?.get()
     }
@@ -508,6 +509,7 @@ struct Cached {
 
 impl Cached {
     /// `slab` must be slab `si` of `region` (taken from its meta).
+    #[inline]
     fn new(
         region: Arc<Region>,
         slab: NonNull<SlabShared>,
@@ -524,6 +526,7 @@ impl Cached {
         }
     }
 
+    #[inline]
     fn slab(&self) -> &SlabShared {
         // SAFETY: `slab` points into `self.region`'s `RegionMeta::slabs`, a table
         // whose cells are set once and never moved or dropped before the region
@@ -544,8 +547,18 @@ struct ThreadCache {
 }
 
 impl ThreadCache {
+    /// A region was retired or released since this cache last looked.
+    #[cold]
+    #[inline(never)]
+    fn catch_up(&mut self, epoch: u64) {
+        self.epoch = epoch;
+        self.drop_retired();
+    }
+
     /// Drops cached slots of retired (or released) regions: they can never be
     /// used again, and their `Arc` may be what keeps a released region mapped.
+    #[cold]
+    #[inline(never)]
     fn drop_retired(&mut self) {
         for b in &mut self.bins {
             b.retain(|c| !c.region.meta.gate.is_retired());
@@ -794,7 +807,39 @@ impl Allocator {
     }
 
     /// Reserves `len` bytes (see the module docs for where it goes).
+    ///
+    /// Inlined into the caller: the thread-cache hit path builds the [`Block`]
+    /// in the caller's frame (no `Result` copied through memory); everything
+    /// else is [`Allocator::alloc_locked`].
+    #[inline(always)]
     pub fn alloc(&self, len: u64, req: &Request) -> Result<Block> {
+        let default_pool = match req.placement {
+            None => true,
+            Some(p) => p == self.opts.placement,
+        };
+        if len != 0
+            && len <= self.limit
+            && req.readonly
+            && req.backing == Backing::Memfd
+            && default_pool
+        {
+            if let Some(c) = self.classes.class_of(len) {
+                if let Some(mut tc) = self.cache() {
+                    return self.alloc_cached(&mut tc, c, len);
+                }
+            }
+        }
+        *self.alloc_locked(len, req)
+    }
+
+    /// [`Allocator::alloc`] without the thread cache (a miss of the cache, a
+    /// size or request it does not serve, or no cache reachable).
+    #[inline(never)]
+    fn alloc_locked(&self, len: u64, req: &Request) -> Box<Result<Block>> {
+        Box::new(self.alloc_locked_inner(len, req))
+    }
+
+    fn alloc_locked_inner(&self, len: u64, req: &Request) -> Result<Block> {
         if len == 0 || len > self.limit {
             return Err(AllocError::BadSize {
                 requested: len,
@@ -803,15 +848,6 @@ impl Allocator {
         }
         let shared = req.readonly && req.backing == Backing::Memfd;
         let class = self.classes.class_of(len);
-        let default_pool = match req.placement {
-            None => true,
-            Some(p) => p == self.opts.placement,
-        };
-        if let (Some(c), true) = (class, shared && default_pool) {
-            if let Some(r) = self.with_cache(|tc| self.alloc_cached(tc, c, len)) {
-                return r;
-            }
-        }
         let placement = req.placement.unwrap_or(self.opts.placement);
         let mut st = self.lock();
         match class {
@@ -845,39 +881,60 @@ impl Allocator {
     /// Runs `f` on the calling thread's cache for this allocator (made on first
     /// use). `None` when the thread's caches cannot be reached (thread exit, or a
     /// re-entrant call): the caller takes the locked path.
-    #[inline]
     fn with_cache<R>(&self, f: impl FnOnce(&mut ThreadCache) -> R) -> Option<R> {
-        CACHES
-            .try_with(|c| {
-                let mut v = c.try_borrow_mut().ok()?;
-                let i = match v.iter().position(|t| t.alloc_id == self.id) {
-                    Some(i) => i,
-                    None => {
-                        // Caches of dropped allocators go now (their regions with them).
-                        v.retain(|t| t.central.strong_count() > 0);
-                        v.push(ThreadCache {
-                            alloc_id: self.id,
-                            central: Arc::downgrade(&self.state),
-                            epoch: self.epoch.load(Ordering::Acquire),
-                            bins: (0..self.classes.len()).map(|_| Vec::new()).collect(),
-                        });
-                        v.len() - 1
-                    }
-                };
-                let tc = &mut v[i];
-                let now = self.epoch.load(Ordering::Acquire);
-                if tc.epoch != now {
-                    tc.epoch = now;
-                    tc.drop_retired();
-                }
-                Some(f(tc))
-            })
-            .ok()
-            .flatten()
+        self.cache().map(|mut tc| f(&mut tc))
+    }
+
+    /// The calling thread's cache for this allocator (made on first use), held
+    /// until the guard drops. `None` when the thread's caches cannot be reached
+    /// (thread exit, or a re-entrant call): the caller takes the locked path.
+    /// A guard rather than a closure, so the hit paths inline into the caller.
+    #[inline(always)]
+    fn cache(&self) -> Option<RefMut<'_, ThreadCache>> {
+        // Only the address comes out of `try_with`: a closure this small keeps
+        // `try_with` inlined.
+        let caches: *const RefCell<Vec<ThreadCache>> = CACHES.try_with(|c| c as *const _).ok()?;
+        // SAFETY: `try_with` succeeded, so this thread's `CACHES` is alive; it
+        // is destroyed only when this thread runs its thread-local destructors,
+        // one at a time, and the guard made here is neither `Send` nor kept past
+        // the allocator call that made it, so it cannot outlive that. Only a
+        // shared reference is made (all access goes through the `RefCell`).
+        let caches = unsafe { &*caches };
+        let mut v = caches.try_borrow_mut().ok()?;
+        // The usual case: one allocator per thread, its cache first.
+        let i = match v.first() {
+            Some(t) if t.alloc_id == self.id => 0,
+            _ => self.cache_index(&mut v),
+        };
+        let mut tc = RefMut::map(v, |v| &mut v[i]);
+        let now = self.epoch.load(Ordering::Acquire);
+        if tc.epoch != now {
+            tc.catch_up(now);
+        }
+        Some(tc)
+    }
+
+    /// Index of this allocator's cache among the thread's caches (made now if
+    /// there is none).
+    #[cold]
+    #[inline(never)]
+    fn cache_index(&self, v: &mut Vec<ThreadCache>) -> usize {
+        if let Some(i) = v.iter().position(|t| t.alloc_id == self.id) {
+            return i;
+        }
+        // Caches of dropped allocators go now (their regions with them).
+        v.retain(|t| t.central.strong_count() > 0);
+        v.push(ThreadCache {
+            alloc_id: self.id,
+            central: Arc::downgrade(&self.state),
+            epoch: self.epoch.load(Ordering::Acquire),
+            bins: (0..self.classes.len()).map(|_| Vec::new()).collect(),
+        });
+        v.len() - 1
     }
 
     /// The hit path: a slot from this thread's cache, without the lock.
-    #[inline]
+    #[inline(always)]
     fn alloc_cached(&self, tc: &mut ThreadCache, class: usize, len: u64) -> Result<Block> {
         loop {
             let Some(c) = tc.bins[class].pop() else {
@@ -885,16 +942,7 @@ impl Allocator {
                 continue;
             };
             if !c.region.meta.gate.enter() {
-                // Retired since it was cached: never handed out again. The
-                // region may now be sealable or empty (see `RegionGate::enter`).
-                let released = {
-                    let mut st = self.lock();
-                    self.settle(&mut st, c.entry, &c.region)
-                };
-                drop(c);
-                if released {
-                    tc.drop_retired();
-                }
+                self.cached_retired(tc, c);
                 continue;
             }
             let slab = c.slab();
@@ -914,7 +962,25 @@ impl Allocator {
         }
     }
 
+    /// A cached slot whose region was retired since it was cached: never handed
+    /// out again. The region may now be sealable or empty (see
+    /// `RegionGate::enter`).
+    #[cold]
+    #[inline(never)]
+    fn cached_retired(&self, tc: &mut ThreadCache, c: Cached) {
+        let released = {
+            let mut st = self.lock();
+            self.settle(&mut st, c.entry, &c.region)
+        };
+        drop(c);
+        if released {
+            tc.drop_retired();
+        }
+    }
+
     /// Moves up to [`BATCH`] free slots of one slab into the cache (under the lock).
+    #[cold]
+    #[inline(never)]
     fn refill(&self, tc: &mut ThreadCache, class: usize) -> Result<()> {
         let mut st = self.lock();
         let key = PoolKey {
@@ -943,7 +1009,21 @@ impl Allocator {
         Ok(())
     }
 
+    /// Room for one more slot in a bin (flushing a full one), so the push that
+    /// follows never grows the vector (and needs no stack copy of its value).
+    #[cold]
+    #[inline(never)]
+    fn make_room(&self, tc: &mut ThreadCache, class: usize) {
+        if tc.bins[class].len() >= BIN_CAP {
+            self.flush(tc, class);
+        }
+        let bin = &mut tc.bins[class];
+        bin.reserve(BIN_CAP + 1 - bin.len());
+    }
+
     /// Gives the older half of a full bin back to the allocator.
+    #[cold]
+    #[inline(never)]
     fn flush(&self, tc: &mut ThreadCache, class: usize) {
         let mut st = self.lock();
         for c in tc.bins[class].drain(..BATCH) {
@@ -1168,6 +1248,7 @@ impl Allocator {
     }
 
     /// Slab `si` of a region of this allocator (`None`: not one).
+    #[inline]
     fn slab_of<'a>(&self, region: &'a Region, si: u32) -> Option<&'a SlabShared> {
         if region.meta.owner.load(Ordering::Relaxed) != self.id {
             return None;
@@ -1358,6 +1439,7 @@ impl Allocator {
     /// region whose last block goes is released at once. Never fails for a live
     /// block: a seal this triggers and that fails is recorded, not returned (see
     /// [`Allocator::publish`]).
+    #[inline]
     pub fn free(&self, block: &Block) -> Result<()> {
         match block.slot {
             Slot::Slab(si, slot) => self.free_slot(
@@ -1374,6 +1456,7 @@ impl Allocator {
 
     /// As [`Allocator::free`], taking the block by value: the region's `Arc` it
     /// holds moves into the thread cache (no reference-count update).
+    #[inline(always)]
     pub fn free_owned(&self, block: Block) -> Result<()> {
         match block.slot {
             Slot::Slab(si, slot) => {
@@ -1397,7 +1480,7 @@ impl Allocator {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn free_slot(
         &self,
         region: RegionRef<'_>,
@@ -1420,20 +1503,39 @@ impl Allocator {
         let c = meta.gate.left(was_pending);
         let (class, slab) = (slab.class, NonNull::from(slab));
         let cache = c.live > 0 && !c.retired && meta.cacheable.load(Ordering::Relaxed);
-        let mut held = Some(Cached::new(region.into_arc(), slab, entry, si, slot));
+        let region = region.into_arc();
         if cache {
-            self.with_cache(|tc| {
-                let bin = &mut tc.bins[class];
-                if bin.len() >= BIN_CAP {
-                    self.flush(tc, class);
+            if let Some(mut tc) = self.cache() {
+                let bin = &tc.bins[class];
+                if bin.len() >= BIN_CAP || bin.len() == bin.capacity() {
+                    self.make_room(&mut tc, class);
                 }
-                tc.bins[class].push(held.take().expect("not yet placed"));
-            });
+                let bin = &mut tc.bins[class];
+                let len = bin.len();
+                match bin.spare_capacity_mut().first_mut() {
+                    Some(room) => {
+                        // Written in place: a `push` would build the value on
+                        // the stack first (in case it must grow the vector) and
+                        // copy it with loads wider than the stores.
+                        room.write(Cached::new(region, slab, entry, si, slot));
+                        // SAFETY: element `len` was just initialized, and
+                        // `len + 1 <= capacity` (it was spare capacity).
+                        unsafe { bin.set_len(len + 1) };
+                    }
+                    None => bin.push(Cached::new(region, slab, entry, si, slot)),
+                }
+                return Ok(());
+            }
         }
-        let Some(c) = held else {
-            return Ok(());
-        };
-        // Slow path: the region is empty, sealable, or not cached.
+        self.free_uncached(Cached::new(region, slab, entry, si, slot), entry);
+        Ok(())
+    }
+
+    /// The end of [`Allocator::free_slot`] when the slot does not go to the
+    /// thread cache: the region is empty, sealable, or not cached.
+    #[cold]
+    #[inline(never)]
+    fn free_uncached(&self, c: Cached, entry: u32) {
         let region = c.region.clone();
         let released = {
             let mut st = self.lock();
@@ -1444,9 +1546,9 @@ impl Allocator {
             drop(region);
             self.with_cache(|tc| tc.drop_retired());
         }
-        Ok(())
     }
 
+    #[inline(never)]
     fn free_run(&self, block: &Block) -> Result<()> {
         let mut st = self.lock();
         let idx = block.entry;
@@ -1554,12 +1656,14 @@ enum RegionRef<'a> {
 }
 
 impl RegionRef<'_> {
+    #[inline]
     fn get(&self) -> &Arc<Region> {
         match self {
             RegionRef::Borrowed(r) => r,
             RegionRef::Owned(r) => r,
         }
     }
+    #[inline]
     fn into_arc(self) -> Arc<Region> {
         match self {
             RegionRef::Borrowed(r) => r.clone(),

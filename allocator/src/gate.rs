@@ -45,6 +45,7 @@ pub struct Counts {
 }
 
 impl Counts {
+    #[inline]
     fn of(v: u64) -> Counts {
         Counts {
             live: v & 0xFFFF_FFFF,
@@ -69,6 +70,7 @@ impl RegionGate {
     /// retired. `false`: the caller must not use the slot, and must afterwards
     /// settle the region under the allocator lock (a retire or a last free that
     /// raced with this call may have left sealing or release to it).
+    #[inline]
     pub fn enter(&self) -> bool {
         let prev = self.0.fetch_add(LIVE | PENDING, Ordering::AcqRel);
         if prev & RETIRED != 0 {
@@ -87,11 +89,13 @@ impl RegionGate {
     }
 
     /// A pending block was published. Returns the counts after.
+    #[inline]
     pub fn published(&self) -> Counts {
         Counts::of(self.0.fetch_sub(PENDING, Ordering::AcqRel) - PENDING)
     }
 
     /// A block was freed (`was_pending`: not yet published). Returns the counts after.
+    #[inline]
     pub fn left(&self, was_pending: bool) -> Counts {
         let d = LIVE + if was_pending { PENDING } else { 0 };
         Counts::of(self.0.fetch_sub(d, Ordering::AcqRel) - d)
@@ -104,10 +108,12 @@ impl RegionGate {
         (prev & RETIRED == 0, Counts::of(prev | RETIRED))
     }
 
+    #[inline]
     pub fn is_retired(&self) -> bool {
         self.0.load(Ordering::Acquire) & RETIRED != 0
     }
 
+    #[inline]
     pub fn counts(&self) -> Counts {
         Counts::of(self.0.load(Ordering::Acquire))
     }
@@ -118,6 +124,7 @@ const PEND: u32 = 2;
 /// The largest slot generation (generations are 1..=GEN_MAX, then wrap to 1).
 pub const GEN_MAX: u32 = (1 << 30) - 1;
 
+#[inline]
 fn next_gen(g: u32) -> u32 {
     if g >= GEN_MAX {
         1
@@ -144,6 +151,7 @@ impl SlotState {
 
     /// Marks a free slot, owned by the caller (from a cache or a free list),
     /// used and pending; returns its generation.
+    #[inline]
     pub fn grant(&self) -> u32 {
         let g = self.0.load(Ordering::Relaxed) >> 2;
         self.0.store((g << 2) | USED | PEND, Ordering::Release);
@@ -152,6 +160,7 @@ impl SlotState {
 
     /// Ends the write of the block of generation `gen`; `Ok(was_pending)`, or
     /// `Err` when the slot is not a live block of that generation.
+    #[inline]
     pub fn publish(&self, gen: u32) -> Result<bool, ()> {
         let mut s = self.0.load(Ordering::Acquire);
         loop {
@@ -171,6 +180,7 @@ impl SlotState {
     /// Frees the block of generation `gen`: the slot becomes free with the next
     /// generation, owned by the caller. `Ok(was_pending)`, or `Err` (double free,
     /// stale generation).
+    #[inline]
     pub fn free(&self, gen: u32) -> Result<bool, ()> {
         let mut s = self.0.load(Ordering::Acquire);
         loop {

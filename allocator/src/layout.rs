@@ -50,6 +50,7 @@ impl SizeClasses {
     }
 
     /// The class index for an object of `len` bytes, or `None` if it is large.
+    #[inline]
     pub fn class_of(&self, len: u64) -> Option<usize> {
         let i = if len <= DIRECT_LOOKUP {
             self.direct[len.div_ceil(MIN_ALIGN) as usize] as usize
