@@ -57,7 +57,6 @@
 use std::cell::{RefCell, RefMut};
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -237,6 +236,11 @@ struct SlabShared {
 pub(crate) struct RegionMeta {
     /// Id of the allocator holding the region (0: none yet).
     owner: AtomicU64,
+    /// Index of the region's entry in that allocator's table: set (under the
+    /// allocator lock) when the region is inserted, fixed while it is held.
+    /// Read by the thread caches, whose slots of a region that left the table
+    /// are never used (and whose lock paths check the entry's region anyway).
+    entry: AtomicU32,
     gate: RegionGate,
     /// Free slots of this region may sit in thread caches (a slab region of the
     /// default pool).
@@ -249,6 +253,7 @@ impl RegionMeta {
     pub(crate) fn new() -> RegionMeta {
         RegionMeta {
             owner: AtomicU64::new(0),
+            entry: AtomicU32::new(u32::MAX),
             gate: RegionGate::new(false),
             cacheable: AtomicBool::new(false),
             slabs: OnceLock::new(),
@@ -421,6 +426,13 @@ impl Regions {
             }
         };
         self.by_id.insert(id, idx);
+        self.slots[idx as usize]
+            .as_ref()
+            .expect("just set")
+            .region
+            .meta
+            .entry
+            .store(idx, Ordering::Relaxed);
         idx
     }
     fn at(&mut self, idx: u32) -> Option<&mut RegionEntry> {
@@ -500,38 +512,43 @@ const BATCH: usize = 16;
 #[derive(Debug)]
 struct Cached {
     region: Arc<Region>,
-    /// The slot's slab state, inside `region` (see [`Cached::slab`]).
-    slab: NonNull<SlabShared>,
-    entry: u32,
-    si: u32,
-    slot: u32,
+    /// Slab index (high 32 bits) and slot index (low 32 bits): the entry is two
+    /// words, written and read whole (no store-to-load forwarding stalls), and
+    /// the slab state and table index come from the region's meta.
+    loc: u64,
 }
 
 impl Cached {
-    /// `slab` must be slab `si` of `region` (taken from its meta).
     #[inline]
-    fn new(
-        region: Arc<Region>,
-        slab: NonNull<SlabShared>,
-        entry: u32,
-        si: u32,
-        slot: u32,
-    ) -> Cached {
+    fn new(region: Arc<Region>, si: u32, slot: u32) -> Cached {
         Cached {
-            slab,
             region,
-            entry,
-            si,
-            slot,
+            loc: (u64::from(si) << 32) | u64::from(slot),
         }
     }
 
     #[inline]
+    fn si(&self) -> u32 {
+        (self.loc >> 32) as u32
+    }
+
+    #[inline]
+    fn slot(&self) -> u32 {
+        self.loc as u32
+    }
+
+    /// The region's index in the allocator's table.
+    #[inline]
+    fn entry(&self) -> u32 {
+        self.region.meta.entry.load(Ordering::Relaxed)
+    }
+
+    #[inline]
     fn slab(&self) -> &SlabShared {
-        // SAFETY: `slab` points into `self.region`'s `RegionMeta::slabs`, a table
-        // whose cells are set once and never moved or dropped before the region
-        // itself; `self.region` keeps the region alive as long as `self`.
-        unsafe { self.slab.as_ref() }
+        self.region
+            .meta
+            .slab(self.si())
+            .expect("a cached slot's slab state exists")
     }
 }
 
@@ -594,7 +611,8 @@ static NEXT_ALLOCATOR: AtomicU64 = AtomicU64::new(1);
 /// A slot of a released region is just dropped; one of a retired region is kept
 /// out of the partial lists (it is never handed out again).
 fn give_back(st: &mut State, c: Cached) {
-    let Some(e) = st.regions.at(c.entry) else {
+    let entry = c.entry();
+    let Some(e) = st.regions.at(entry) else {
         return;
     };
     if !Arc::ptr_eq(&e.region, &c.region) {
@@ -602,13 +620,13 @@ fn give_back(st: &mut State, c: Cached) {
     }
     let open = !e.retired() && !e.region.is_sealed();
     let pool = e.pool;
-    let Some(s) = e.slabs.get_mut(c.si as usize) else {
+    let Some(s) = e.slabs.get_mut(c.si() as usize) else {
         return;
     };
-    s.free.push(c.slot);
+    s.free.push(c.slot());
     if s.free.len() == 1 && open {
         let class = s.class;
-        st.pools[pool].partial[class].push((c.entry, c.si));
+        st.pools[pool].partial[class].push((entry, c.si()));
     }
 }
 
@@ -941,12 +959,15 @@ impl Allocator {
                 self.refill(tc, class)?;
                 continue;
             };
+            // Fields taken one by one (as stored), not the whole entry copied.
             if !c.region.meta.gate.enter() {
-                self.cached_retired(tc, c);
+                let entry = c.entry();
+                self.cached_retired(tc, c.region, entry);
                 continue;
             }
+            let (si, slot, entry) = (c.si(), c.slot(), c.entry());
             let slab = c.slab();
-            let i = c.slot as usize;
+            let i = slot as usize;
             slab.lens[i].store(len, Ordering::Relaxed);
             let generation = slab.states[i].grant();
             let (capacity, offset) = (slab.slot_size, slab.start + slab.slot_size * i as u64);
@@ -956,8 +977,8 @@ impl Allocator {
                 len,
                 capacity,
                 generation,
-                slot: Slot::Slab(c.si, c.slot),
-                entry: c.entry,
+                slot: Slot::Slab(si, slot),
+                entry,
             });
         }
     }
@@ -967,12 +988,12 @@ impl Allocator {
     /// `RegionGate::enter`).
     #[cold]
     #[inline(never)]
-    fn cached_retired(&self, tc: &mut ThreadCache, c: Cached) {
+    fn cached_retired(&self, tc: &mut ThreadCache, region: Arc<Region>, entry: u32) {
         let released = {
             let mut st = self.lock();
-            self.settle(&mut st, c.entry, &c.region)
+            self.settle(&mut st, entry, &region)
         };
-        drop(c);
+        drop(region);
         if released {
             tc.drop_retired();
         }
@@ -994,17 +1015,11 @@ impl Allocator {
             .regions
             .at(idx)
             .expect("slab_with_free gives a held region");
-        let sh = e.region.meta.slab(si).expect("slab state exists");
+        debug_assert_eq!(e.region.meta.entry.load(Ordering::Relaxed), idx);
         let s = &mut e.slabs[si as usize];
         for _ in 0..s.free.len().min(BATCH) {
             let slot = s.free.pop().expect("counted");
-            tc.bins[class].push(Cached::new(
-                e.region.clone(),
-                NonNull::from(sh),
-                idx,
-                si,
-                slot,
-            ));
+            tc.bins[class].push(Cached::new(e.region.clone(), si, slot));
         }
         Ok(())
     }
@@ -1501,7 +1516,7 @@ impl Allocator {
         let was_pending = state.free(generation).map_err(|_| bad())?;
         // From here the slot is free and ours to place.
         let c = meta.gate.left(was_pending);
-        let (class, slab) = (slab.class, NonNull::from(slab));
+        let class = slab.class;
         let cache = c.live > 0 && !c.retired && meta.cacheable.load(Ordering::Relaxed);
         let region = region.into_arc();
         if cache {
@@ -1517,17 +1532,17 @@ impl Allocator {
                         // Written in place: a `push` would build the value on
                         // the stack first (in case it must grow the vector) and
                         // copy it with loads wider than the stores.
-                        room.write(Cached::new(region, slab, entry, si, slot));
+                        room.write(Cached::new(region, si, slot));
                         // SAFETY: element `len` was just initialized, and
                         // `len + 1 <= capacity` (it was spare capacity).
                         unsafe { bin.set_len(len + 1) };
                     }
-                    None => bin.push(Cached::new(region, slab, entry, si, slot)),
+                    None => bin.push(Cached::new(region, si, slot)),
                 }
                 return Ok(());
             }
         }
-        self.free_uncached(Cached::new(region, slab, entry, si, slot), entry);
+        self.free_uncached(Cached::new(region, si, slot), entry);
         Ok(())
     }
 
