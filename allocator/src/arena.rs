@@ -54,7 +54,7 @@
 //! call, `trim()` or exit. See `docs/ARCHITECTURE.md` ("The allocator's thread
 //! caches") and `docs/PERFORMANCE.md`.
 
-use std::cell::{RefCell, RefMut};
+use std::cell::{Cell, RefCell, RefMut};
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -601,6 +601,9 @@ impl Drop for ThreadCache {
 thread_local! {
     /// This thread's caches, one per allocator it used (usually one).
     static CACHES: RefCell<Vec<ThreadCache>> = const { RefCell::new(Vec::new()) };
+    /// Where [`Allocator::alloc_locked`] leaves its result for
+    /// [`Allocator::alloc`] (empty between calls).
+    static LOCKED_OUT: Cell<Option<Result<Block>>> = const { Cell::new(None) };
 }
 
 /// Allocator ids (never reused, so a thread cache cannot outlive its allocator
@@ -847,14 +850,33 @@ impl Allocator {
                 }
             }
         }
-        *self.alloc_locked(len, req)
+        // The locked path's result comes back through a thread-local, not as a
+        // returned `Result` in this frame: a `Result` the call writes into a
+        // stack slot makes the hit path write its `Block` into that slot too,
+        // and the caller then copies it with loads wider than those stores (a
+        // failed store-to-load forward, ~+10 ns a pair). Read from elsewhere,
+        // both ways out merge as plain values.
+        match self.alloc_locked(len, req) {
+            None => LOCKED_OUT
+                .with(Cell::take)
+                .expect("alloc_locked left its result"),
+            Some(r) => *r,
+        }
     }
 
     /// [`Allocator::alloc`] without the thread cache (a miss of the cache, a
-    /// size or request it does not serve, or no cache reachable).
+    /// size or request it does not serve, or no cache reachable). `None`: the
+    /// result is in `LOCKED_OUT`; boxed only when that thread-local is gone
+    /// (thread exit).
     #[inline(never)]
-    fn alloc_locked(&self, len: u64, req: &Request) -> Box<Result<Block>> {
-        Box::new(self.alloc_locked_inner(len, req))
+    fn alloc_locked(&self, len: u64, req: &Request) -> Option<Box<Result<Block>>> {
+        let r = self.alloc_locked_inner(len, req);
+        if LOCKED_OUT.try_with(|_| ()).is_ok() {
+            LOCKED_OUT.with(|c| c.set(Some(r)));
+            None
+        } else {
+            Some(Box::new(r))
+        }
     }
 
     fn alloc_locked_inner(&self, len: u64, req: &Request) -> Result<Block> {
