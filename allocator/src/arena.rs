@@ -653,16 +653,7 @@ impl Drop for Allocator {
     /// The calling thread's cache goes now (its slots' regions with it). Other
     /// threads drop theirs on their next call into any allocator, or at exit.
     fn drop(&mut self) {
-        let mine = CACHES
-            .try_with(|c| {
-                c.try_borrow_mut().ok().and_then(|mut v| {
-                    let i = v.iter().position(|t| t.alloc_id == self.id)?;
-                    Some(v.swap_remove(i))
-                })
-            })
-            .ok()
-            .flatten();
-        drop(mine);
+        self.trim();
     }
 }
 
@@ -892,12 +883,7 @@ impl Allocator {
         let mut st = self.lock();
         match class {
             Some(c) if shared => {
-                let key = PoolKey {
-                    backing: Backing::Memfd,
-                    placement,
-                    huge: false,
-                };
-                let pool = st.pool(&key, self.classes.len());
+                let pool = self.slab_pool(&mut st, placement);
                 let (idx, si) = self.slab_with_free(&mut st, pool, c)?;
                 let e = st
                     .regions
@@ -1026,12 +1012,7 @@ impl Allocator {
     #[inline(never)]
     fn refill(&self, tc: &mut ThreadCache, class: usize) -> Result<()> {
         let mut st = self.lock();
-        let key = PoolKey {
-            backing: Backing::Memfd,
-            placement: self.opts.placement,
-            huge: false,
-        };
-        let pool = st.pool(&key, self.classes.len());
+        let pool = self.slab_pool(&mut st, self.opts.placement);
         let (idx, si) = self.slab_with_free(&mut st, pool, class)?;
         let e = st
             .regions
@@ -1084,6 +1065,16 @@ impl Allocator {
             .ok()
             .flatten();
         drop(mine);
+    }
+
+    /// The pool of small objects (read-only memfd slabs) with this placement.
+    fn slab_pool(&self, st: &mut State, placement: Placement) -> usize {
+        let key = PoolKey {
+            backing: Backing::Memfd,
+            placement,
+            huge: false,
+        };
+        st.pool(&key, self.classes.len())
     }
 
     fn wants_huge(&self, len: u64, req: &Request) -> bool {
