@@ -6,17 +6,10 @@
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 
-use shard_alloc::{AllocError, Allocator, Block, HugePages, Options, Request};
+use shard_alloc::{AllocError, Allocator, Block, Request};
 
-fn opts() -> Options {
-    Options {
-        region_size: 1 << 20,
-        large_threshold: 64 << 10,
-        own_region_threshold: 256 << 10,
-        huge_pages: HugePages::Off,
-        ..Options::default()
-    }
-}
+mod common;
+use common::small_regions;
 
 /// The tests here count the process's fds: one at a time.
 fn serial() -> MutexGuard<'static, ()> {
@@ -37,7 +30,7 @@ fn small(a: &Allocator, n: usize, len: u64) -> Vec<Block> {
 #[test]
 fn cached_slots_count_as_free_and_double_frees_are_refused() {
     let _serial = serial();
-    let a = Allocator::new(opts()).unwrap();
+    let a = Allocator::new(small_regions()).unwrap();
     let keep = a.alloc(64, &Request::default()).unwrap();
     let bs = small(&a, 40, 64);
     for b in &bs[..20] {
@@ -74,8 +67,8 @@ fn cached_slots_count_as_free_and_double_frees_are_refused() {
 #[test]
 fn a_block_of_another_allocator_is_refused() {
     let _serial = serial();
-    let a = Allocator::new(opts()).unwrap();
-    let b = Allocator::new(opts()).unwrap();
+    let a = Allocator::new(small_regions()).unwrap();
+    let b = Allocator::new(small_regions()).unwrap();
     let x = a.alloc(64, &Request::default()).unwrap();
     assert!(matches!(b.free(&x), Err(AllocError::BadFree { .. })));
     assert!(matches!(
@@ -88,7 +81,7 @@ fn a_block_of_another_allocator_is_refused() {
 #[test]
 fn cross_thread_frees_keep_stats_exact_and_release_the_region() {
     let _serial = serial();
-    let a = Allocator::new(opts()).unwrap();
+    let a = Allocator::new(small_regions()).unwrap();
     let fds = open_fds();
     let bs = small(&a, 100, 200);
     let id = bs[0].region.id();
@@ -111,7 +104,7 @@ fn cross_thread_frees_keep_stats_exact_and_release_the_region() {
 #[test]
 fn retire_and_seal_all_never_hand_out_cached_slots_of_sealed_regions() {
     let _serial = serial();
-    let a = Allocator::new(opts()).unwrap();
+    let a = Allocator::new(small_regions()).unwrap();
     let keep = small(&a, 8, 64);
     let bs = small(&a, 30, 64);
     let id = bs[0].region.id();
@@ -159,7 +152,7 @@ fn retire_and_seal_all_never_hand_out_cached_slots_of_sealed_regions() {
 #[test]
 fn retire_waits_for_a_block_taken_from_a_cache() {
     let _serial = serial();
-    let a = Allocator::new(opts()).unwrap();
+    let a = Allocator::new(small_regions()).unwrap();
     let keep = a.alloc(64, &Request::default()).unwrap();
     a.publish(&keep, true).unwrap();
     let b = a.alloc(64, &Request::default()).unwrap(); // from this thread's cache
@@ -177,7 +170,7 @@ fn retire_waits_for_a_block_taken_from_a_cache() {
 #[test]
 fn another_threads_cached_slots_are_dropped_on_its_next_call() {
     let _serial = serial();
-    let a = Allocator::new(opts()).unwrap();
+    let a = Allocator::new(small_regions()).unwrap();
     let (to_worker, cmds) = mpsc::channel::<Option<Block>>();
     let (done_tx, done) = mpsc::channel::<()>();
     let fds = open_fds();
@@ -215,7 +208,7 @@ fn another_threads_cached_slots_are_dropped_on_its_next_call() {
 #[test]
 fn many_threads_with_handoffs_end_exact_and_leak_nothing() {
     let _serial = serial();
-    let a = Arc::new(Allocator::new(opts()).unwrap());
+    let a = Arc::new(Allocator::new(small_regions()).unwrap());
     let fds = open_fds();
     const T: usize = 8;
     let start = Arc::new(Barrier::new(T));
@@ -317,7 +310,7 @@ impl Drop for Pin {
 fn a_seal_failure_on_free_is_recorded_and_retried_by_the_next_call() {
     let _serial = serial();
     for retry in ["publish", "seal_all", "retire", "free"] {
-        let a = Allocator::new(opts()).unwrap();
+        let a = Allocator::new(small_regions()).unwrap();
         let done = a.alloc(64, &Request::default()).unwrap();
         let last = a.alloc(64, &Request::default()).unwrap();
         let extra = a.alloc(64, &Request::default()).unwrap();

@@ -21,7 +21,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::mpsc;
 
 use proptest::prelude::*;
-use shard_alloc::{AllocError, Allocator, Block, HugePages, Options, Request};
+use shard_alloc::{AllocError, Allocator, Block, Request};
+
+mod common;
+use common::small_regions;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -70,16 +73,6 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Trim),
         1 => Just(Op::TrimElsewhere),
     ]
-}
-
-fn opts() -> Options {
-    Options {
-        region_size: 1 << 20,
-        large_threshold: 64 << 10,
-        own_region_threshold: 256 << 10,
-        huge_pages: HugePages::Off,
-        ..Options::default()
-    }
 }
 
 struct Live {
@@ -162,7 +155,7 @@ proptest! {
 
     #[test]
     fn allocator_matches_the_model(ops in prop::collection::vec(op(), 1..120)) {
-        let a = Allocator::new(opts()).unwrap();
+        let a = Allocator::new(small_regions()).unwrap();
         std::thread::scope(|scope| run_model(&a, ops, scope))?;
     }
 }

@@ -516,6 +516,21 @@ fn free_2m_on(n: u32) -> u64 {
     .unwrap_or(0)
 }
 
+/// Options that put a 4 MiB object in a hugetlb region of its own (2 MiB
+/// pages) bound to node `n`.
+fn hugetlb_bound_to(n: u32) -> Options {
+    Options {
+        placement: Placement::Bind(n),
+        huge_pages: HugePages::Auto,
+        region_size: 8 << 20,
+        large_threshold: 64 << 10,
+        huge_threshold: 1 << 20,
+        own_region_threshold: 4 << 20,
+        max_huge_page: 2 << 20,
+        ..Options::default()
+    }
+}
+
 /// hugetlb regions: `mbind` on a hugetlb mapping sets that mapping's policy, and
 /// the writer faults the pages, so bound huge pages land on the bound node.
 #[test]
@@ -529,17 +544,7 @@ fn huge_pages_bound_to_each_node_land_there() {
             missing.push(n);
             continue;
         }
-        let o = Options {
-            placement: Placement::Bind(n),
-            huge_pages: HugePages::Auto,
-            region_size: 8 << 20,
-            large_threshold: 64 << 10,
-            huge_threshold: 1 << 20,
-            own_region_threshold: 4 << 20,
-            max_huge_page: 2 << 20,
-            ..Options::default()
-        };
-        let a = Allocator::new(o).unwrap();
+        let a = Allocator::new(hugetlb_bound_to(n)).unwrap();
         let b = a.alloc(HLEN, &Request::default()).unwrap();
         assert_eq!(
             b.region.page_size(),
@@ -597,17 +602,7 @@ fn huge_pages_first_faulted_by_a_reader_follow_the_placement() {
         return;
     }
     const HLEN: u64 = 4 << 20;
-    let o = Options {
-        placement: Placement::Bind(n),
-        huge_pages: HugePages::Auto,
-        region_size: 8 << 20,
-        large_threshold: 64 << 10,
-        huge_threshold: 1 << 20,
-        own_region_threshold: 4 << 20,
-        max_huge_page: 2 << 20,
-        ..Options::default()
-    };
-    let a = Allocator::new(o).unwrap();
+    let a = Allocator::new(hugetlb_bound_to(n)).unwrap();
     let b = a.alloc(HLEN, &Request::default()).unwrap();
     assert_eq!(b.region.page_size(), PageSize::Huge2M);
     let rp = b.read_ptr() as usize;

@@ -82,3 +82,15 @@ pub fn kernel_page_kib(addr: *const u8) -> Option<u64> {
     }
     None
 }
+
+/// Options with small regions (1 MiB) and low large/own thresholds, no huge
+/// pages: many regions, runs and own regions from few, small allocations.
+pub fn small_regions() -> shard_alloc::Options {
+    shard_alloc::Options {
+        region_size: 1 << 20,
+        large_threshold: 64 << 10,
+        own_region_threshold: 256 << 10,
+        huge_pages: shard_alloc::HugePages::Off,
+        ..shard_alloc::Options::default()
+    }
+}
