@@ -110,14 +110,7 @@ fn check_all(s: &Store, pid: u32, hs: &[(Handle, f64)]) -> Vec<String> {
 fn sealed_objects_cannot_be_changed_by_any_process() {
     if role().is_some() {
         let pid: u32 = std::env::var("SHARD_TEST_OWNER").unwrap().parse().unwrap();
-        let hs: Vec<(Handle, f64)> = std::env::var("SHARD_TEST_HANDLES")
-            .unwrap()
-            .split(',')
-            .map(|x| {
-                let (h, s) = x.split_once(':').unwrap();
-                (handle_from_hex(h), s.parse().unwrap())
-            })
-            .collect();
+        let hs = handles_with_sums_from_env("SHARD_TEST_HANDLES");
         let bad = check_all(&Store::global().unwrap(), pid, &hs);
         say(&format!("CHILD-BAD {bad:?}"));
         return;
@@ -138,13 +131,7 @@ fn sealed_objects_cannot_be_changed_by_any_process() {
     assert!(bad.is_empty(), "owner: {bad:?}");
     let mut c = child("sealed_objects_cannot_be_changed_by_any_process", "tamper");
     c.env("SHARD_TEST_OWNER", std::process::id().to_string())
-        .env(
-            "SHARD_TEST_HANDLES",
-            hs.iter()
-                .map(|(h, s)| format!("{}:{s}", handle_hex(h)))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        .env("SHARD_TEST_HANDLES", handles_with_sums(&hs));
     let out = run_ok(c);
     assert!(out.contains("CHILD-BAD []"), "{out}");
     // And the bytes are what was shared, here too.

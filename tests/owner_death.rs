@@ -58,14 +58,7 @@ fn holder() {
     let s = Store::global().unwrap();
     let owner: u32 = std::env::var("SHARD_TEST_OWNER").unwrap().parse().unwrap();
     let name = std::env::var("SHARD_TEST_NAME").unwrap();
-    let hs: Vec<(shard::Handle, f64)> = std::env::var("SHARD_TEST_HANDLES")
-        .unwrap()
-        .split(',')
-        .map(|x| {
-            let (h, s) = x.split_once(':').unwrap();
-            (handle_from_hex(h), s.parse().unwrap())
-        })
-        .collect();
+    let hs = handles_with_sums_from_env("SHARD_TEST_HANDLES");
     let (fds, maps) = (fd_count(), map_count());
     let mut views = Vec::new();
     for (h, sum) in &hs {

@@ -29,6 +29,27 @@ pub fn handle_from_hex(s: &str) -> Handle {
     Handle::decode(&unhex(s.trim())).expect("a valid handle")
 }
 
+/// Handles with the checksum of their data, as `hex:sum,hex:sum,...` (what a
+/// parent passes a child in an environment variable).
+pub fn handles_with_sums(hs: &[(Handle, f64)]) -> String {
+    hs.iter()
+        .map(|(h, s)| format!("{}:{s}", handle_hex(h)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The `hex:sum,...` list in environment variable `var`.
+pub fn handles_with_sums_from_env(var: &str) -> Vec<(Handle, f64)> {
+    std::env::var(var)
+        .unwrap()
+        .split(',')
+        .map(|x| {
+            let (h, s) = x.split_once(':').unwrap();
+            (handle_from_hex(h), s.parse().unwrap())
+        })
+        .collect()
+}
+
 /// The role this process plays, when it is a re-executed child.
 pub fn role() -> Option<String> {
     std::env::var("SHARD_TEST_ROLE").ok()
