@@ -20,7 +20,12 @@
 //! - [`sys`]: every syscall (the OS contract).
 //! - [`layout`]: pure size-class/slab math.
 //! - [`region`]: one region: create with huge-page fallbacks, map, seal.
-//! - [`arena`]: the allocator proper ([`Allocator`]).
+//! - `meta`: the allocator's per-region state kept in the region (counts,
+//!   owner, slot states), shared by `region` and `arena` without a cycle.
+//! - `gate`: the lock-free protocol's atomics (loom-checked).
+//! - [`arena`]: the allocator proper ([`Allocator`]), one file per concern:
+//!   `block`, `table`, `pool`, `placement`, `cache`, `free`, `lifecycle`,
+//!   `hugetlb`, `stats`.
 //! - [`options`]: the knobs table (defaults, env, profile).
 //! - [`numa`]: placement policies.
 
@@ -34,6 +39,7 @@ mod atomics {
 pub mod error;
 pub(crate) mod gate;
 pub mod layout;
+pub(crate) mod meta;
 pub mod numa;
 pub mod options;
 pub mod page;

@@ -194,7 +194,7 @@ pub struct Region {
     link: Option<String>,
     placement: Placement,
     /// The allocator's per-region state (counts, retired flag, slot states).
-    pub(crate) meta: crate::arena::RegionMeta,
+    pub(crate) meta: crate::meta::RegionMeta,
 }
 
 impl Region {
@@ -436,7 +436,7 @@ impl Region {
             ro_fd,
             link,
             placement: spec.placement,
-            meta: crate::arena::RegionMeta::new(),
+            meta: crate::meta::RegionMeta::new(),
         })
     }
 
