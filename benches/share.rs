@@ -183,7 +183,7 @@ fn share_bench(c: &mut Criterion) {
     } in variants
     {
         let store = Store::with_options(Options {
-            prefault: inline,
+            populate_new_regions: inline,
             ..Options::default()
         })
         .unwrap();

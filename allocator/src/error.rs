@@ -100,3 +100,9 @@ impl AllocError {
 }
 
 pub type Result<T> = std::result::Result<T, AllocError>;
+
+/// Whether `errno` says a file-descriptor limit was hit (`EMFILE`: this
+/// process's; `ENFILE`: the system's).
+pub fn is_fd_limit(errno: i32) -> bool {
+    errno == libc::EMFILE || errno == libc::ENFILE
+}

@@ -125,6 +125,10 @@ pub struct Fallback {
     pub cause: FallbackCause,
     /// Human-readable detail, with sizes and errno.
     pub reason: String,
+    /// The errno of the failed syscall (`cause` [`FallbackCause::Failed`]):
+    /// what decisions match on (e.g. `EMFILE` starts no hugetlb backoff),
+    /// never the text of `reason`.
+    pub errno: Option<i32>,
 }
 
 /// The header at offset 0 of every region.
@@ -226,6 +230,7 @@ impl Region {
                                 "{ps} pool has {avail} free pages, {need} needed for {} bytes",
                                 size.get()
                             ),
+                            errno: None,
                         });
                         continue;
                     }
@@ -237,6 +242,7 @@ impl Region {
                         kind,
                         cause: FallbackCause::Failed,
                         reason: e.to_string(),
+                        errno: e.raw_os_error(),
                     }),
                 }
             }
@@ -251,6 +257,7 @@ impl Region {
                 kind: FallbackKind::Thp,
                 cause: FallbackCause::Unsupported,
                 reason,
+                errno: None,
             };
             match crate::sys::mman::shmem_thp_mode() {
                 Some(m) if m == "never" || m == "deny" => fallbacks.push(unsupported(format!(
@@ -268,6 +275,7 @@ impl Region {
                     kind: FallbackKind::Thp,
                     cause: FallbackCause::Failed,
                     reason: e.to_string(),
+                    errno: e.raw_os_error(),
                 });
                 Self::create_at(spec, topo, size, None, false, fallbacks)
             }

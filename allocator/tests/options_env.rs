@@ -17,7 +17,7 @@ fn child_case(role: &str) {
             assert_eq!(o.region_size, 128 << 20);
             assert_eq!(o.large_threshold, 512 << 10);
             assert_eq!(o.placement, Placement::Bind(0));
-            assert!(o.prefault);
+            assert!(o.populate_new_regions, "SHARD_PREFAULT is the old name");
             assert_eq!(o.huge_retry_secs, 5);
             assert_eq!(o.huge_pages, shard_alloc::HugePages::Off);
             // Untouched knobs keep their defaults.
@@ -25,6 +25,17 @@ fn child_case(role: &str) {
                 o.own_region_threshold,
                 Options::default().own_region_threshold
             );
+        }
+        "new-name-beats-old" => {
+            let o = Options::from_env().unwrap();
+            assert!(
+                !o.populate_new_regions,
+                "SHARD_POPULATE_NEW_REGIONS=0 wins over SHARD_PREFAULT=1"
+            );
+        }
+        "bad-old-name" => {
+            let e = Options::from_env().unwrap_err().to_string();
+            assert!(e.contains("SHARD_PREFAULT") && e.contains("maybe"), "{e}");
         }
         "env-beats-profile" => {
             let o = Options::from_env().unwrap();
@@ -98,6 +109,21 @@ fn env_and_profile_cases() {
             ],
         ),
         (
+            "new-name-beats-old",
+            vec![
+                ("SHARD_PROFILE", "/dev/null".into()),
+                ("SHARD_PREFAULT", "1".into()),
+                ("SHARD_POPULATE_NEW_REGIONS", "0".into()),
+            ],
+        ),
+        (
+            "bad-old-name",
+            vec![
+                ("SHARD_PROFILE", "/dev/null".into()),
+                ("SHARD_PREFAULT", "maybe".into()),
+            ],
+        ),
+        (
             "env-beats-profile",
             vec![
                 ("SHARD_PROFILE", good.display().to_string()),
@@ -154,6 +180,7 @@ fn every_knob_is_settable_and_named_in_errors() {
         ("max_huge_page", "2M"),
         ("huge_retry_secs", "0"),
         ("placement", "interleave"),
+        ("populate_new_regions", "on"),
         ("prefault", "off"),
         ("max_object", "1T"),
     ] {
@@ -161,4 +188,5 @@ fn every_knob_is_settable_and_named_in_errors() {
     }
     o.validate().unwrap();
     assert_eq!(o.max_object, 1 << 40);
+    assert!(!o.populate_new_regions, "the old name sets the same knob");
 }

@@ -40,7 +40,7 @@ pub fn text(o: &Options, header: &[String]) -> String {
         ("huge_pages", hp.to_string()),
         ("max_huge_page", size_text(o.max_huge_page)),
         ("placement", o.placement.to_string()),
-        ("prefault", o.prefault.to_string()),
+        ("prefault", o.populate_new_regions.to_string()),
     ];
     for (k, v) in lines {
         s.push_str(&format!("{k} = {v}\n"));
@@ -112,7 +112,7 @@ mod tests {
             region_size: 16 << 20,
             classes_per_doubling: 8,
             huge_pages: HugePages::Off,
-            prefault: true,
+            populate_new_regions: true,
             placement: "interleave".parse().unwrap(),
             ..Options::default()
         };

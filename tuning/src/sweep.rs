@@ -141,7 +141,7 @@ pub fn current(o: &Options, knob: &str) -> String {
             HugePages::Off => "off".into(),
             HugePages::Auto => size_text(o.max_huge_page),
         },
-        "prefault" => o.prefault.to_string(),
+        "prefault" => o.populate_new_regions.to_string(),
         "huge_threshold" => size_text(o.huge_threshold),
         "region_size" => size_text(o.region_size),
         "large_threshold" => size_text(o.large_threshold),

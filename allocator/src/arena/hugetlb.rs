@@ -69,6 +69,7 @@ impl Allocator {
                             retry.as_secs(),
                             b.free_then
                         ),
+                        errno: None,
                     });
                     st.backoff_skips += 1;
                     continue;
@@ -101,12 +102,7 @@ impl Allocator {
                     f.kind, f.reason
                 ));
             }
-            let hugetlb = matches!(f.kind, FallbackKind::Huge1G | FallbackKind::Huge2M);
-            let fd_limit = f.reason.contains("Too many open files");
-            if hugetlb
-                && matches!(f.cause, FallbackCause::Failed | FallbackCause::PoolShort)
-                && !fd_limit
-            {
+            if starts_backoff(f) {
                 st.backoff[backoff_index(f.wanted)] = Some(Backoff {
                     since: Instant::now(),
                     free_then: crate::sys::mman::hugetlb_available(f.wanted.sysfs_name()),
@@ -115,5 +111,47 @@ impl Allocator {
                 });
             }
         }
+    }
+}
+
+/// Whether a fallback starts backing off its hugetlb size: a hugetlb size that
+/// failed or whose pool was short. Running out of file descriptors (the errno
+/// `EMFILE`/`ENFILE`, never the message text) is not the pool's fault.
+pub(super) fn starts_backoff(f: &Fallback) -> bool {
+    let hugetlb = matches!(f.kind, FallbackKind::Huge1G | FallbackKind::Huge2M);
+    let fd_limit = f.errno.is_some_and(crate::error::is_fd_limit);
+    hugetlb && matches!(f.cause, FallbackCause::Failed | FallbackCause::PoolShort) && !fd_limit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(errno: Option<i32>, reason: &str) -> Fallback {
+        Fallback {
+            wanted: PageSize::Huge2M,
+            kind: FallbackKind::Huge2M,
+            cause: FallbackCause::Failed,
+            reason: reason.into(),
+            errno,
+        }
+    }
+
+    #[test]
+    fn backoff_is_decided_by_errno_not_text() {
+        assert!(starts_backoff(&failed(Some(libc::ENOMEM), "mmap: ENOMEM")));
+        assert!(!starts_backoff(&failed(Some(libc::EMFILE), "whatever")));
+        assert!(!starts_backoff(&failed(Some(libc::ENFILE), "whatever")));
+        // The old text match would have skipped this one: the errno decides.
+        assert!(starts_backoff(&failed(
+            Some(libc::ENOMEM),
+            "Too many open files (a misleading message)"
+        )));
+        let mut thp = failed(Some(libc::ENOMEM), "");
+        thp.kind = FallbackKind::Thp;
+        assert!(!starts_backoff(&thp), "THP never backs off");
+        let mut short = failed(None, "pool short");
+        short.cause = FallbackCause::PoolShort;
+        assert!(starts_backoff(&short));
     }
 }

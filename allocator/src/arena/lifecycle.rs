@@ -33,7 +33,7 @@ impl Allocator {
             try_pages,
             try_thp: huge,
             placement,
-            prefault: self.opts.prefault,
+            prefault: self.opts.populate_new_regions,
             check_pool: true,
             prior_fallbacks,
         };
