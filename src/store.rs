@@ -516,6 +516,9 @@ impl Writer {
             && !self.from_spare
             && src.len() >= copy::PARALLEL_MIN
             && r.page_size() == PageSize::Base
+            // Regions for read-only objects refuse write(2) from creation
+            // (F_SEAL_FUTURE_WRITE): those are copied through the mapping.
+            && !r.is_write_protected()
         {
             let at = self.block.offset + self.header.data_off + offset;
             match shard_alloc::sys::io::pwrite_all(r.writable_fd(), at, src) {

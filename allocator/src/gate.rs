@@ -24,13 +24,21 @@
 //!   two frees of one block (or a free racing a stale generation) exactly one
 //!   succeeds and the other gets `BadFree`.
 //!
+//! - **Never write a published block after its region is sealed.** Writes after
+//!   publish (tombstones) and sealing both take the region's [`WriterGate`]
+//!   lock: a write runs only while the shared writer mapping is there, and a
+//!   seal drops the mapping before the kernel seal. A seal the kernel refuses
+//!   leaves either the shared mapping again or (when the file refuses new
+//!   writable mappings) a stand-in the gate reports as not writable, so a
+//!   write then reports "not written" instead of landing nowhere.
+//!
 //! (An earlier version kept the flag in its own atomic with SeqCst store/load
 //! pairs: correct on x86, but it needs the SeqCst total order that loom does not
 //! model, and costs a second access; one word needs neither.)
 
 // std's atomics in the library; the loom test includes this file with a
 // `crate::atomics` of loom's.
-use crate::atomics::{AtomicU32, AtomicU64, Ordering};
+use crate::atomics::{AtomicBool, AtomicU32, AtomicU64, Mutex, Ordering};
 
 const LIVE: u64 = 1;
 const PENDING: u64 = 1 << 32;
@@ -202,5 +210,82 @@ impl SlotState {
     /// Whether the slot holds a live block.
     pub fn is_used(&self) -> bool {
         self.0.load(Ordering::Acquire) & USED != 0
+    }
+
+    /// `Some(pending)` when the slot holds the live block of generation `gen`.
+    pub fn live(&self, gen: u32) -> Option<bool> {
+        let s = self.0.load(Ordering::Acquire);
+        (gen <= GEN_MAX && s & !PEND == (gen << 2) | USED).then_some(s & PEND != 0)
+    }
+}
+
+/// A region's writer mapping (`M`) behind the lock that orders writes after
+/// publish against sealing (see the module doc).
+#[derive(Debug)]
+pub struct WriterGate<M> {
+    /// The mapping, and whether it is the shared writable one (`false`: a
+    /// stand-in after a refused seal).
+    slot: Mutex<Option<(M, bool)>>,
+    sealed: AtomicBool,
+    writable: AtomicBool,
+}
+
+impl<M> WriterGate<M> {
+    /// A gate holding the shared writer mapping `m`.
+    pub fn new(m: M) -> WriterGate<M> {
+        WriterGate {
+            slot: Mutex::new(Some((m, true))),
+            sealed: AtomicBool::new(false),
+            writable: AtomicBool::new(true),
+        }
+    }
+
+    /// Runs `f` on the shared writer mapping while holding the lock; `None`
+    /// (nothing run) when there is none: sealed, or a refused seal left a
+    /// stand-in.
+    pub fn write<R>(&self, f: impl FnOnce(&M) -> R) -> Option<R> {
+        let g = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        match &*g {
+            Some((m, true)) => Some(f(m)),
+            _ => None,
+        }
+    }
+
+    /// Seals: drops the mapping, then runs `seal` (the kernel seal). If it
+    /// fails, `again` gives the mapping back: `(m, true)` the shared one, `(m,
+    /// false)` a stand-in. Idempotent (`Ok` once sealed).
+    pub fn seal<E>(
+        &self,
+        seal: impl FnOnce() -> Result<(), E>,
+        again: impl FnOnce() -> Option<(M, bool)>,
+    ) -> Result<(), E> {
+        let mut g = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        if self.sealed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        *g = None;
+        self.writable.store(false, Ordering::Release);
+        match seal() {
+            Ok(()) => {
+                self.sealed.store(true, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => {
+                *g = again();
+                let shared = g.as_ref().is_some_and(|(_, s)| *s);
+                self.writable.store(shared, Ordering::Release);
+                Err(e)
+            }
+        }
+    }
+
+    /// The kernel seal is on.
+    pub fn is_sealed(&self) -> bool {
+        self.sealed.load(Ordering::Acquire)
+    }
+
+    /// The shared writer mapping is there.
+    pub fn is_writable(&self) -> bool {
+        self.writable.load(Ordering::Acquire)
     }
 }

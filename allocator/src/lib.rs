@@ -32,9 +32,10 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod arena;
-/// The atomics [`gate`] uses (the loom test includes gate.rs with loom's).
+/// The atomics and lock [`gate`] uses (the loom test includes gate.rs with loom's).
 mod atomics {
-    pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+    pub(crate) use std::sync::Mutex;
 }
 pub mod error;
 pub(crate) mod gate;

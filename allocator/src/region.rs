@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::error::{AllocError, Result};
+use crate::gate::WriterGate;
 use crate::numa::{self, Placement};
 use crate::page::{PageAligned, PageSize};
 use crate::sys::memfd::{self, FileId};
@@ -187,13 +188,19 @@ pub struct Region {
     file: FileId,
     fd: OwnedFd,
     ro_fd: OwnedFd,
-    /// Writable shared mapping; dropped before sealing (a live one makes
-    /// `F_SEAL_WRITE` fail with `EBUSY`).
-    writer: Mutex<Option<Mapping>>,
+    /// The writer mapping behind the lock every write after publish
+    /// (tombstones) and every seal take ([`WriterGate`]). Dropped before sealing
+    /// (a live one makes `F_SEAL_WRITE` fail with `EBUSY`). After a refused
+    /// seal of a write-protected region (the file refuses new writable
+    /// mappings), a private copy-on-write stand-in takes its place, so a stale
+    /// write pointer never faults; writes through it reach no reader.
+    writer: WriterGate<Mapping>,
     /// Where the writer mapping is (it moves if a failed seal maps it again).
     writer_base: AtomicUsize,
+    /// `F_SEAL_FUTURE_WRITE|SHRINK|GROW` is on the file (see
+    /// [`Region::protect_future_writes_if`]).
+    writer_only: AtomicBool,
     reader: Mapping,
-    sealed: AtomicBool,
     /// shm name or file path, unlinked when the region goes.
     link: Option<String>,
     placement: Placement,
@@ -437,9 +444,9 @@ impl Region {
             header,
             file,
             writer_base: AtomicUsize::new(writer.as_ptr() as usize),
-            writer: Mutex::new(Some(writer)),
+            writer: WriterGate::new(writer),
+            writer_only: AtomicBool::new(false),
             reader,
-            sealed: AtomicBool::new(false),
             fd,
             ro_fd,
             link,
@@ -494,7 +501,14 @@ impl Region {
     pub fn raw_fd(&self) -> i32 {
         self.fd.as_raw_fd()
     }
-    /// The writable fd (`pwrite(2)` into the region before it is sealed).
+    /// The writable fd. `pwrite(2)` through it is refused (`EPERM`) once the
+    /// region is [write-protected](Region::is_write_protected), which regions
+    /// for read-only objects are from creation: copy through the writer
+    /// mapping instead ([`Allocator::write`](crate::Allocator::write)).
+    ///
+    /// **Deprecated** (kept while the store moves over; the attribute would
+    /// fail its `-D warnings` build): regions for read-only objects refuse
+    /// `write(2)` from creation.
     pub fn writable_fd(&self) -> &OwnedFd {
         &self.fd
     }
@@ -510,16 +524,89 @@ impl Region {
     pub fn read_base(&self) -> *const u8 {
         self.reader.as_ptr()
     }
-    /// Base of the writer mapping. Valid until [`Region::seal`]; the allocator only
-    /// hands out write pointers for blocks allocated (and not yet published) before
-    /// the region is sealed. The writer mapping exists exactly while the region is
-    /// not sealed (a seal that fails maps it again, possibly elsewhere: take the
-    /// base anew after any call that may seal).
+    /// Base of the writer mapping. Valid until the region is sealed; the
+    /// allocator only hands out write pointers for blocks allocated (and not
+    /// yet published) before the region is sealed. A seal that fails maps it
+    /// again, possibly elsewhere (take the base anew after any call that may
+    /// seal), or, for a write-protected region, puts a private stand-in there
+    /// whose writes reach no reader ([`Region::is_writable`] is then false).
+    /// Writes after publish go through [`crate::Allocator::tombstone`].
     pub fn write_base(&self) -> *mut u8 {
         self.writer_base.load(Ordering::Acquire) as *mut u8
     }
     pub fn is_sealed(&self) -> bool {
-        self.sealed.load(Ordering::Acquire)
+        self.writer.is_sealed()
+    }
+
+    /// Whether only the owner's writer mapping can still change the bytes:
+    /// `F_SEAL_FUTURE_WRITE` (with `SHRINK|GROW`) is on the file, or it is
+    /// sealed. Regions for read-only memfd objects are, from creation; regions
+    /// of writable objects are not until sealed.
+    pub fn is_write_protected(&self) -> bool {
+        self.writer_only.load(Ordering::Acquire) || self.is_sealed()
+    }
+
+    /// Whether the owner's shared writer mapping exists (writes through
+    /// [`Region::write_base`] reach readers). False once sealed, and after a
+    /// failed seal of a write-protected region (the kernel then refuses a new
+    /// writable mapping; the seal is retried).
+    pub fn is_writable(&self) -> bool {
+        self.writer.is_writable()
+    }
+
+    /// Seals the file with `F_SEAL_FUTURE_WRITE|SHRINK|GROW`: from now on no
+    /// process (root included) can `write(2)` it, map it writable, resize it
+    /// or punch holes in it; the writer mapping that exists keeps working.
+    /// Also makes the file 0400. The allocator calls it right after creating
+    /// a region for read-only objects. Only memfds can be sealed; a no-op for the name-based
+    /// backings, and on kernels before 5.1 (`EINVAL`: [`Region::is_write_protected`]
+    /// stays false).
+    pub(crate) fn protect_future_writes_if(&self, readonly: bool) -> Result<()> {
+        if !readonly || self.backing != Backing::Memfd {
+            return Ok(());
+        }
+        match seal::add(&self.fd, Seals::WRITER_ONLY) {
+            Ok(()) => {
+                self.writer_only.store(true, Ordering::Release);
+                // Also 0400, so that a same-user open(O_RDWR) through
+                // /proc/<pid>/fd/<n> fails at once. Defence in depth only: the
+                // file's owner can chmod it back; the seals are what hold.
+                let _ = shm::make_readonly(&self.fd);
+                Ok(())
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+            Err(source) => Err(AllocError::Seal {
+                region: self.id,
+                source,
+            }),
+        }
+    }
+
+    /// Writes `bytes` at `offset` through the shared writer mapping, under the
+    /// writer lock (so a seal cannot drop the mapping mid-write). `false`:
+    /// nothing written, the writer mapping is gone (sealed, or a failed seal
+    /// left it unable to come back). Callers check that the range belongs to
+    /// them.
+    pub(crate) fn write_at(&self, offset: u64, bytes: &[u8]) -> bool {
+        let end = offset.checked_add(bytes.len() as u64);
+        assert!(
+            end.is_some_and(|e| e <= self.size),
+            "write_at out of the region"
+        );
+        self.writer
+            .write(|m| {
+                // SAFETY: the range lies inside the writer mapping (checked
+                // above), which the gate's lock keeps mapped while this runs;
+                // the caller owns these bytes.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        bytes.as_ptr(),
+                        m.as_ptr().add(offset as usize),
+                        bytes.len(),
+                    )
+                }
+            })
+            .is_some()
     }
 
     /// The seals the kernel reports (`F_GET_SEALS`); empty for backings that
@@ -530,37 +617,60 @@ impl Region {
 
     /// Drops the writer mapping and seals the file (memfd) or makes it 0400 (shm,
     /// file). Idempotent.
+    ///
+    /// **Deprecated**: use [`Allocator::seal_own`](crate::Allocator::seal_own)
+    /// (the allocator decides sealing). Kept public while the store moves
+    /// over; it becomes crate-private then.
     pub fn seal(&self) -> Result<()> {
-        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        if self.sealed.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        *w = None;
-        let r = match self.backing {
+        self.seal_now()
+    }
+
+    /// Drops the writer mapping and seals the file (memfd: `F_SEAL_WRITE|
+    /// SHRINK|GROW|SEAL`) or makes it 0400 (shm, file). Idempotent.
+    ///
+    /// A refused seal (`EBUSY`: a writable mapping or pinned pages elsewhere)
+    /// maps the writer again so the region stays writable for its owner. When
+    /// the file refuses new writable mappings (write-protected), a private
+    /// copy-on-write stand-in takes its place instead: [`Region::is_writable`]
+    /// turns false, tombstones are skipped ([`crate::Allocator::tombstone`]),
+    /// and a later call retries the seal.
+    pub(crate) fn seal_now(&self) -> Result<()> {
+        let seal = || match self.backing {
             Backing::Memfd => seal::add(&self.fd, Seals::IMMUTABLE),
             Backing::Shm | Backing::File(_) => shm::make_readonly(&self.fd),
         };
-        if let Err(source) = r {
-            // Still unsealed: the writer mapping must exist again (callers write
-            // tombstones through it while the region is unsealed, and a retry
-            // drops it again). Same file, so the same bytes.
-            if let Ok(m) = Mapping::map(&self.fd, 0, self.size as usize, Access::WriteShared, false)
-            {
-                let _ = m.advise_dontfork();
-                if self.thp {
-                    let _ = m.advise_hugepage();
-                }
-                self.writer_base
-                    .store(m.as_ptr() as usize, Ordering::Release);
-                *w = Some(m);
+        // Still unsealed: map the writer again (same file, same bytes), or a
+        // private stand-in where the kernel refuses a writable one.
+        let again = || {
+            let (m, shared) =
+                match Mapping::map(&self.fd, 0, self.size as usize, Access::WriteShared, false) {
+                    Ok(m) => (m, true),
+                    Err(_) => (
+                        Mapping::map(
+                            &self.ro_fd,
+                            0,
+                            self.size as usize,
+                            Access::CopyOnWrite,
+                            false,
+                        )
+                        .ok()?,
+                        false,
+                    ),
+                };
+            let _ = m.advise_dontfork();
+            if self.thp && shared {
+                let _ = m.advise_hugepage();
             }
-            return Err(AllocError::Seal {
+            self.writer_base
+                .store(m.as_ptr() as usize, Ordering::Release);
+            Some((m, shared))
+        };
+        self.writer
+            .seal(seal, again)
+            .map_err(|source| AllocError::Seal {
                 region: self.id,
                 source,
-            });
-        }
-        self.sealed.store(true, Ordering::Release);
-        Ok(())
+            })
     }
 }
 

@@ -276,33 +276,37 @@ fn many_threads_with_handoffs_end_exact_and_leak_nothing() {
     assert_eq!(open_fds(), fds, "fd leak");
 }
 
-/// A writable shared mapping of the region's memfd makes `F_SEAL_WRITE` fail
-/// with `EBUSY`.
-struct Pin(*mut libc::c_void, usize);
+/// Pages of the region held by a pipe (`vmsplice(2)` takes a reference on
+/// each page it splices) make `F_SEAL_WRITE` fail with `EBUSY` after the
+/// kernel's wait for pins. (A writable shared mapping did that before regions
+/// refused new writable mappings from creation: `F_SEAL_FUTURE_WRITE`.)
+struct Pin([i32; 2]);
 
 impl Pin {
-    fn map(fd: i32, size: usize) -> Pin {
-        // SAFETY: a fresh shared mapping of a memfd we hold open; nothing else
-        // refers to it; unmapped in Drop.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
-        Pin(p, size)
+    fn of(page: *const u8) -> Pin {
+        let mut fds = [0i32; 2];
+        // SAFETY: pipe() fills two fds; vmsplice reads one page of a live
+        // read-only mapping (the region's header page, present since creation).
+        unsafe {
+            assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+            let iov = libc::iovec {
+                iov_base: page as *mut libc::c_void,
+                iov_len: 4096,
+            };
+            assert_eq!(libc::vmsplice(fds[1], &iov, 1, 0), 4096);
+        }
+        Pin(fds)
     }
 }
 
 impl Drop for Pin {
     fn drop(&mut self) {
-        // SAFETY: the mapping made in `map`, unmapped once.
-        unsafe { libc::munmap(self.0, self.1) };
+        // SAFETY: the two fds made in `of`, closed once; the page references go
+        // with the pipe.
+        unsafe {
+            libc::close(self.0[0]);
+            libc::close(self.0[1]);
+        }
     }
 }
 
@@ -321,7 +325,11 @@ fn a_seal_failure_on_free_is_recorded_and_retried_by_the_next_call() {
         a.retire(region.id()).unwrap();
         assert!(!region.is_sealed(), "one block pending");
         let _ = a.take_warnings();
-        let pin = Pin::map(region.raw_fd(), region.size() as usize);
+        assert!(
+            region.is_write_protected(),
+            "F_SEAL_FUTURE_WRITE from creation"
+        );
+        let pin = Pin::of(region.read_base());
         // Freeing the last pending block tries to seal: EBUSY. The free itself
         // succeeds.
         a.free_owned(last).unwrap();
@@ -332,12 +340,20 @@ fn a_seal_failure_on_free_is_recorded_and_retried_by_the_next_call() {
             w.iter().any(|w| w.contains("sealing region")),
             "warned: {w:?}"
         );
-        // Still unsealed, so the writer mapping exists (mapped again after the
-        // failed seal): a tombstone-style write through it lands in the object.
-        // SAFETY: `done` is live and its region unsealed; 1 byte in its slot.
-        unsafe { done.write_ptr().write(0xAB) };
+        // Still unsealed, but the writer mapping cannot come back (the file
+        // refuses new writable mappings): a tombstone is skipped, cleanly, and
+        // the published bytes stay.
         // SAFETY: the block holds its region's read mapping.
-        assert_eq!(unsafe { *done.read_ptr() }, 0xAB);
+        let before = unsafe { *done.read_ptr() };
+        assert!(!region.is_writable());
+        assert!(!a.tombstone(&done, 0, &[before ^ 0xFF]).unwrap());
+        // SAFETY: as above.
+        assert_eq!(unsafe { *done.read_ptr() }, before);
+        // The old write pointer hits a private stand-in: no fault, no reader sees it.
+        // SAFETY: `done` is live; 1 byte in its slot of the stand-in mapping.
+        unsafe { done.write_ptr().write(before ^ 0xFF) };
+        // SAFETY: as above.
+        assert_eq!(unsafe { *done.read_ptr() }, before);
         drop(pin);
         match retry {
             "publish" => a.publish(&done, true).unwrap(),

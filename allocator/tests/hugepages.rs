@@ -60,8 +60,8 @@ fn hugetlb_region_is_really_backed_by_2m_pages() {
     a.publish(&b, true).unwrap();
     assert_eq!(
         b.region.kernel_seals(),
-        Seals::IMMUTABLE,
-        "hugetlb memfds seal too"
+        Seals::IMMUTABLE | Seals::FUTURE_WRITE,
+        "hugetlb memfds are write-protected and seal too"
     );
     // SAFETY: the read mapping lives while `b` holds the region.
     assert_eq!(unsafe { *b.read_ptr().add(len as usize - 1) }, 0xab);

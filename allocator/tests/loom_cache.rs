@@ -4,19 +4,23 @@
 //!   a slot is never written after the region is sealed;
 //! - a last free vs. a thread taking a cached slot: a region is never released
 //!   while a block in it is live;
-//! - two frees of one block: exactly one succeeds.
+//! - two frees of one block: exactly one succeeds;
+//! - a tombstone (a write after publish) vs. a seal of its region
+//!   (`WriterGate`): the write never lands after the kernel seal, and after a
+//!   refused seal it reports "not written" instead of landing in a stand-in.
 //!
 //! `RUSTFLAGS="--cfg loom" cargo test -p shard-alloc --test loom_cache --release`
 #![cfg(loom)]
 #![allow(dead_code)]
 
 mod atomics {
-    pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+    pub(crate) use loom::sync::Mutex;
 }
 #[path = "../src/gate.rs"]
 mod gate;
 
-use gate::{RegionGate, SlotState};
+use gate::{RegionGate, SlotState, WriterGate};
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
@@ -186,4 +190,97 @@ fn publish_racing_free_of_one_block_is_consistent() {
             assert_eq!(freed, Ok(true));
         }
     });
+}
+
+/// The region's file as the model sees it: whether the kernel seal is on, and
+/// what a write through a mapping did.
+#[derive(Default)]
+struct File {
+    sealed: AtomicBool,
+    /// A write reached the file (through the shared mapping).
+    reached: AtomicBool,
+    /// A write reached the file after the seal (must never happen).
+    after_seal: AtomicBool,
+}
+
+/// A mapping of the file: shared (writes reach it) or a private stand-in.
+struct Map {
+    file: Arc<File>,
+    shared: bool,
+}
+
+impl Map {
+    fn write(&self) {
+        if self.shared {
+            if self.file.sealed.load(Ordering::SeqCst) {
+                self.file.after_seal.store(true, Ordering::SeqCst);
+            }
+            self.file.reached.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// One tombstone racing one seal, the kernel accepting (`refuse` false) or
+/// refusing the seal (then the writer comes back as a stand-in, as for a
+/// write-protected region, or as the shared mapping, as for a writable one).
+fn tombstone_vs_seal(refuse: bool, back_shared: bool) {
+    loom::model(move || {
+        let file = Arc::new(File::default());
+        let gate = Arc::new(WriterGate::new(Map {
+            file: file.clone(),
+            shared: true,
+        }));
+        let t = {
+            let gate = gate.clone();
+            thread::spawn(move || gate.write(|m| m.write()).is_some())
+        };
+        let f = file.clone();
+        let sealed = gate.seal(
+            || {
+                if refuse {
+                    Err(())
+                } else {
+                    f.sealed.store(true, Ordering::SeqCst);
+                    Ok(())
+                }
+            },
+            || {
+                Some((
+                    Map {
+                        file: f.clone(),
+                        shared: back_shared,
+                    },
+                    back_shared,
+                ))
+            },
+        );
+        let wrote = t.join().unwrap();
+        assert_eq!(sealed.is_ok(), !refuse);
+        assert!(
+            !file.after_seal.load(Ordering::SeqCst),
+            "a write after the seal"
+        );
+        // "Written" is said exactly when the write reached the file.
+        assert_eq!(wrote, file.reached.load(Ordering::SeqCst));
+        // After the seal call, a write lands only if the shared writer is back.
+        let later = gate.write(|m| m.write()).is_some();
+        assert_eq!(later, refuse && back_shared);
+        assert_eq!(gate.is_writable(), refuse && back_shared);
+        assert_eq!(gate.is_sealed(), !refuse);
+    });
+}
+
+#[test]
+fn a_tombstone_never_lands_after_the_seal() {
+    tombstone_vs_seal(false, false);
+}
+
+#[test]
+fn a_tombstone_after_a_refused_seal_reports_not_written_with_a_stand_in() {
+    tombstone_vs_seal(true, false);
+}
+
+#[test]
+fn a_tombstone_after_a_refused_seal_lands_when_the_writer_is_back() {
+    tombstone_vs_seal(true, true);
 }

@@ -354,8 +354,9 @@ fn parse_nodes(s: &str) -> Vec<i32> {
 /// A forked child and an unrelated process fault pages of a region that the parent
 /// placed (mbind) but never touched; every page lands per the file's shared policy.
 /// The block is split in four: the forked child reads quarter 0 through the
-/// inherited reader mapping and writes quarter 1 through a fresh mapping of the
-/// inherited writable fd; a re-executed child opens `/proc/<pid>/fd/<n>` and reads
+/// inherited reader mapping and reads quarter 1 through a fresh mapping of the
+/// inherited writable fd (read-only: a writable one is refused, the region is
+/// write-protected from creation, see sealing.rs); a re-executed child opens `/proc/<pid>/fd/<n>` and reads
 /// quarter 2; the parent writes quarter 3.
 #[test]
 fn other_processes_fault_pages_per_the_shared_policy() {
@@ -408,7 +409,7 @@ fn other_processes_fault_pages_per_the_shared_policy() {
                     region_len,
                     off + q,
                     q,
-                    Access::WriteShared,
+                    Access::ReadShared,
                 )?;
                 std::io::Result::Ok(format!("{} {}", format_nodes(&q0), format_nodes(&q1)))
             }));

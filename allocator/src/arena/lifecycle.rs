@@ -13,6 +13,15 @@ use crate::numa::Placement;
 use crate::region::{Backing, Region, RegionSpec};
 
 impl Allocator {
+    /// Creates a region of at least `min_size` bytes. A region for read-only
+    /// objects (`readonly`) is write-protected at once
+    /// ([`Region::protect_future_writes`]): from here on only its writer
+    /// mapping can change it.
+    ///
+    /// Name-based backings (`shm`, `mmap`) get a random region id, so their
+    /// name `shard-<uid>-<pid>-<start>-<id>` cannot be guessed and squatted;
+    /// the name is created with `O_EXCL` and a taken one (`EEXIST`) is retried
+    /// with another id.
     pub(super) fn new_region(
         &self,
         st: &mut State,
@@ -20,14 +29,15 @@ impl Allocator {
         huge: bool,
         backing: &Backing,
         placement: Placement,
+        readonly: bool,
     ) -> Result<Arc<Region>> {
         let (try_pages, prior_fallbacks) = if huge {
             self.huge_plan(st, min_size)
         } else {
             (Vec::new(), Vec::new())
         };
-        let spec = RegionSpec {
-            id: self.next_region.fetch_add(1, Ordering::Relaxed),
+        let mut spec = RegionSpec {
+            id: 0,
             min_size,
             backing: backing.clone(),
             try_pages,
@@ -37,10 +47,41 @@ impl Allocator {
             check_pool: true,
             prior_fallbacks,
         };
-        let region = Arc::new(Region::create(&spec, &self.topo)?);
+        let named = *backing != Backing::Memfd;
+        let mut tries = 0;
+        let region = loop {
+            spec.id = self.region_id(st, named)?;
+            match Region::create(&spec, &self.topo) {
+                Err(e) if named && e.raw_os_error() == Some(libc::EEXIST) && tries < 16 => {
+                    tries += 1;
+                }
+                r => break Arc::new(r?),
+            }
+        };
+        region.protect_future_writes_if(readonly)?;
         st.created += 1;
         self.note_fallbacks(st, &region, min_size);
         Ok(region)
+    }
+
+    /// An id no held region has: the next of a counter, or random (never 0)
+    /// for a region whose id is part of a file name.
+    fn region_id(&self, st: &State, random: bool) -> Result<u32> {
+        loop {
+            let id = if random {
+                let mut b = [0u8; 4];
+                crate::sys::process::random_bytes(&mut b).map_err(|source| AllocError::Sys {
+                    op: "getrandom",
+                    source,
+                })?;
+                u32::from_le_bytes(b)
+            } else {
+                self.next_region.fetch_add(1, Ordering::Relaxed)
+            };
+            if id != 0 && st.regions.index_of(id).is_none() {
+                return Ok(id);
+            }
+        }
     }
 
     /// Ends the write of `block`. A large object's own region is sealed now (if
@@ -105,7 +146,7 @@ impl Allocator {
             return Ok(());
         };
         let id = e.region.id();
-        match e.region.seal() {
+        match e.region.seal_now() {
             Ok(()) => Ok(()),
             Err(err) => {
                 st.seal_failures += 1;

@@ -23,6 +23,16 @@
 //! it is counted in [`Stats::seal_failures`], warned about once, and retried by
 //! the next call touching the region.
 //!
+//! Immutability from publish: a region for read-only memfd objects (every slab
+//! and large region, and a read-only object's own region) gets
+//! `F_SEAL_FUTURE_WRITE|SHRINK|GROW` right after creation, as soon as the
+//! owner's writer mapping exists: from then on no process (root included) can
+//! `write(2)` it, map it writable, resize it or punch holes in it; only the
+//! owner's writer mapping changes bytes, and only through the allocator's rules
+//! (unpublished blocks, [`Allocator::write`]; tombstones, [`Allocator::tombstone`]).
+//! Retirement adds the full `F_SEAL_WRITE|SHRINK|GROW|SEAL`. Regions of
+//! writable objects get neither until [`Allocator::seal_own`].
+//!
 //! Pools: shared regions are grouped by (backing, placement, huge-page use); each
 //! pool has at most one *active* slab region and one active large region, so at
 //! most two regions per pool are unsealed at any time.
@@ -58,7 +68,8 @@
 //! table), `pool` (pools of shared regions), `placement` (where a block goes,
 //! the locked alloc path), `cache` (per-thread slot caches, the hit path),
 //! `free`, `lifecycle` (create, publish, retire, seal, release), `hugetlb`
-//! (backoff and fallback bookkeeping), `stats`. The per-region state reachable
+//! (backoff and fallback bookkeeping), `stats`, `writes` (copy in, tombstones
+//! after publish, `seal_own`). The per-region state reachable
 //! without the lock is in `crate::meta`.
 
 use std::cell::Cell;
@@ -80,6 +91,7 @@ mod placement;
 mod pool;
 mod stats;
 mod table;
+mod writes;
 
 pub use block::{Block, Request};
 pub use stats::{ClassStats, Stats};

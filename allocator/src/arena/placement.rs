@@ -87,7 +87,7 @@ impl Allocator {
                 limit: self.limit,
             })?;
         let huge = self.wants_huge(len, req);
-        let region = self.new_region(st, min, huge, &req.backing, placement)?;
+        let region = self.new_region(st, min, huge, &req.backing, placement, req.readonly)?;
         let capacity = region.size() - REGION_HEADER_BYTES;
         let mut e = RegionEntry::new(region.clone(), Kind::Own, usize::MAX, self.id);
         e.live_runs.insert(
@@ -146,7 +146,7 @@ impl Allocator {
             REGION_HEADER_BYTES
         };
         let size = self.opts.region_size.max(pad + capacity);
-        let region = self.new_region(st, size, key.huge, &key.backing, key.placement)?;
+        let region = self.new_region(st, size, key.huge, &key.backing, key.placement, true)?;
         let mut e = RegionEntry::new(region, Kind::Large, pool, self.id);
         let mut runs = RunList::new(REGION_HEADER_BYTES, e.region.size());
         let Some(at) = runs.alloc(capacity, align_for(&e.region)) else {
@@ -209,7 +209,7 @@ impl Allocator {
                     .region_size
                     .max(REGION_HEADER_BYTES + layout.bytes);
                 let key = st.pools[pool].key.clone();
-                let region = self.new_region(st, size, false, &key.backing, key.placement)?;
+                let region = self.new_region(st, size, false, &key.backing, key.placement, true)?;
                 // Every slab is at least MIN_SLAB_BYTES, so this many fit.
                 let table = (0..region.size() / MIN_SLAB_BYTES)
                     .map(|_| OnceLock::new())

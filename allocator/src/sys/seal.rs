@@ -20,11 +20,21 @@ bitflags! {
         const GROW = 0x4;
         /// `F_SEAL_WRITE`: no writes, no writable shared mappings.
         const WRITE = 0x8;
+        /// `F_SEAL_FUTURE_WRITE` (Linux >= 5.1): no `write(2)`, no new writable
+        /// shared mapping, by anyone; writable mappings that exist keep working.
+        const FUTURE_WRITE = 0x10;
     }
 }
 
 impl Seals {
-    /// What a retired region gets: its bytes and size are frozen for good.
+    /// What a region for read-only objects gets as soon as its owner's writer
+    /// mapping exists: from then on only that mapping can change its bytes,
+    /// and its size is fixed.
+    pub const WRITER_ONLY: Seals = Seals::FUTURE_WRITE.union(Seals::SHRINK).union(Seals::GROW);
+
+    /// What a retired region gets: its bytes and size are frozen for good. A
+    /// region that was write-protected first also reports `FUTURE_WRITE`
+    /// (implied by `WRITE`): test with `contains(IMMUTABLE)`.
     pub const IMMUTABLE: Seals = Seals::SEAL
         .union(Seals::SHRINK)
         .union(Seals::GROW)
@@ -45,11 +55,15 @@ fn to_rustix(s: Seals) -> SealFlags {
     if s.contains(Seals::WRITE) {
         f |= SealFlags::WRITE;
     }
+    if s.contains(Seals::FUTURE_WRITE) {
+        f |= SealFlags::FUTURE_WRITE;
+    }
     f
 }
 
 /// `fcntl(fd, F_ADD_SEALS, seals)`. `EBUSY` for `WRITE` means a writable shared
-/// mapping of this file still exists somewhere.
+/// mapping of this file still exists somewhere (or its pages are pinned);
+/// `EINVAL` for `FUTURE_WRITE` means a kernel older than 5.1.
 pub fn add<Fd: AsFd>(fd: Fd, seals: Seals) -> io::Result<()> {
     Ok(rustix::fs::fcntl_add_seals(fd, to_rustix(seals))?)
 }
