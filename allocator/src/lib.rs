@@ -27,11 +27,13 @@
 //!   `block`, `table`, `pool`, `placement`, `cache`, `free`, `lifecycle`,
 //!   `hugetlb`, `stats`.
 //! - [`options`]: the knobs table (defaults, env, profile).
+//! - [`buffer`]: writable shared buffers, mapped writable by workers.
 //! - [`numa`]: placement policies.
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod arena;
+pub mod buffer;
 /// The atomics and lock [`gate`] uses (the loom test includes gate.rs with loom's).
 mod atomics {
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};

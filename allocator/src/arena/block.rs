@@ -19,6 +19,19 @@ pub struct Request {
     pub placement: Option<Placement>,
 }
 
+impl Request {
+    /// A writable shared buffer ([`crate::buffer`]): a region of its own,
+    /// never write-protected nor sealed until
+    /// [`Allocator::seal_own`](crate::Allocator::seal_own); workers of the
+    /// owner's user map it writable with [`crate::buffer::BufferMap::open`].
+    pub fn buffer() -> Request {
+        Request {
+            readonly: false,
+            ..Request::default()
+        }
+    }
+}
+
 impl Default for Request {
     fn default() -> Self {
         Request {

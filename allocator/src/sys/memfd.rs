@@ -76,3 +76,16 @@ pub fn reopen_readonly(pid: u32, fd: i32) -> io::Result<OwnedFd> {
         Mode::empty(),
     )?)
 }
+
+/// Opens `/proc/<pid>/fd/<fd>` read-write: how a worker of the same user
+/// reaches a writable shared buffer (`crate::buffer`). The kernel refuses other
+/// users (`EACCES`), and so does the mode 0400 of a region for read-only
+/// objects (a root caller passes the mode and is stopped by the seals).
+pub fn reopen_writable(pid: u32, fd: i32) -> io::Result<OwnedFd> {
+    let path = format!("/proc/{pid}/fd/{fd}");
+    Ok(rustix::fs::open(
+        path.as_str(),
+        OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
