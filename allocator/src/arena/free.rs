@@ -147,6 +147,7 @@ impl Allocator {
     }
 
     /// Finds a run block's entry, checking that it is this allocator's and live.
+    #[inline]
     pub(super) fn entry_of<'a>(
         &self,
         st: &'a mut State,

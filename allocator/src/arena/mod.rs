@@ -188,6 +188,7 @@ impl Allocator {
         self.limit
     }
 
+    #[inline]
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -250,6 +250,7 @@ impl Allocator {
     }
 }
 
+#[inline]
 pub(super) fn take_run(e: &mut RegionEntry, entry: u32, at: u64, len: u64, capacity: u64) -> Block {
     let generation = e.next_generation;
     e.next_generation = e.next_generation.wrapping_add(1).max(1);
@@ -279,6 +280,7 @@ pub(super) fn take_run(e: &mut RegionEntry, entry: u32, at: u64, len: u64, capac
 
 /// A slot from slab `si`'s free list, under the lock (the region is not
 /// retired: retiring takes the lock).
+#[inline]
 pub(super) fn take_slot(e: &mut RegionEntry, entry: u32, si: u32, len: u64) -> Block {
     let s = &mut e.slabs[si as usize];
     let slot = s.free.pop().expect("caller checked a free slot");

@@ -28,6 +28,7 @@ pub(super) struct Pool {
 
 impl Pool {
     /// Stops using region `idx` as this pool's current slab or large region.
+    #[inline]
     pub(super) fn forget_active(&mut self, idx: u32) {
         if self.slab_region == Some(idx) {
             self.slab_region = None;
@@ -39,6 +40,7 @@ impl Pool {
 }
 
 impl State {
+    #[inline]
     pub(super) fn pool(&mut self, key: &PoolKey, classes: usize) -> usize {
         if let Some(i) = self.pools.iter().position(|p| p.key == *key) {
             return i;

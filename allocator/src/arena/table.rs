@@ -104,14 +104,17 @@ impl RegionEntry {
         }
     }
 
+    #[inline]
     pub(super) fn gate(&self) -> &RegionGate {
         &self.region.meta.gate
     }
 
+    #[inline]
     pub(super) fn retired(&self) -> bool {
         self.gate().is_retired()
     }
 
+    #[inline]
     pub(super) fn sealable(&self) -> bool {
         let c = self.gate().counts();
         self.retired() && c.pending == 0 && c.live > 0 && !self.region.is_sealed()
@@ -150,12 +153,15 @@ impl Regions {
             .store(idx, Ordering::Relaxed);
         idx
     }
+    #[inline]
     pub(super) fn at(&mut self, idx: u32) -> Option<&mut RegionEntry> {
         self.slots.get_mut(idx as usize)?.as_mut()
     }
+    #[inline]
     pub(super) fn index_of(&self, id: u32) -> Option<u32> {
         self.by_id.get(&id).copied()
     }
+    #[inline]
     pub(super) fn remove(&mut self, idx: u32) -> Option<RegionEntry> {
         let e = self.slots.get_mut(idx as usize)?.take()?;
         self.by_id.remove(&e.region.id());
