@@ -725,7 +725,7 @@ pub unsafe extern "C" fn shard_stats_get(out: *mut shard_stats) -> i32 {
             return Err(invalid("NULL out"));
         }
         let s = Store::global()?;
-        let a = s.allocator().stats();
+        let a = s.alloc_stats();
         let c = &s.counters;
         use std::sync::atomic::Ordering::Relaxed;
         let st = shard_stats {
