@@ -7,6 +7,8 @@
 //! - [`copy`]: copying large objects in (copy threads, prefault helper).
 //! - [`ffi`]: the C ABI (`include/shard.h`) used by the R package.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod copy;
 pub mod error;
 pub mod ffi;
