@@ -5,6 +5,7 @@
 //! - [`store`]: share / attach / close, the per-process registry of mapped regions.
 //! - [`names`]: named shares, the per-user directory, the stale-object sweep.
 //! - [`copy`]: copying large objects in (copy threads, prefault helper).
+//! - `tracker`: the resource tracker that unlinks a dead owner's named objects.
 //! - [`ffi`]: the C ABI (`include/shard.h`) used by the R package.
 
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -18,6 +19,7 @@ pub mod handle;
 pub mod names;
 mod owner;
 pub mod store;
+mod tracker;
 
 pub use copy::CopyPlan;
 pub use error::{Code, Result, StoreError};

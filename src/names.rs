@@ -89,21 +89,21 @@ pub fn register(name: &str, handle: &Handle) -> Result<()> {
     let path = dir.join(name);
     let tmp = dir.join(format!(".tmp-{}-{}-{}", process::pid(), unique(), name));
     let _ = std::fs::remove_file(&tmp);
-    {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| StoreError::io("create name file", e))?;
-        f.write_all(&handle.encode())
-            .map_err(|e| StoreError::io("write name file", e))?;
+    let bytes = handle.encode();
+    if let Err(e) = write_new(&tmp, &bytes) {
+        // A full disk (or a file size limit) fails the write after the file
+        // was created: never leave the temporary file behind.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
     let mut attempts = 0;
     let result = loop {
         attempts += 1;
         match std::fs::hard_link(&tmp, &path) {
-            Ok(()) => break Ok(()),
+            Ok(()) => {
+                crate::tracker::track_name(&path, &bytes);
+                break Ok(());
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 100 => {
                 match read(&path) {
                     Some(old) if process::is_alive(old.owner_pid, old.owner_start) => {
@@ -118,6 +118,18 @@ pub fn register(name: &str, handle: &Handle) -> Result<()> {
     };
     let _ = std::fs::remove_file(&tmp);
     result
+}
+
+/// Creates `path` (0600, must not exist) holding `bytes`.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| StoreError::io(format!("create name file {}", path.display()), e))?;
+    f.write_all(bytes)
+        .map_err(|e| StoreError::io(format!("write name file {}", path.display()), e))
 }
 
 /// Removes the stale name file at `path` without ever removing a live one that
@@ -152,8 +164,9 @@ pub fn unregister(name: &str, handle: &Handle) {
     if let Ok(dir) = names_dir() {
         let path = dir.join(name);
         if read(&path).as_ref() == Some(handle) {
-            let _ = std::fs::remove_file(path);
+            let _ = std::fs::remove_file(&path);
         }
+        crate::tracker::untrack(&path);
     }
 }
 

@@ -144,12 +144,30 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The filesystem path of a name-based region (`/dev/shm/<name>` for shm, the
+/// file for mmap); `None` for memfd.
+fn link_path(r: &shard_alloc::Region) -> Option<std::path::PathBuf> {
+    let link = r.link()?;
+    match r.backing() {
+        Backing::Shm => Some(std::path::Path::new("/dev/shm").join(link.trim_start_matches('/'))),
+        Backing::File(_) => Some(std::path::PathBuf::from(link)),
+        Backing::Memfd => None,
+    }
+}
+
 impl Core {
     /// Reserves a block. (shard-alloc keeps every writer mapping out of forked
     /// children with `MADV_DONTFORK`.)
     fn alloc(&self, total: u64, req: &Request) -> Result<Block> {
-        let _s = lock(&self.seal_lock);
-        Ok(self.alloc.alloc(total, req)?)
+        let b = {
+            let _s = lock(&self.seal_lock);
+            self.alloc.alloc(total, req)?
+        };
+        // Name-based backings: the tracker unlinks it if this process dies.
+        if let Some(path) = link_path(&b.region) {
+            crate::tracker::track(&path);
+        }
+        Ok(b)
     }
 
     /// Frees a block. When that releases its region, a name-based backing's
@@ -170,6 +188,9 @@ impl Core {
                     Backing::File(_) => std::fs::remove_file(link),
                     Backing::Memfd => Ok(()),
                 };
+            }
+            if let Some(path) = link_path(r) {
+                crate::tracker::untrack(&path);
             }
         }
         Ok(())
