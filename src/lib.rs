@@ -3,6 +3,7 @@
 //! - [`format`]: the object header and layout inside a block.
 //! - [`handle`]: the handle and its wire encoding.
 //! - [`store`]: share / attach / close, the per-process registry of mapped regions.
+//! - [`node`]: this node's identity (boot id, PID namespace, hostname).
 //! - [`names`]: named shares, the per-user directory, the stale-object sweep.
 //! - [`copy`]: copying large objects in (copy threads, prefault helper).
 //! - `tracker`: the resource tracker that unlinks a dead owner's named objects.
@@ -17,6 +18,7 @@ mod fork;
 pub mod format;
 pub mod handle;
 pub mod names;
+pub mod node;
 mod owner;
 pub mod store;
 mod tracker;

@@ -1,5 +1,5 @@
 //! The attach path, the store's security boundary: turning a handle into a
-//! [`View`]. A handle of this process is checked against the owned table; a
+//! [`View`]. A handle of another node is refused first (`OtherNode`). A handle of this process is checked against the owned table; a
 //! handle of another process is checked before anything is mapped: the owner
 //! must be alive, its region fd is opened through `/proc/<pid>/fd/<n>` with
 //! `O_PATH` and checked (regular file, this user, the handle's dev/ino, at least
@@ -149,6 +149,9 @@ impl Store {
     /// Attaches a handle: a read-only view of the object.
     pub fn attach(&self, h: &Handle) -> Result<View> {
         let _pass = fork::enter();
+        // First: a handle of another node names nothing here (its pid, fd and
+        // dev/ino may even match something unrelated of this node).
+        self.check_node(h)?;
         if h.len < HEADER_LEN {
             return Err(StoreError::BadHandle("block shorter than a header".into()));
         }

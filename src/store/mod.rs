@@ -114,6 +114,8 @@ pub struct Store {
     pid: u32,
     start: u64,
     uid: u32,
+    /// This process's node: put in every handle, checked first on attach.
+    node: crate::node::Node,
     core: Arc<Core>,
     spare: Arc<SpareSlot>,
     owned: Mutex<OwnedTable>,
@@ -209,6 +211,7 @@ impl Store {
             start: process::start_time(pid)
                 .map_err(|e| StoreError::io("read /proc/self/stat", e))?,
             uid: process::uid(),
+            node: crate::node::local(),
             core: Arc::new(Core {
                 alloc: Allocator::new(opts)?,
                 seal_lock: Mutex::new(()),
@@ -232,8 +235,25 @@ impl Store {
     pub fn pid(&self) -> u32 {
         self.pid
     }
+    /// This process's node (id and hostname).
+    pub fn node(&self) -> &crate::node::Node {
+        &self.node
+    }
     fn is_mine(&self, h: &Handle) -> bool {
-        h.owner_pid == self.pid && h.owner_start == self.start
+        h.owner_pid == self.pid && h.owner_start == self.start && h.node == self.node.id
+    }
+    /// `OtherNode` for a handle of another node (another machine, boot or PID
+    /// namespace): its pid, fd and dev/ino mean nothing here.
+    fn check_node(&self, h: &Handle) -> Result<()> {
+        if h.node == self.node.id {
+            return Ok(());
+        }
+        Err(StoreError::OtherNode {
+            there_host: h.hostname(),
+            there_id: h.node.short(),
+            here_host: self.node.hostname.clone(),
+            here_id: self.node.id.short(),
+        })
     }
 
     /// The note of the last real huge-page fallback (see [`fallback_note`]) since

@@ -234,6 +234,8 @@ impl Store {
             offset: w.block.offset,
             len: w.block.len,
             region_size: r.size(),
+            node: self.node.id,
+            host: crate::handle::host_bytes(&self.node.hostname),
         };
         let key = ObjKey::of(&handle);
         let state = Arc::new(ObjState::default());
