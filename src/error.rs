@@ -20,6 +20,8 @@ pub enum Code {
     OutOfMemory = 8,
     Io = 9,
     Internal = 10,
+    /// The object lives on another node (another machine, boot or PID namespace).
+    OtherNode = 11,
 }
 
 /// Every way a store operation fails.
@@ -44,6 +46,14 @@ pub enum StoreError {
     Alloc(AllocError),
     /// Another failed system call.
     Io { op: String, source: io::Error },
+    /// The handle names an object of another node (checked before anything
+    /// else on attach): hostnames and node ids of both sides.
+    OtherNode {
+        there_host: String,
+        there_id: String,
+        here_host: String,
+        here_id: String,
+    },
 }
 
 impl StoreError {
@@ -67,6 +77,7 @@ impl StoreError {
                 },
             },
             StoreError::Io { .. } => Code::Io,
+            StoreError::OtherNode { .. } => Code::OtherNode,
         }
     }
 
@@ -94,6 +105,31 @@ impl fmt::Display for StoreError {
             StoreError::NotFound(n) => write!(f, "no shared object named {n:?}"),
             StoreError::Alloc(e) => write!(f, "{e}"),
             StoreError::Io { op, source } => write!(f, "{op} failed: {source}"),
+            StoreError::OtherNode {
+                there_host,
+                there_id,
+                here_host,
+                here_id,
+            } => {
+                write!(
+                    f,
+                    "this shared object lives on another node: it was shared on host {there_host:?} \
+                     (node {there_id}) and this process runs on host {here_host:?} (node {here_id})"
+                )?;
+                if there_host == here_host {
+                    write!(
+                        f,
+                        " (same host name, but another boot or PID namespace: a container or \
+                         another machine)"
+                    )?;
+                }
+                write!(
+                    f,
+                    "; shared memory cannot be attached across nodes: read it on the node that \
+                     shared it, share it again on this node, or use share(x, cluster = cl) to \
+                     keep one copy on each node"
+                )
+            }
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::names;
 use crate::store::{BackingChoice, PrivateMap, ShareOptions, Store, View, Writer};
 
 /// Length of an encoded handle.
-pub const SHARD_HANDLE_LEN: usize = 92;
+pub const SHARD_HANDLE_LEN: usize = 180;
 const _: () = assert!(SHARD_HANDLE_LEN == Handle::ENCODED_LEN);
 const _: () = assert!(SHARD_INTERNAL == Code::Internal as i32 && SHARD_IO == Code::Io as i32);
 const _: () =
@@ -49,6 +49,10 @@ pub const SHARD_OUT_OF_MEMORY: i32 = 8;
 pub const SHARD_IO: i32 = 9;
 /// A bug (a panic was caught).
 pub const SHARD_INTERNAL: i32 = 10;
+/// The object lives on another node (another machine, boot or PID namespace):
+/// read it there, share it again here, or share it per node.
+pub const SHARD_OTHER_NODE: i32 = 11;
+const _: () = assert!(SHARD_OTHER_NODE == Code::OtherNode as i32);
 
 /// Options of one share, as C sees them.
 #[repr(C)]
@@ -86,6 +90,46 @@ pub struct shard_view_info {
     pub region_id: u32,
     pub offset: u64,
     pub region_size: u64,
+}
+
+/// A node's identity: the node of this process (`shard_node_info_get`) or the
+/// node a handle was shared on (`shard_handle_node`). Two processes attach each
+/// other's objects only when `boot_id` and `pid_ns` both match.
+#[repr(C)]
+pub struct shard_node_info {
+    /// Hostname, NUL-terminated (for messages; not part of the identity).
+    pub hostname: [c_char; 65],
+    /// The node id as text, NUL-terminated: 32 hex digits of the boot id, `-`,
+    /// the PID namespace inode in decimal.
+    pub id: [c_char; 64],
+    /// Kernel boot id (`/proc/sys/kernel/random/boot_id`), 16 bytes.
+    pub boot_id: [u8; 16],
+    /// Inode of the PID namespace (`/proc/self/ns/pid`).
+    pub pid_ns: u64,
+    /// Non-zero: this is the calling process's node.
+    pub local: i32,
+}
+
+fn fill_cstr<const N: usize>(dst: &mut [c_char; N], s: &str) {
+    let b = s.as_bytes();
+    let n = b.len().min(N - 1);
+    for (d, &c) in dst.iter_mut().zip(&b[..n]) {
+        *d = if c == 0 { b' ' as c_char } else { c as c_char };
+    }
+    dst[n] = 0;
+}
+
+fn node_info(id: crate::node::NodeId, hostname: &str) -> shard_node_info {
+    let mut n = shard_node_info {
+        hostname: [0; 65],
+        id: [0; 64],
+        boot_id: id.boot_id,
+        pid_ns: id.pid_ns,
+        local: (id == crate::node::local_id()) as i32,
+    };
+    fill_cstr(&mut n.hostname, hostname);
+    fill_cstr(&mut n.id, &id.full());
+    n
 }
 
 /// Process-wide counters.
@@ -725,7 +769,7 @@ pub unsafe extern "C" fn shard_stats_get(out: *mut shard_stats) -> i32 {
             return Err(invalid("NULL out"));
         }
         let s = Store::global()?;
-        let a = s.allocator().stats();
+        let a = s.alloc_stats();
         let c = &s.counters;
         use std::sync::atomic::Ordering::Relaxed;
         let st = shard_stats {
@@ -744,6 +788,49 @@ pub unsafe extern "C" fn shard_stats_get(out: *mut shard_stats) -> i32 {
         };
         // SAFETY: checked non-NULL.
         unsafe { *out = st };
+        Ok(())
+    })
+}
+
+/// Fills `*out` with this process's node (hostname, boot id, PID namespace).
+///
+/// # Safety
+/// `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn shard_node_info_get(out: *mut shard_node_info) -> i32 {
+    guard(|| {
+        if out.is_null() {
+            return Err(invalid("NULL out"));
+        }
+        let n = crate::node::local();
+        let info = node_info(n.id, &n.hostname);
+        // SAFETY: checked non-NULL.
+        unsafe { *out = info };
+        Ok(())
+    })
+}
+
+/// Fills `*out` with the node a handle was shared on (its `local` field says
+/// whether that is this process's node). Decodes the handle only: attaches
+/// nothing.
+///
+/// # Safety
+/// `handle..handle+len` is readable; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn shard_handle_node(
+    handle: *const u8,
+    len: u64,
+    out: *mut shard_node_info,
+) -> i32 {
+    guard(|| {
+        if out.is_null() {
+            return Err(invalid("NULL out"));
+        }
+        // SAFETY: caller promises handle..handle+len is readable.
+        let h = unsafe { handle_arg(handle, len)? };
+        let info = node_info(h.node, &h.hostname());
+        // SAFETY: checked non-NULL.
+        unsafe { *out = info };
         Ok(())
     })
 }

@@ -3,9 +3,13 @@
 //! - [`format`]: the object header and layout inside a block.
 //! - [`handle`]: the handle and its wire encoding.
 //! - [`store`]: share / attach / close, the per-process registry of mapped regions.
+//! - [`node`]: this node's identity (boot id, PID namespace, hostname).
 //! - [`names`]: named shares, the per-user directory, the stale-object sweep.
 //! - [`copy`]: copying large objects in (copy threads, prefault helper).
+//! - `tracker`: the resource tracker that unlinks a dead owner's named objects.
 //! - [`ffi`]: the C ABI (`include/shard.h`) used by the R package.
+
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod copy;
 pub mod error;
@@ -14,8 +18,10 @@ mod fork;
 pub mod format;
 pub mod handle;
 pub mod names;
+pub mod node;
 mod owner;
 pub mod store;
+mod tracker;
 
 pub use copy::CopyPlan;
 pub use error::{Code, Result, StoreError};

@@ -6,6 +6,12 @@
 //! plus `shard-<uid>`, mode 0700 and checked to belong to the user (a directory
 //! another user planted there, or a symlink, is refused). A name whose owner has
 //! exited is stale: looking it up, registering over it or sweeping removes it.
+//!
+//! Names and sweeps are per node ([`crate::node`]): a name file holds a handle,
+//! which carries its owner's node, and an entry of another node is never judged
+//! stale (its pid means nothing here). When the per-user directory sits on a
+//! filesystem that nodes share, each node keeps its own subdirectory
+//! ([`node_scoped`], [`user_dir_path`]).
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -17,18 +23,67 @@ use shard_alloc::sys::process;
 use crate::error::{Result, StoreError};
 use crate::handle::Handle;
 
-/// The per-user directory path (not created).
-pub fn user_dir_path() -> PathBuf {
-    let base = std::env::var_os("SHARD_TMPDIR")
+fn base_dir() -> PathBuf {
+    std::env::var_os("SHARD_TMPDIR")
         .or_else(|| std::env::var_os("TMPDIR"))
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    base.join(format!("shard-{}", process::uid()))
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
 }
 
-/// The per-user directory (created 0700 on first use).
+/// Whether the per-user directory under `base` is scoped to this node:
+/// `SHARD_NODE_SCOPED` (`1`/`0`) decides if set, else whether `base` is on a
+/// filesystem several nodes may share (NFS, Lustre, GPFS, CIFS, ...; see
+/// `shard_alloc::sys::tracker::is_network_fs`). Decided once per base path.
+pub fn node_scoped(base: &Path) -> bool {
+    match std::env::var("SHARD_NODE_SCOPED")
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "1" | "true" | "on" | "yes" => return true,
+        "0" | "false" | "off" | "no" => return false,
+        _ => {}
+    }
+    static SEEN: std::sync::Mutex<Option<(PathBuf, bool)>> = std::sync::Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((b, scoped)) = &*seen {
+        if b == base {
+            return *scoped;
+        }
+    }
+    let scoped = shard_alloc::sys::tracker::fs_type(base)
+        .is_ok_and(shard_alloc::sys::tracker::is_network_fs);
+    *seen = Some((base.to_path_buf(), scoped));
+    scoped
+}
+
+/// The per-user directory path (not created): `<base>/shard-<uid>`, plus
+/// `node-<boot id>-<pid namespace>` when it is node-scoped ([`node_scoped`]):
+/// names, backing files and sweeps are then per node, and a node never sees,
+/// judges or removes another node's entries.
+pub fn user_dir_path() -> PathBuf {
+    let base = base_dir();
+    let top = base.join(format!("shard-{}", process::uid()));
+    if node_scoped(&base) {
+        top.join(format!("node-{}", crate::node::local_id().full()))
+    } else {
+        top
+    }
+}
+
+/// The per-user directory (created 0700 on first use; with a node-scoped
+/// one, its parent is checked the same way first).
 pub fn user_dir() -> Result<PathBuf> {
     let dir = user_dir_path();
+    if dir
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("node-"))
+    {
+        if let Some(top) = dir.parent() {
+            ensure_private_dir(top)?;
+        }
+    }
     ensure_private_dir(&dir)?;
     Ok(dir)
 }
@@ -89,23 +144,28 @@ pub fn register(name: &str, handle: &Handle) -> Result<()> {
     let path = dir.join(name);
     let tmp = dir.join(format!(".tmp-{}-{}-{}", process::pid(), unique(), name));
     let _ = std::fs::remove_file(&tmp);
-    {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| StoreError::io("create name file", e))?;
-        f.write_all(&handle.encode())
-            .map_err(|e| StoreError::io("write name file", e))?;
+    let bytes = handle.encode();
+    if let Err(e) = write_new(&tmp, &bytes) {
+        // A full disk (or a file size limit) fails the write after the file
+        // was created: never leave the temporary file behind.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
     let mut attempts = 0;
     let result = loop {
         attempts += 1;
         match std::fs::hard_link(&tmp, &path) {
-            Ok(()) => break Ok(()),
+            Ok(()) => {
+                crate::tracker::track_name(&path, &bytes);
+                break Ok(());
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 100 => {
                 match read(&path) {
+                    // Another node's entry (a shared directory that was not
+                    // detected as such): its owner cannot be judged from here.
+                    Some(old) if old.node != crate::node::local_id() => {
+                        break Err(StoreError::NameTaken(name.to_string()))
+                    }
                     Some(old) if process::is_alive(old.owner_pid, old.owner_start) => {
                         break Err(StoreError::NameTaken(name.to_string()))
                     }
@@ -120,6 +180,18 @@ pub fn register(name: &str, handle: &Handle) -> Result<()> {
     result
 }
 
+/// Creates `path` (0600, must not exist) holding `bytes`.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| StoreError::io(format!("create name file {}", path.display()), e))?;
+    f.write_all(bytes)
+        .map_err(|e| StoreError::io(format!("write name file {}", path.display()), e))
+}
+
 /// Removes the stale name file at `path` without ever removing a live one that
 /// another process registered after we read the stale one: the file is first
 /// renamed away (atomic), then checked; a live entry moved by mistake is linked
@@ -130,7 +202,10 @@ fn remove_stale(dir: &Path, path: &Path) {
         return; // Gone already: someone else removed it.
     }
     match read(&aside) {
-        Some(h) if process::is_alive(h.owner_pid, h.owner_start) => {
+        Some(h)
+            if h.node != crate::node::local_id()
+                || process::is_alive(h.owner_pid, h.owner_start) =>
+        {
             let _ = std::fs::hard_link(&aside, path);
         }
         _ => {}
@@ -152,8 +227,9 @@ pub fn unregister(name: &str, handle: &Handle) {
     if let Ok(dir) = names_dir() {
         let path = dir.join(name);
         if read(&path).as_ref() == Some(handle) {
-            let _ = std::fs::remove_file(path);
+            let _ = std::fs::remove_file(&path);
         }
+        crate::tracker::untrack(&path);
     }
 }
 
@@ -170,6 +246,10 @@ pub fn lookup(name: &str) -> Result<Handle> {
         Err(e) => return Err(StoreError::io("read name file", e)),
     };
     let h = Handle::decode(&bytes)?;
+    if h.node != crate::node::local_id() {
+        // Attach gives the full message (both nodes, what to do).
+        return Ok(h);
+    }
     if !process::is_alive(h.owner_pid, h.owner_start) {
         if let Some(dir) = path.parent() {
             remove_stale(dir, &path);
@@ -225,6 +305,9 @@ pub fn sweep_in(shm_dir: &Path, user_dir: &Path) -> Result<u64> {
         for e in rd.flatten() {
             let file_name = e.file_name().to_string_lossy().into_owned();
             let stale = match read(&e.path()) {
+                // Never judge another node's entry: its owner's pid means
+                // nothing here.
+                Some(h) if h.node != crate::node::local_id() => false,
                 Some(h) => !process::is_alive(h.owner_pid, h.owner_start),
                 // Leftovers of an interrupted register/remove_stale.
                 None => {

@@ -110,7 +110,9 @@ fn leftovers(dir: &Path, pid: u32) -> Vec<String> {
 
 fn start_owner(dir: &Path) -> (Talk, Vec<String>, String) {
     let mut c = child(TEST, "owner");
-    c.env("SHARD_TMPDIR", dir);
+    // The sweep is what this test checks: without the resource tracker, which
+    // would unlink everything at once (tests/tracker.rs).
+    c.env("SHARD_TMPDIR", dir).env("SHARD_TRACKER", "0");
     let mut o = Talk::spawn(c);
     let mut hs = Vec::new();
     let name = loop {

@@ -30,7 +30,7 @@ fn the_next_large_share_takes_the_prepared_region() {
         "no spare prepared: {:?}",
         s.spare_state()
     );
-    let regions = s.allocator().stats().regions;
+    let regions = s.alloc_stats().regions;
     // A slightly smaller object fits the spare: no new region for it.
     let b = f64_data(n - 1000, 2.0);
     let hb = s
@@ -42,7 +42,7 @@ fn the_next_large_share_takes_the_prepared_region() {
             ShareOptions::default(),
         )
         .unwrap();
-    assert_eq!(s.allocator().stats().regions, regions, "took the spare");
+    assert_eq!(s.alloc_stats().regions, regions, "took the spare");
     assert_ne!(hb.region_id, ha.region_id);
     assert_eq!(sum_f64(s.attach(&hb).unwrap().data().unwrap()), sum_f64(&b));
     let mut c = child("the_next_large_share_takes_the_prepared_region", "read");
@@ -51,12 +51,12 @@ fn the_next_large_share_takes_the_prepared_region() {
     assert!(out.contains(&format!("SUM {}", sum_f64(&b))), "{out}");
     // Another spare follows the second share; turning spares off frees it.
     assert!(wait_until(60, || s.spare_state() == (ha.len, false)));
-    let before = s.allocator().stats().regions;
+    let before = s.alloc_stats().regions;
     s.set_spare_regions(false);
     assert_eq!(s.spare_state().0, 0);
-    assert_eq!(s.allocator().stats().regions, before - 1);
+    assert_eq!(s.alloc_stats().regions, before - 1);
     s.close(&ha).unwrap();
     s.close(&hb).unwrap();
     std::thread::sleep(Duration::from_millis(10));
-    assert_eq!(s.allocator().stats().regions, 0);
+    assert_eq!(s.alloc_stats().regions, 0);
 }

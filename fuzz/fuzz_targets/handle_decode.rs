@@ -3,7 +3,7 @@
 //! Two modes, chosen by the first input byte, so the fuzzer reaches the field
 //! checks behind the CRC (random bytes almost never pass a CRC-32):
 //! - even: the rest of the input is decoded as is;
-//! - odd: the rest is padded/cut to 92 bytes, magic/version are forced with
+//! - odd: the rest is padded/cut to Handle::ENCODED_LEN bytes, magic/version are forced with
 //!   probability 1/2 and the CRC is recomputed, so only the field validation
 //!   stands between the bytes and a `Handle`.
 //!
@@ -46,10 +46,10 @@ fuzz_target!(|data: &[u8]| {
     b[..n].copy_from_slice(&rest[..n]);
     if mode & 2 != 0 {
         b[0..4].copy_from_slice(b"SHH1");
-        b[4] = 1;
+        b[4] = shard::handle::HANDLE_VERSION;
     }
-    let crc = crc32fast::hash(&b[0..88]);
-    b[88..92].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32fast::hash(&b[0..(Handle::ENCODED_LEN - 4)]);
+    b[Handle::ENCODED_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
     check(&b);
     // Every truncation and one-byte extension of a fixed-up handle is rejected.
     assert!(Handle::decode(&b[..Handle::ENCODED_LEN - 1]).is_err());

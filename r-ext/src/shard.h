@@ -10,7 +10,7 @@
 /**
  * Length of an encoded handle.
  */
-#define SHARD_HANDLE_LEN 92
+#define SHARD_HANDLE_LEN 180
 
 /**
  * Success.
@@ -67,7 +67,13 @@
  */
 #define SHARD_INTERNAL 10
 
-#define Handle_ENCODED_LEN 92
+/**
+ * The object lives on another node (another machine, boot or PID namespace):
+ * read it there, share it again here, or share it per node.
+ */
+#define SHARD_OTHER_NODE 11
+
+#define Handle_ENCODED_LEN 180
 
 /**
  * At most this many pages are queried by [`View::numa_nodes`].
@@ -159,6 +165,35 @@ typedef struct shard_stats {
   uint64_t attaches_foreign;
   uint32_t pid;
 } shard_stats;
+
+/**
+ * A node's identity: the node of this process (`shard_node_info_get`) or the
+ * node a handle was shared on (`shard_handle_node`). Two processes attach each
+ * other's objects only when `boot_id` and `pid_ns` both match.
+ */
+typedef struct shard_node_info {
+  /**
+   * Hostname, NUL-terminated (for messages; not part of the identity).
+   */
+  char hostname[65];
+  /**
+   * The node id as text, NUL-terminated: 32 hex digits of the boot id, `-`,
+   * the PID namespace inode in decimal.
+   */
+  char id[64];
+  /**
+   * Kernel boot id (`/proc/sys/kernel/random/boot_id`), 16 bytes.
+   */
+  uint8_t boot_id[16];
+  /**
+   * Inode of the PID namespace (`/proc/self/ns/pid`).
+   */
+  uint64_t pid_ns;
+  /**
+   * Non-zero: this is the calling process's node.
+   */
+  int32_t local;
+} shard_node_info;
 
 #ifdef __cplusplus
 extern "C" {
@@ -396,6 +431,24 @@ const char *shard_take_fallback(void);
  * `out` is writable.
  */
 int32_t shard_stats_get(struct shard_stats *out);
+
+/**
+ * Fills `*out` with this process's node (hostname, boot id, PID namespace).
+ *
+ * # Safety
+ * `out` is writable.
+ */
+int32_t shard_node_info_get(struct shard_node_info *out);
+
+/**
+ * Fills `*out` with the node a handle was shared on (its `local` field says
+ * whether that is this process's node). Decodes the handle only: attaches
+ * nothing.
+ *
+ * # Safety
+ * `handle..handle+len` is readable; `out` is writable.
+ */
+int32_t shard_handle_node(const uint8_t *handle, uint64_t len, struct shard_node_info *out);
 
 /**
  * Checks that a view's object is still the one attached: `SHARD_OK`, or

@@ -184,6 +184,15 @@ int main(void) {
     CHECK(shard_set_prefault(0) == SHARD_OK && shard_set_prefault(1) == SHARD_OK);
     CHECK(shard_set_prefault(-1) == SHARD_OK && shard_set_prefault(7) == SHARD_INVALID_ARGUMENT);
     CHECK(shard_set_spare_region(0) == SHARD_OK);
+
+    /* node identity: this process's node, a handle's node, another node's handle */
+    shard_node_info me, hn2;
+    CHECK(shard_node_info_get(&me) == SHARD_OK && me.local == 1 && me.hostname[0] != 0);
+    CHECK(strlen(me.id) > 33 && me.id[32] == '-' && me.pid_ns != 0);
+    CHECK(shard_handle_node(h2, sizeof h2, &hn2) == SHARD_OK && hn2.local == 1);
+    CHECK(strcmp(me.id, hn2.id) == 0 && strcmp(me.hostname, hn2.hostname) == 0);
+    CHECK(shard_node_info_get(NULL) == SHARD_INVALID_ARGUMENT);
+    CHECK(shard_handle_node(h2, sizeof h2 - 1, &hn2) == SHARD_BAD_HANDLE);
     CHECK(shard_close(h2, sizeof h2) == SHARD_OK);
 
     free(x);

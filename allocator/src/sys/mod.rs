@@ -11,6 +11,7 @@
 //! | `shm`      | `shm_open(3)`, `shm_unlink(3)`, `open(2)` of plain files        |
 //! | `numa`     | `mbind(2)`, `move_pages(2)`, `get_mempolicy(2)`, `sched_setaffinity(2)`, sysfs topology |
 //! | `process`  | `getpid(2)`, `getppid(2)`, `/proc/<pid>/stat` start time, liveness, `pidfd_open(2)` + `poll(2)`, `pthread_atfork(3)`, `getrandom(2)`, `sysinfo(2)` |
+//! | `tracker`  | the resource tracker process (`socketpair(2)`, `clone(2)`, raw calls after fork), `statfs(2)` |
 
 pub mod io;
 pub mod memfd;
@@ -19,5 +20,6 @@ pub mod numa;
 pub mod process;
 pub mod seal;
 pub mod shm;
+pub mod tracker;
 
 pub use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};

@@ -245,7 +245,7 @@ fn threads(n: usize, iters: u64) -> ExitCode {
             .close(&h)
             .unwrap_or_else(|e| fail(format!("close at end: {e}")));
     }
-    let s = store.allocator().stats();
+    let s = store.alloc_stats();
     if s.live_blocks != 0 || s.regions != 0 || store.live_objects() != 0 {
         fail(format!(
             "after closing everything: {} live blocks, {} regions, {} objects",

@@ -1,0 +1,219 @@
+//! Reading a shared object: [`View`] (the bytes of one attached object, valid
+//! while it lives, checked again by [`View::validate`]), where its pages really
+//! are ([`View::numa_nodes`]), and private copy-on-write mappings of its data
+//! ([`PrivateMap`]).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use shard_alloc::sys::mman::{Access, Mapping};
+use shard_alloc::Seals;
+
+use super::registry::{check_object, Attached, ObjState};
+use crate::error::{Result, StoreError};
+use crate::format::{Kind, ObjectHeader, HEADER_LEN};
+use crate::handle::Handle;
+
+/// At most this many pages are queried by [`View::numa_nodes`].
+pub const NUMA_SAMPLE_PAGES: usize = 65536;
+
+/// Measured placement of an object's pages ([`View::numa_nodes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NumaNodes {
+    /// (node, pages on it), in node order.
+    pub nodes: Vec<(u32, u64)>,
+    /// Pages not present (never written, or swapped out).
+    pub absent: u64,
+    /// Every how many pages one was queried (1: all).
+    pub sampled_every: u64,
+}
+
+/// A read-only view of one object's bytes, valid while it lives (the region stays
+/// mapped). After the object is closed in this process, [`View::data`] returns
+/// [`StoreError::Closed`].
+#[derive(Debug, Clone)]
+pub struct View {
+    pub(super) region: Arc<Attached>,
+    pub(super) state: Arc<ObjState>,
+    pub(super) header: ObjectHeader,
+    pub(super) handle: Handle,
+}
+
+// SAFETY: a View only reads shared bytes through raw pointers into a mapping that
+// its Arc keeps alive; it has no interior mutability besides atomics.
+unsafe impl Send for View {}
+// SAFETY: as above.
+unsafe impl Sync for View {}
+
+/// A private copy-on-write mapping of an object's data: writable, page-granular
+/// copies, never reaches the shared bytes. Unmapped on drop.
+#[derive(Debug)]
+pub struct PrivateMap {
+    map: Mapping,
+    skip: usize,
+    len: usize,
+}
+
+impl PrivateMap {
+    pub fn as_mut_ptr(&self) -> *mut u8 {
+        self.map.as_ptr().wrapping_add(self.skip)
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Whether any page has been written (and so copied) since the mapping was made.
+    pub fn is_modified(&self) -> Result<bool> {
+        shard_alloc::sys::mman::has_private_pages(self.as_mut_ptr(), self.len)
+            .map_err(|e| StoreError::io("read /proc/self/pagemap", e))
+    }
+}
+
+impl View {
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+    pub fn header(&self) -> &ObjectHeader {
+        &self.header
+    }
+    pub fn kind(&self) -> Kind {
+        self.header.kind
+    }
+    /// Whether the object was closed in this process.
+    pub fn is_closed(&self) -> bool {
+        self.state.closed.load(Ordering::Acquire)
+    }
+    fn block_ptr(&self) -> *const u8 {
+        self.region.base().wrapping_add(self.handle.offset as usize)
+    }
+    /// Pointer to the data section (mapped while this view lives, even after close).
+    pub fn data_ptr(&self) -> *const u8 {
+        self.block_ptr().wrapping_add(self.header.data_off as usize)
+    }
+    pub fn data_len(&self) -> u64 {
+        self.header.data_len
+    }
+    /// The data section, or `Closed`.
+    pub fn data(&self) -> Result<&[u8]> {
+        if self.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        // SAFETY: check_object() checked data_off + data_len fits the block, and
+        // attach checked the block fits the mapping, which self.region keeps
+        // alive. The owner does not write an object's bytes while it is open.
+        Ok(unsafe { std::slice::from_raw_parts(self.data_ptr(), self.header.data_len as usize) })
+    }
+    /// The metadata blob, or `Closed`.
+    pub fn meta(&self) -> Result<&[u8]> {
+        if self.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        // SAFETY: as in data(); the metadata follows the 64-byte header and ends
+        // before data_off (checked by ObjectHeader::decode).
+        Ok(unsafe {
+            std::slice::from_raw_parts(
+                self.block_ptr().wrapping_add(HEADER_LEN as usize),
+                self.header.meta_len as usize,
+            )
+        })
+    }
+    /// Checks the object is still the one attached: `Closed` if it was closed here
+    /// or its owner closed it (tombstone), `BadHandle` if its memory was reused,
+    /// `OwnerGone` never (a dead owner cannot change anything).
+    pub fn validate(&self) -> Result<()> {
+        if self.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        check_object(&self.region.header_bytes(self.handle.offset), &self.handle).map(|_| ())
+    }
+    /// Page size of the region holding the object.
+    pub fn page_size(&self) -> u64 {
+        self.region.page_size()
+    }
+    /// Where the object's data pages really are (`move_pages(2)` in query mode),
+    /// not the policy asked for: pages per NUMA node, in node order. Each page is
+    /// read once first so that pages that exist are mapped in this process (a
+    /// query reports unmapped pages as absent). At most [`NUMA_SAMPLE_PAGES`]
+    /// pages are queried, evenly spread; counts are scaled to the whole object.
+    pub fn numa_nodes(&self) -> Result<NumaNodes> {
+        let d = self.data()?;
+        let mut out = NumaNodes::default();
+        if d.is_empty() {
+            return Ok(out);
+        }
+        let ps = (self.page_size() as usize).max(4096);
+        let start = d.as_ptr() as usize & !(ps - 1);
+        let end = d.as_ptr() as usize + d.len();
+        let pages = (end - start).div_ceil(ps);
+        let stride = pages.div_ceil(NUMA_SAMPLE_PAGES).max(1);
+        let step = ps * stride;
+        let n = (end - start).div_ceil(step);
+        for i in 0..n {
+            let a = (start + i * step).max(d.as_ptr() as usize);
+            // SAFETY: a lies in d (the first sample is d's first byte, later ones
+            // are below end); a read of mapped, readable memory.
+            unsafe { std::ptr::read_volatile(a as *const u8) };
+        }
+        let status =
+            shard_alloc::sys::numa::query_page_nodes(start as *const u8, end - start, step)
+                .map_err(|e| StoreError::io("move_pages", e))?;
+        let scale = stride as u64;
+        for st in status {
+            if st < 0 {
+                out.absent += scale;
+                continue;
+            }
+            match out.nodes.iter_mut().find(|(node, _)| *node == st as u32) {
+                Some((_, c)) => *c += scale,
+                None => out.nodes.push((st as u32, scale)),
+            }
+        }
+        out.nodes.sort_unstable();
+        out.sampled_every = scale;
+        Ok(out)
+    }
+    /// Seals the kernel reports for the region (`F_GET_SEALS`).
+    pub fn seals(&self) -> Seals {
+        self.region.seals()
+    }
+    /// Whether the object lives in a region this process created or inherited.
+    pub fn is_local(&self) -> bool {
+        self.region.is_own()
+    }
+
+    /// A private copy-on-write mapping of the data (O(1); pages are copied only
+    /// when written). `Ok(None)` when the data does not start on a page boundary of
+    /// its region's page size, or a private hugetlb mapping cannot be reserved: the
+    /// caller then copies.
+    pub fn private_map(&self) -> Result<Option<PrivateMap>> {
+        if self.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        let page = self.region.page_size();
+        let start = self.handle.offset + self.header.data_off;
+        let len = self.header.data_len as usize;
+        if len == 0 || start % 4096 != 0 {
+            return Ok(None);
+        }
+        let map_off = start - start % page;
+        let skip = (start - map_off) as usize;
+        match Mapping::map(
+            self.region.ro_fd(),
+            map_off,
+            skip + len,
+            Access::CopyOnWrite,
+            false,
+        ) {
+            Ok(map) => Ok(Some(PrivateMap { map, skip, len })),
+            Err(e)
+                if e.raw_os_error() == Some(libc::ENOMEM)
+                    || e.raw_os_error() == Some(libc::EINVAL) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(StoreError::io("mmap(MAP_PRIVATE)", e)),
+        }
+    }
+}
