@@ -184,15 +184,20 @@ shared_reset_diagnostics <- function(x) {
 # it through. The write itself then goes to a private copy (never the shared bytes).
 cow_check <- function(x, what) {
   st <- shared_state(x)
+  # A vector derived from a shared one (x + 1, sqrt(x): R keeps the attributes) holds
+  # no shared bytes: nothing to protect.
+  vh <- .Call(C_vector_handle, x)
+  if (is.null(vh)) return(invisible("allow"))
   policy <- if (is.null(st)) "allow" else st$cow
   if (policy == "deny")
     stop(sprintf("shard: cannot modify a shared vector (%s) under cow = \"deny\": shared inputs are read-only. ",
                  what), "Use materialize(x) for a private copy, or create it with cow = \"audit\" or \"allow\"",
          call. = FALSE)
+  if (!isTRUE(vh$changed)) cow_budget_check(vh$byte_len)
   if (!is.null(st)) {
     st$cow_events <- st$cow_events + 1
     # The first write makes the private copy; later ones write to it.
-    if (!isTRUE(.Call(C_vector_handle, x)$changed)) st$materialize_calls <- st$materialize_calls + 1
+    if (!isTRUE(vh$changed)) st$materialize_calls <- st$materialize_calls + 1
   }
   if (policy == "audit") {
     n <- length(.shard_state$cow_log) + 1L
@@ -204,11 +209,41 @@ cow_check <- function(x, what) {
 
 .shard_state$cow_log <- list()
 
+# "allow" and "audit" copy within a budget: option shard.cow_budget, bytes of private
+# copies (copy-on-write mappings and copies) this session may make; default no limit.
+cow_budget_check <- function(need) {
+  budget <- getOption("shard.cow_budget", Inf)
+  if (!(is.numeric(budget) && length(budget) == 1L && !is.na(budget) && budget >= 0))
+    stop("shard: option shard.cow_budget must be a number of bytes >= 0 (or Inf)", call. = FALSE)
+  if (is.infinite(budget)) return(invisible())
+  d <- .Call(C_stats)
+  used <- d$cow_bytes + d$copy_bytes
+  if (used + need > budget)
+    stop(sprintf("shard: modifying this shared vector needs a private copy of %s, past the copy-on-write budget (options(shard.cow_budget = %.0f); %s used): raise the budget or materialize() the vector first",
+                 format_bytes(need), budget, format_bytes(used)), call. = FALSE)
+  invisible()
+}
+
 #' @export
 shard_cow_log <- function(reset = FALSE) {
   reset <- arg_flag(reset, "reset")
   log <- .shard_state$cow_log
   if (reset) .shard_state$cow_log <- list()
+
+# "allow" and "audit" copy within a budget: option shard.cow_budget, bytes of private
+# copies (copy-on-write mappings and copies) this session may make; default no limit.
+cow_budget_check <- function(need) {
+  budget <- getOption("shard.cow_budget", Inf)
+  if (!(is.numeric(budget) && length(budget) == 1L && !is.na(budget) && budget >= 0))
+    stop("shard: option shard.cow_budget must be a number of bytes >= 0 (or Inf)", call. = FALSE)
+  if (is.infinite(budget)) return(invisible())
+  d <- .Call(C_stats)
+  used <- d$cow_bytes + d$copy_bytes
+  if (used + need > budget)
+    stop(sprintf("shard: modifying this shared vector needs a private copy of %s, past the copy-on-write budget (options(shard.cow_budget = %.0f); %s used): raise the budget or materialize() the vector first",
+                 format_bytes(need), budget, format_bytes(used)), call. = FALSE)
+  invisible()
+}
   data.frame(time = .POSIXct(vapply(log, function(e) as.numeric(e$time), 0)),
              what = vapply(log, `[[`, "", "what"), type = vapply(log, `[[`, "", "type"),
              length = vapply(log, function(e) as.numeric(e$length), 0),
