@@ -111,7 +111,10 @@ is_shared_vector <- function(x) {
   !is.null(.Call(C_vector_handle, x))
 }
 
-need_shared_vector <- function(x, fn) {
+need_shared_vector <- function(x, fn, private_ok = FALSE) {
+  # A shard_shared_vector that R copied to ordinary memory (some replacement
+  # functions do) keeps its state: its diagnostics still make sense.
+  if (private_ok && !is.null(shared_state(x))) return(invisible())
   if (is.null(.Call(C_vector_handle, x)))
     stop(sprintf("shard: %s() needs a shared vector (from as_shared(), shared_vector() or fetch()), not %s",
                  fn, paste(class(x), collapse = "/")), call. = FALSE)
@@ -119,13 +122,14 @@ need_shared_vector <- function(x, fn) {
 
 #' @export
 shared_segment <- function(x) {
-  need_shared_vector(x, "shared_segment")
+  need_shared_vector(x, "shared_segment", private_ok = TRUE)
   st <- shared_state(x)
   if (!is.null(st) && !is.null(st$segment)) return(st$segment)
   vh <- .Call(C_vector_handle, x)
-  holder <- .Call(C_attach, vh$handle)
+  handle <- if (!is.null(vh)) vh$handle else st$object$handle
+  holder <- .Call(C_attach, handle)
   v <- .Call(C_view_info, holder)
-  seg <- new_segment(vh$handle, NULL, v$data_len)
+  seg <- new_segment(handle, NULL, v$data_len)
   # A window on the vector's shared object: segment_close() on it never frees that
   # object (close() the vector, or its shard_shared, for that).
   seg$opened <- TRUE
@@ -144,8 +148,9 @@ shared_advise <- function(x, advice = c("normal", "sequential", "random", "willn
 
 #' @export
 shared_diagnostics <- function(x) {
-  need_shared_vector(x, "shared_diagnostics")
+  need_shared_vector(x, "shared_diagnostics", private_ok = TRUE)
   vh <- .Call(C_vector_handle, x)
+  if (is.null(vh)) vh <- list(byte_offset = 0, changed = TRUE, closed = NA)
   st <- shared_state(x)
   list(
     # Counting DATAPTR calls needs a per-vector counter in the ALTREP class (C);
@@ -161,13 +166,13 @@ shared_diagnostics <- function(x) {
     cow_events = if (is.null(st)) NA_real_ else st$cow_events,
     private_copy = isTRUE(vh$changed),
     snapshot = if (is.null(st)) FALSE else isTRUE(st$snapshot),
-    closed = isTRUE(vh$closed)
+    closed = vh$closed
   )
 }
 
 #' @export
 shared_reset_diagnostics <- function(x) {
-  need_shared_vector(x, "shared_reset_diagnostics")
+  need_shared_vector(x, "shared_reset_diagnostics", private_ok = TRUE)
   st <- shared_state(x)
   if (!is.null(st)) {
     st$cow_events <- 0
@@ -184,27 +189,42 @@ shared_reset_diagnostics <- function(x) {
 # it through. The write itself then goes to a private copy (never the shared bytes).
 cow_check <- function(x, what) {
   st <- shared_state(x)
-  # A vector derived from a shared one (x + 1, sqrt(x): R keeps the attributes) holds
-  # no shared bytes: nothing to protect.
-  vh <- .Call(C_vector_handle, x)
-  if (is.null(vh)) return(invisible("allow"))
-  policy <- if (is.null(st)) "allow" else st$cow
+  if (is.null(st)) return(invisible("allow"))
+  policy <- st$cow
   if (policy == "deny")
     stop(sprintf("shard: cannot modify a shared vector (%s) under cow = \"deny\": shared inputs are read-only. ",
                  what), "Use materialize(x) for a private copy, or create it with cow = \"audit\" or \"allow\"",
          call. = FALSE)
-  if (!isTRUE(vh$changed)) cow_budget_check(vh$byte_len)
-  if (!is.null(st)) {
-    st$cow_events <- st$cow_events + 1
-    # The first write makes the private copy; later ones write to it.
-    if (!isTRUE(vh$changed)) st$materialize_calls <- st$materialize_calls + 1
-  }
+  # Before a replacement function runs, R may have wrapped x (shallow_duplicate of a
+  # long vector gives an R "wrapper" around our ALTREP vector), so x need not look
+  # shared here: a first write (no private data yet, or cannot tell) makes a copy.
+  vh <- .Call(C_vector_handle, x)
+  first <- is.null(vh) || !isTRUE(vh$changed)
+  if (first) cow_budget_check(as.numeric(length(x)) * .type_size[[typeof(x)]])
+  st$cow_events <- st$cow_events + 1
+  if (first) st$materialize_calls <- st$materialize_calls + 1
   if (policy == "audit") {
     n <- length(.shard_state$cow_log) + 1L
     .shard_state$cow_log[[n]] <- list(time = Sys.time(), what = what, type = typeof(x), length = length(x),
                                       call = deparse(sys.call(-2L), nlines = 1L)[1])
   }
   invisible(policy)
+}
+
+# Results computed from a shared vector (x + 1, sqrt(x), x > 0) are new, private
+# vectors: R would copy the wrapper class and state onto them; drop both.
+#' @export
+Ops.shard_shared_vector <- function(e1, e2) strip_shared(NextMethod())
+
+#' @export
+Math.shard_shared_vector <- function(x, ...) strip_shared(NextMethod())
+
+strip_shared <- function(v) {
+  if (is.null(attr(v, "shard_state", exact = TRUE))) return(v)
+  attr(v, "shard_state") <- NULL
+  cls <- setdiff(oldClass(v), "shard_shared_vector")
+  class(v) <- if (length(cls)) cls else NULL
+  v
 }
 
 .shard_state$cow_log <- list()
@@ -229,21 +249,6 @@ shard_cow_log <- function(reset = FALSE) {
   reset <- arg_flag(reset, "reset")
   log <- .shard_state$cow_log
   if (reset) .shard_state$cow_log <- list()
-
-# "allow" and "audit" copy within a budget: option shard.cow_budget, bytes of private
-# copies (copy-on-write mappings and copies) this session may make; default no limit.
-cow_budget_check <- function(need) {
-  budget <- getOption("shard.cow_budget", Inf)
-  if (!(is.numeric(budget) && length(budget) == 1L && !is.na(budget) && budget >= 0))
-    stop("shard: option shard.cow_budget must be a number of bytes >= 0 (or Inf)", call. = FALSE)
-  if (is.infinite(budget)) return(invisible())
-  d <- .Call(C_stats)
-  used <- d$cow_bytes + d$copy_bytes
-  if (used + need > budget)
-    stop(sprintf("shard: modifying this shared vector needs a private copy of %s, past the copy-on-write budget (options(shard.cow_budget = %.0f); %s used): raise the budget or materialize() the vector first",
-                 format_bytes(need), budget, format_bytes(used)), call. = FALSE)
-  invisible()
-}
   data.frame(time = .POSIXct(vapply(log, function(e) as.numeric(e$time), 0)),
              what = vapply(log, `[[`, "", "what"), type = vapply(log, `[[`, "", "type"),
              length = vapply(log, function(e) as.numeric(e$length), 0),
