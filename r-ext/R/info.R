@@ -100,6 +100,7 @@ share_open <- function(path, backing = c("mmap", "shm"), size = NULL, name = NUL
     if (is.null(name)) stop("shard: `path`/`name` is missing: share_open() needs the name an object was shared under (or a path from shared_info())", call. = FALSE)
     path <- name
   }
+  size_given <- !missing(size)
   backing <- arg_choice(backing, c("mmap", "shm"), "backing")  # the handle says the real one
   if (!is.null(size)) size <- arg_count(size, "size", min = 0)
   if (is.character(path) && length(path) == 1L && !is.na(path) && grepl("/", path, fixed = TRUE)) {
@@ -111,12 +112,12 @@ share_open <- function(path, backing = c("mmap", "shm"), size = NULL, name = NUL
            "share_open(\"my-data\"), or pass the shard_shared object itself", call. = FALSE)
     out <- open_handle(known$handle, known$name)
   } else {
-    what <- if (missing(path)) "`name`" else "`path` (a name)"
+    what <- "`path` (the `name`)"
     name <- tryCatch(arg_name(path), error = function(e)
       stop(sub("`name`", what, conditionMessage(e), fixed = TRUE), call. = FALSE))
     if (is.null(name)) stop(sprintf("shard: %s must be a single non-empty string", what), call. = FALSE)
     handle <- tryCatch(.Call(C_lookup_name, name), error = function(e) {
-      if (!missing(size)) stop(conditionMessage(e), " (so `size` could not be checked)", call. = FALSE)
+      if (size_given) stop(conditionMessage(e), " (so `size` could not be checked)", call. = FALSE)
       stop(e)
     })
     out <- open_handle(handle, name)

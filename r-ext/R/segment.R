@@ -91,7 +91,9 @@ segment_open <- function(path, backing = c("mmap", "shm"), readonly = TRUE, x = 
     stop(sprintf("shard: `%s` must be a shard_segment, a segment handle (raw) or a segment path or name (string), not ",
                  arg), paste(class(x), collapse = "/"), call. = FALSE)
   }
-  holder <- .Call(C_attach, handle)
+  holder <- tryCatch(.Call(C_attach, handle), error = function(e)
+    stop(sprintf("shard: cannot open the segment `%s` gives: %s", arg, sub("^shard: ", "", conditionMessage(e))),
+         call. = FALSE))
   v <- .Call(C_view_info, holder)
   if (v$kind != .kind[["bytes"]])
     stop("shard: `x` names a shared object, not a segment: use share_open() for objects made by share()",
@@ -169,6 +171,7 @@ segment_read <- function(x, offset = 0, size = NULL, type = c("raw", "double", "
   es <- .type_size[[type]]
   # `size` counts bytes (reference); `length` counts values (this package's name). An
   # unnamed third argument with a non-raw `type` keeps its earlier meaning: values.
+  by_size <- FALSE
   if (!is.null(size)) {
     if (!is.null(length)) stop("shard: give `size` (bytes) or `length` (values), not both", call. = FALSE)
     call_names <- names(sys.call())
@@ -181,6 +184,7 @@ segment_read <- function(x, offset = 0, size = NULL, type = c("raw", "double", "
         stop(sprintf("shard: `size` %.0f is not a whole number of %s values (%d bytes each); use `length` to count values",
                      size, type, es), call. = FALSE)
       length <- size / es
+      by_size <- TRUE
     }
   }
   holder <- .Call(C_attach, handle)
@@ -191,9 +195,13 @@ segment_read <- function(x, offset = 0, size = NULL, type = c("raw", "double", "
     length <- floor((len - offset) / es)
   } else {
     length <- arg_count(length, "length", min = 0)
-    if (offset + length * es > len)
+    if (offset + length * es > len) {
+      if (by_size)
+        stop(sprintf("shard: `size` %.0f bytes at `offset` %.0f overflows the segment of %.0f bytes",
+                     size, offset, len), call. = FALSE)
       stop(sprintf("shard: `length` %.0f (%s values, %.0f bytes) at `offset` %.0f overflows the segment of %.0f bytes",
                    length, type, length * es, offset, len), call. = FALSE)
+    }
   }
   .Call(C_segment_read, holder, offset, length, type)
 }

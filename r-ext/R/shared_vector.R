@@ -28,7 +28,8 @@ as_shared <- function(x, readonly = TRUE, backing = "auto", cow = NULL, path = N
   name <- path_as_name(path, NULL)
   cls <- oldClass(x)
   if (is.object(x)) x <- unclass(x)
-  s <- share(x, backing = backing, readonly = readonly, name = name)
+  s <- tryCatch(share(x, backing = backing, readonly = readonly, name = name), error = function(e)
+    stop(sub("`name`", "`path`", conditionMessage(e), fixed = TRUE), call. = FALSE))
   ok <- FALSE
   on.exit(if (!ok) close(s))
   v <- fetch(s)
