@@ -58,7 +58,7 @@ shared_vector <- function(segment, type = c("double", "integer", "logical", "raw
   } else {
     length <- arg_count(length, "length", min = 0)
     if (offset + length * es > total)
-      stop(sprintf("shard: %.0f %s values (%.0f bytes) at `offset` %.0f overflow the segment of %.0f bytes",
+      stop(sprintf("shard: `length` %.0f (%s values, %.0f bytes) at `offset` %.0f overflows the segment of %.0f bytes",
                    length, type, length * es, offset, total), call. = FALSE)
   }
   if (offset %% es != 0)

@@ -166,7 +166,7 @@ test_that("shared_vector(): whole segment as raw is a live view; typed views are
   segment_write(seg, as.raw(255), offset = 0)
   expect_identical(r[1], as.raw(255))              # live
   expect_error(shared_vector(seg, "integer", offset = 2), "not a multiple of 4")
-  expect_error(shared_vector(seg, "integer", length = 101), "overflow the segment")
+  expect_error(shared_vector(seg, "integer", length = 101), "`length` 101 .* overflows the segment")
   expect_error(shared_vector(seg, "double", offset = 500), "past the end")
   expect_error(shared_vector(seg, "character"), "`type` must be one of")
   expect_error(shared_vector(1:3), "`segment` must be a shard_segment")
