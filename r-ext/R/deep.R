@@ -115,34 +115,43 @@ deep_fail <- function(st, path, what) {
 }
 
 # The first function, external pointer or weak reference in x (list elements,
-# attributes, S4 slots, and the bindings of environments that serialization would
-# copy), as list(what, path); NULL if none. Iterative: any nesting depth.
-find_unshareable <- function(x, path, walk_lists = TRUE) {
-  todo <- list(list(x, path))
+# attributes, S4 slots), as list(what, path); NULL if none. An environment that is
+# a component (not a global, package or namespace one) is walked too, for pointers
+# only: serialize() keeps its functions but turns an external pointer into NULL,
+# silently. Environments reached through attributes or closures (a formula's, a
+# function's) are not walked: they are context, not data. Iterative: any depth.
+find_unshareable <- function(x, path, via_attr = FALSE) {
+  todo <- list(list(x, path, FALSE, via_attr))   # node, path, inside an environment, via attribute
   seen <- character()
   while (length(todo)) {
     item <- todo[[length(todo)]]
     todo[[length(todo)]] <- NULL
     node <- item[[1]]
     p <- item[[2]]
+    in_env <- item[[3]]
     bad <- unshareable_type(node)
-    if (!is.null(bad)) return(list(what = bad, path = p))
+    if (!is.null(bad) && !(in_env && bad == "a function")) return(list(what = bad, path = p))
     if (is.environment(node)) {
-      if (special_env(node)) next
+      if (item[[4]] || special_env(node)) next
       addr <- .Call(C_address, node)
       if (addr %in% seen) next
       seen <- c(seen, addr)
       for (nm in ls(node, all.names = TRUE)) {
-        if (bindingIsActive(nm, node)) return(list(what = "an active binding", path = paste0(p, "$", nm)))
-        todo[[length(todo) + 1L]] <- list(get(nm, envir = node, inherits = FALSE), paste0(p, "$", nm))
+        if (bindingIsActive(nm, node)) next
+        todo[[length(todo) + 1L]] <- list(get(nm, envir = node, inherits = FALSE), paste0(p, "$", nm), TRUE, FALSE)
       }
-    } else if (walk_lists && typeof(node) == "list") {
-      nms <- names(node)
-      for (i in rev(seq_along(node))) todo[[length(todo) + 1L]] <- list(.subset2(node, i), child_path(p, nms, i))
+      next
     }
-    a <- if (is.environment(node)) NULL else attributes(node)
+    if (typeof(node) == "list") {
+      nms <- names(node)
+      for (i in rev(seq_along(node)))
+        todo[[length(todo) + 1L]] <- list(.subset2(node, i), child_path(p, nms, i), in_env, item[[4]])
+    }
+    if (typeof(node) == "closure") next
+    a <- attributes(node)
     for (nm in setdiff(names(a), c("names", "dim", "dimnames", "class", "levels", "row.names", "tsp", "comment")))
-      todo[[length(todo) + 1L]] <- list(a[[nm]], if (isS4(node)) paste0(p, "@", nm) else sprintf("attr(%s, \"%s\")", p, nm))
+      todo[[length(todo) + 1L]] <- list(a[[nm]], if (isS4(node)) paste0(p, "@", nm) else sprintf("attr(%s, \"%s\")", p, nm),
+                                        in_env, !isS4(node))
   }
   NULL
 }
@@ -304,7 +313,7 @@ deep_enter <- function(node, path, st) {
   if (!isS4(node) && !is.null(a <- attributes(node))) {
     a <- a[setdiff(names(a), c("names", "dim", "dimnames", "class", "levels", "row.names", "tsp", "comment"))]
     for (nm in names(a)) {
-      bad <- find_unshareable(a[[nm]], sprintf("attr(%s, \"%s\")", path, nm))
+      bad <- find_unshareable(a[[nm]], sprintf("attr(%s, \"%s\")", path, nm), via_attr = TRUE)
       if (!is.null(bad)) {
         deep_fail(st, bad$path, paste("cannot share", bad$what))
         deep_log(st, bad$path, "skipped")

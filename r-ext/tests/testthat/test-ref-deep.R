@@ -137,6 +137,26 @@ test_that("an environment holding an external pointer is not shared silently (is
   expect_identical(bad, list(what = "an external pointer", path = "x$env$p"))
   expect_null(shard:::find_unshareable(list(a = 1, e = new.env()), "x"))
   expect_null(shard:::find_unshareable(list(g = globalenv()), "x"))
+  # functions inside environments serialize fine (only pointers are lost): allowed
+  obj <- new.env(); obj$method <- function() 1; obj$data <- 1:3
+  expect_null(shard:::find_unshareable(obj, "x"))
+  obj$inner <- new.env()
+  obj$inner$conn <- new("externalptr")
+  expect_identical(shard:::find_unshareable(list(o = obj), "x")$path, "x$o$inner$conn")
+  # environments reached through attributes or closures are context, not walked
+  make_formula <- function() { p <- new("externalptr"); y ~ x }
+  expect_null(shard:::find_unshareable(list(f = make_formula()), "x"))
+  make_closure <- function() { p <- new("externalptr"); function() p }
+  expect_null(shard:::find_unshareable(list(e = list2env(list(cl = make_closure()))), "x"))
+  # S4 slots are components
+  expect_identical(shard:::find_unshareable(list(a = 1, x = structure(1, p = new("externalptr"))), "x")$path,
+                   "attr(x$x, \"p\")")
+  f <- make_formula()
+  s3 <- share(list(f = f, v = rnorm(1e4)), deep = TRUE, min_bytes = 1000, mode = "strict")
+  expect_identical(s3$summary$skipped_count, 0L)
+  close(s3)
+  # a function that is itself a component is still refused (data, not code)
+  expect_identical(shard:::find_unshareable(list(f = sum), "x")$what, "a function")
 })
 
 nest <- function(n, leaf) { x <- list(leaf); for (i in seq_len(n)) x <- list(x); x }
