@@ -71,13 +71,10 @@ layout_info <- function(ci, out) {
 }
 
 # Shared objects whose path this session has handed out (shared_info()), so that
-# share_open(path) finds them: a path names a region, not the object inside it.
-.shard_objects <- new.env(parent = emptyenv())
+# share_open(path) finds them.
+.shard_objects <- new.env(parent = emptyenv())   # a path registry (R/paths.R)
 
-remember_object <- function(path, handle, name) {
-  if (is.character(path) && length(path) == 1L && !is.na(path))
-    assign(path, list(handle = handle, name = name), envir = .shard_objects)
-}
+remember_object <- function(path, handle, name) registry_add(.shard_objects, path, handle, name)
 
 # Where the object's pages really are: pages per NUMA node (named by node), measured
 # with move_pages(2); attribute "absent": pages not present. NA where the kernel
@@ -104,8 +101,8 @@ share_open <- function(path, backing = c("mmap", "shm"), size = NULL, name = NUL
   backing <- arg_choice(backing, c("mmap", "shm"), "backing")  # the handle says the real one
   if (!is.null(size)) size <- arg_count(size, "size", min = 0)
   if (is.character(path) && length(path) == 1L && !is.na(path) && grepl("/", path, fixed = TRUE)) {
-    known <- .shard_objects[[path]]
-    if (is.null(known) && !is.null(seg <- .shard_segments[[path]])) known <- seg
+    known <- registry_find(.shard_objects, path, size)
+    if (is.null(known)) known <- registry_find(.shard_segments, path, size)
     if (is.null(known))
       stop("shard: no shared object of this session has the path \"", path, "\"; a path names a memory region, ",
            "not the object in it. Share under a name (share(x, name = \"my-data\")) and open it anywhere with ",

@@ -40,10 +40,10 @@ path_as_name <- function(path, name) {
 
 # Segments this session created or opened, by path, for segment_open(path) and
 # segment_report(). Entries go when the segment is closed.
-.shard_segments <- new.env(parent = emptyenv())
+.shard_segments <- new.env(parent = emptyenv())   # a path registry (R/paths.R)
 
 remember_segment <- function(seg) {
-  assign(seg$path, list(handle = seg$handle, name = seg$name), envir = .shard_segments)
+  registry_add(.shard_segments, seg$path, seg$handle, seg$name)
   invisible(seg)
 }
 
@@ -75,7 +75,7 @@ segment_open <- function(path, backing = c("mmap", "shm"), readonly = TRUE, x = 
       stop(sprintf("shard: `%s` must be a segment handle (a raw vector of 92 bytes), not a raw vector of ", arg),
            length(x), " bytes", call. = FALSE)
     handle <- x
-  } else if (one_string && !is.null(known <- .shard_segments[[x]])) {
+  } else if (one_string && !is.null(known <- registry_find(.shard_segments, x))) {
     handle <- known$handle    # a path from segment_path() in this session
     name <- known$name
   } else if (one_string && grepl("/", x, fixed = TRUE)) {
@@ -271,18 +271,12 @@ available_backings <- function() {
 
 #' @export
 segment_report <- function() {
-  paths <- ls(.shard_segments, all.names = TRUE)
   segs <- list()
-  for (p in paths) {
-    e <- .shard_segments[[p]]
-    holder <- tryCatch(.Call(C_attach, e$handle), error = function(err) NULL)
-    v <- if (!is.null(holder)) .Call(C_view_info, holder)
-    if (is.null(v) || isTRUE(v$closed)) {
-      rm(list = p, envir = .shard_segments)
-      next
-    }
+  for (e in registry_live(.shard_segments)) {
+    holder <- .Call(C_attach, e$handle)
+    v <- .Call(C_view_info, holder)
     h <- decode_handle(e$handle)
-    segs[[length(segs) + 1L]] <- list(path = p, name = e$name, backing = h$backing, size = v$data_len,
+    segs[[length(segs) + 1L]] <- list(path = e$path, name = e$name, backing = h$backing, size = v$data_len,
                                       readonly = !v$writable || all(c("write", "shrink", "grow") %in% seal_names(v$seals)),
                                       owns = isTRUE(.Call(C_owns, e$handle)), owner_pid = h$owner_pid)
   }
@@ -334,8 +328,7 @@ segment_close <- function(x, unlink = NULL) {
                   error = function(e) {
                     if (grepl("has been closed", conditionMessage(e), fixed = TRUE)) FALSE else stop(e)
                   })
-  if (inherits(x, "shard_segment") && !is.null(x$path) && exists(x$path, envir = .shard_segments, inherits = FALSE))
-    rm(list = x$path, envir = .shard_segments)
+  if (inherits(x, "shard_segment")) registry_remove(.shard_segments, x$path, handle)
   invisible(res)
 }
 

@@ -80,6 +80,25 @@ test_that("share_open(path, backing) reopens by the path of shared_info(); close
   expect_error(share_open(info$path, backing = "disk"), "`backing`")
 })
 
+test_that("share_open(path) refuses a path that holds several live objects rather than guess", {
+  a <- share(1:50)
+  b <- share(101:160)
+  pa <- shared_info(a)$path
+  pb <- shared_info(b)$path
+  if (identical(pa, pb)) {
+    expect_error(share_open(pa), "holds 2 live shared objects")
+    expect_identical(fetch(share_open(pb, size = b$size)), 101:160)   # the size tells them apart
+    close(b)
+    expect_identical(fetch(share_open(pa)), 1:50)    # one live object left: unambiguous
+  } else {
+    expect_identical(fetch(share_open(pb)), 101:160)
+    expect_identical(fetch(share_open(pa)), 1:50)
+    close(b)
+  }
+  close(a)
+  expect_error(share_open(pa), "no shared object of this session has the path")
+})
+
 test_that("share_open(name) and share_open(name =) both work; another process can detach", {
   s <- share(c(2.5, 3.5), name = "shard-test-ref-open")
   expect_identical(fetch(share_open("shard-test-ref-open")), c(2.5, 3.5))
