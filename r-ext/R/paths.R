@@ -15,7 +15,15 @@ entry_live <- function(e) {
 
 registry_add <- function(reg, path, handle, name) {
   if (!(is.character(path) && length(path) == 1L && !is.na(path))) return(invisible())
-  if (length(reg) >= 4096L) registry_prune(reg)
+  # Prune closed entries when the count doubles since the last prune: O(1) amortized.
+  n <- attr(reg, "added")
+  n <- if (is.null(n)) 1 else n + 1
+  if (n >= 2 * max(2048, attr(reg, "live_after_prune") %||% 0)) {
+    live <- length(registry_live(reg))
+    attr(reg, "live_after_prune") <- live
+    n <- live + 1
+  }
+  attr(reg, "added") <- n
   entries <- if (exists(path, envir = reg, inherits = FALSE)) get(path, envir = reg) else list()
   entries[[handle_key(handle)]] <- list(handle = handle, name = name, path = path)
   assign(path, entries, envir = reg)
@@ -34,7 +42,7 @@ registry_remove <- function(reg, path, handle) {
 # The live entries of every path (closed ones are dropped as they are found).
 registry_live <- function(reg) {
   out <- list()
-  for (p in ls(reg, all.names = TRUE)) {
+  for (p in ls(reg, all.names = TRUE)) {   # paths start with "/": nothing else is in reg
     entries <- Filter(entry_live, get(p, envir = reg))
     if (length(entries)) assign(p, entries, envir = reg) else rm(list = p, envir = reg)
     out <- c(out, unname(entries))
@@ -42,7 +50,7 @@ registry_live <- function(reg) {
   out
 }
 
-registry_prune <- function(reg) invisible(registry_live(reg))
+`%||%` <- function(a, b) if (is.null(a)) b else a
 
 # The one live entry under `path` (of `size` bytes, when given); NULL if none; an
 # error if several.

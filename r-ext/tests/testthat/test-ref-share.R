@@ -123,3 +123,18 @@ test_that("close() of a shard_shared returns invisibly; materialize() gives an o
   expect_false(res$visible)
   expect_identical(d, 1:100)
 })
+
+test_that("the path registry drops closed objects as it grows (amortized)", {
+  reg <- new.env(parent = emptyenv())
+  seg <- segment_create(64)
+  live <- seg$handle
+  closed <- segment_create(64)
+  segment_close(closed)
+  for (i in 1:5000) shard:::registry_add(reg, sprintf("/fake/%d", i), closed$handle, NULL)
+  shard:::registry_add(reg, "/fake/live", live, NULL)
+  expect_lt(length(ls(reg)), 5000L)          # pruned on the way
+  expect_identical(shard:::registry_find(reg, "/fake/live")$handle, live)
+  expect_null(shard:::registry_find(reg, "/fake/4999"))
+  expect_length(shard:::registry_live(reg), 1L)
+  segment_close(seg)
+})
