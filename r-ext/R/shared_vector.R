@@ -220,6 +220,29 @@ Ops.shard_shared_vector <- function(e1, e2) strip_shared(NextMethod())
 #' @export
 Math.shard_shared_vector <- function(x, ...) strip_shared(NextMethod())
 
+# Coercions to another type allocate a new vector (they never copy the shared data
+# into the shared vector): counted in shared_diagnostics()$coerce_calls.
+coerce_note <- function(x, to) {
+  st <- shared_state(x)
+  if (!is.null(st) && typeof(x) != to) st$coerce_calls <- st$coerce_calls + 1
+  invisible()
+}
+
+#' @export
+as.integer.shard_shared_vector <- function(x, ...) { coerce_note(x, "integer"); strip_shared(NextMethod()) }
+
+#' @export
+as.double.shard_shared_vector <- function(x, ...) { coerce_note(x, "double"); strip_shared(NextMethod()) }
+
+#' @export
+as.logical.shard_shared_vector <- function(x, ...) { coerce_note(x, "logical"); strip_shared(NextMethod()) }
+
+#' @export
+as.raw.shard_shared_vector <- function(x) { coerce_note(x, "raw"); strip_shared(NextMethod()) }
+
+#' @export
+as.character.shard_shared_vector <- function(x, ...) { coerce_note(x, "character"); strip_shared(NextMethod()) }
+
 strip_shared <- function(v) {
   if (is.null(attr(v, "shard_state", exact = TRUE))) return(v)
   attr(v, "shard_state") <- NULL

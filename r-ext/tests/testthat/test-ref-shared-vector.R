@@ -195,6 +195,13 @@ test_that("shared_segment(), shared_advise(), diagnostics reset, print and close
   expect_identical(shared_diagnostics(y)$cow_events, 0)
   expect_identical(shared_diagnostics(y)$materialize_calls, 0)
   expect_error(shared_diagnostics(1:3), "needs a shared vector")
+  expect_identical(shared_diagnostics(x)$coerce_calls, 0)
+  expect_identical(as.double(x), as.double(1:100))
+  expect_identical(as.character(x)[1:2], c("1", "2"))
+  expect_identical(as.integer(x), 1:100)          # same type: not a coercion
+  expect_identical(shared_diagnostics(x)$coerce_calls, 2)
+  shared_reset_diagnostics(x)
+  expect_identical(shared_diagnostics(x)$coerce_calls, 0)
   out <- capture.output(res <- withVisible(print(x)))
   expect_false(res$visible)
   expect_identical(out, capture.output(print(1:100)))      # wrapper class and state not shown
