@@ -243,6 +243,14 @@ as.raw.shard_shared_vector <- function(x) { coerce_note(x, "raw"); strip_shared(
 #' @export
 as.character.shard_shared_vector <- function(x, ...) { coerce_note(x, "character"); strip_shared(NextMethod()) }
 
+# materialize() of a shard_shared_vector (called from share.R's materialize()): an
+# ordinary copy without the wrapper, counted in shared_diagnostics()$materialize_calls.
+materialize_shared_vector <- function(x) {
+  st <- shared_state(x)
+  if (!is.null(st)) st$materialize_calls <- st$materialize_calls + 1
+  strip_shared(materialize_value(x))
+}
+
 strip_shared <- function(v) {
   if (is.null(attr(v, "shard_state", exact = TRUE))) return(v)
   attr(v, "shard_state") <- NULL

@@ -210,3 +210,14 @@ test_that("shared_segment(), shared_advise(), diagnostics reset, print and close
   invisible(shard_cow_log(reset = TRUE))
   close(y)
 })
+
+test_that("materialize_shared_vector() (for share.R's materialize()) gives a plain private copy, counted", {
+  x <- as_shared(c(a = 1, b = 2))
+  m <- shard:::materialize_shared_vector(x)
+  expect_identical(m, c(a = 1, b = 2))
+  expect_false(is_shared_vector(m))
+  m[1] <- 0                                   # no policy on the copy
+  expect_identical(shared_diagnostics(x)$materialize_calls, 1)
+  expect_identical(x[[1]], 1)
+  close(x)
+})
