@@ -38,8 +38,10 @@ nodes_up() {
     rm -f "$NODES_DIR/$node.ready" "$NODES_DIR/$node.pid"
     if [ "${NODES_NO_NS:-0}" = 1 ]; then
       # Negative control: a plain process; "entering" it changes nothing.
-      bash -c 'touch "$1/$2.ready"; while :; do sleep 3600 & wait $!; done' holder "$NODES_DIR" "$node" &
-      upid=$!; init=$upid
+      # Its own process group (setsid), so that teardown kills its sleep too.
+      setsid bash -c 'touch "$1/$2.ready"; while :; do sleep 3600 & wait $!; done' holder "$NODES_DIR" "$node" \
+        </dev/null >/dev/null 2>&1 &
+      upid=$!; init=-$upid
     else
       unshare --pid --fork --mount-proc --mount --uts --propagation private \
         bash -c 'set -e
@@ -49,7 +51,7 @@ nodes_up() {
           touch "$1/$2.ready"
           trap "exit 0" TERM
           # pid 1 of the namespace: bash reaps the orphans that end up here.
-          while :; do sleep 3600 & wait $!; done' holder "$NODES_DIR" "$node" &
+          while :; do sleep 3600 & wait $!; done' holder "$NODES_DIR" "$node" </dev/null >/dev/null 2>&1 &
       upid=$!
       init=""
       for i in $(seq 1 200); do
@@ -64,7 +66,7 @@ nodes_up() {
       echo "nodes: node $node did not come up (unshare pid $upid)"; return 1
     fi
     NODES_INITS+=("$init")
-    echo "$init" > "$NODES_DIR/$node.pid"
+    echo "${init#-}" > "$NODES_DIR/$node.pid"
   done
 }
 
@@ -74,7 +76,8 @@ node_pid() { cat "$NODES_DIR/$1.pid"; }
 nodes_down() {
   local p
   # Killing a pid namespace's init kills every process in it (daemons, R workers).
-  for p in "${NODES_INITS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  # (A negative "pid" is the control's process group.)
+  for p in "${NODES_INITS[@]}"; do kill -KILL -- "$p" 2>/dev/null || true; done
   for p in "${NODES_HOLDERS[@]}"; do kill -KILL "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   NODES_INITS=(); NODES_HOLDERS=()
   if [ "${NODES_OWN_DIR:-0}" = 1 ] && [ -n "${NODES_DIR:-}" ]; then rm -rf "$NODES_DIR"; fi
