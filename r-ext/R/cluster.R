@@ -200,15 +200,16 @@ print.shard_cluster_shared <- function(x, ...) {
 
 #' @export
 share_mpi <- function(x, root = 0L, comm = 1L, ...) {
+  root <- as_whole(root, "root")
+  comm <- as_whole(comm, "comm")
   if (!requireNamespace("Rmpi", quietly = TRUE))
     stop("shard: share_mpi() needs package Rmpi (Debian: apt-get install r-cran-rmpi)", call. = FALSE)
   mpi <- function(f) getExportedValue("Rmpi", f)
-  comm <- as_whole(comm, "comm")
   size <- mpi("mpi.comm.size")(comm)
   if (size < 1L)
-    stop("shard: share_mpi(): communicator ", comm, " has no ranks; start R under mpirun and use ",
-         "the communicator Rmpi set up (usually comm = 1 or 0)", call. = FALSE)
-  root <- as_whole(root, "root")
+    stop("shard: share_mpi(): communicator ", comm, " has no ranks. In a job started with mpirun, ",
+         "Rmpi's MPI_COMM_WORLD is comm = 0 (or run Rmpi::mpi.comm.dup(0, 1) first); with spawned ",
+         "workers (mpi.spawn.Rslaves) use comm = 1", call. = FALSE)
   if (root >= size)
     stop(sprintf("shard: share_mpi(): `root` is %d but communicator %d has ranks 0..%d", root, comm, size - 1L),
          call. = FALSE)
