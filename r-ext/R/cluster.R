@@ -154,8 +154,9 @@ share_cluster <- function(x, cluster, args) {
 # ---- fetch / close / print --------------------------------------------------------------
 
 #' @export
-fetch.shard_cluster_shared <- function(x, ...) {
+fetch.shard_cluster_shared <- function(x, ..., wait = 0) {
   me <- node_identity()
+  if (identical(x$engine, "batch")) return(fetch(batch_node_copy(x, me, wait), ...))
   s <- x$nodes[[me$key]]
   if (is.null(s)) {
     stop(sprintf(paste0("shard: this process runs on node %s, which holds no copy of this shared object ",
@@ -170,6 +171,7 @@ fetch.shard_cluster_shared <- function(x, ...) {
 
 #' @export
 close.shard_cluster_shared <- function(con, ...) {
+  if (identical(con$engine, "batch")) return(invisible(batch_close(con)))
   id <- con$id
   m <- .shard_cluster$masters[[id]]
   if (!is.null(m)) {
@@ -189,6 +191,10 @@ print.shard_cluster_shared <- function(x, ...) {
   cat("<shard_cluster_shared> ", paste(ci$class, collapse = "/"),
       if (!is.null(ci$dim)) paste0(" [", paste(ci$dim, collapse = " x "), "]") else
         paste0(" of length ", ci$length), "\n", sep = "")
+  if (identical(x$engine, "batch")) {
+    cat("  engine: batch   directory: ", x$dir, "\n  one copy per node once shard_node_hold() runs there\n", sep = "")
+    return(invisible(x))
+  }
   cat("  engine: ", x$engine, "   nodes: ", length(x$nodes), " (",
       paste(unname(x$hosts), collapse = ", "), ")   size: ",
       if (is.na(x$size)) "NA" else format_bytes(x$size),
@@ -269,4 +275,84 @@ as_whole <- function(v, what) {
   if (!(is.numeric(v) && length(v) == 1L && !is.na(v) && v >= 0 && v == round(v)))
     stop(sprintf("shard: `%s` must be a single whole number >= 0", what), call. = FALSE)
   as.integer(v)
+}
+
+# ---- batch schedulers: share_batch() + one holder step per node ------------------------
+#
+# Slurm (or any scheduler with a shared filesystem) starts jobs, not workers that answer
+# calls, so the value travels through the cluster filesystem: share_batch() writes it
+# once under `dir`; on each node one job runs shard_node_hold(s), which reads it, shares
+# it on that node, publishes its handle as dir/<id>/node-<boot id>-<pid ns>.rds and keeps
+# the copy until close(s); every other job on the node fetch()es that copy. The files
+# hold only the value (once) and one small handle per node.
+
+#' @export
+share_batch <- function(x, dir) {
+  if (missing(dir) || !(is.character(dir) && length(dir) == 1L && !is.na(dir) && nzchar(dir)))
+    stop("shard: share_batch() needs `dir`: a directory on a filesystem every node of the cluster sees ",
+         "(e.g. a project or scratch directory; not /tmp, which is node-local)", call. = FALSE)
+  if (inherits(x, c("shard_shared", "shard_deep_shared", "shard_cluster_shared"))) x <- fetch(x)
+  id <- cluster_new_id()
+  d <- file.path(normalizePath(dir, mustWork = FALSE), id)
+  if (!dir.create(d, recursive = TRUE, mode = "0700") )
+    stop("shard: share_batch(): could not create ", d, call. = FALSE)
+  old <- options(shard.serialize = "data")
+  on.exit(options(old))
+  tmp <- file.path(d, "value.rds.tmp")
+  saveRDS(x, tmp, compress = FALSE)
+  file.rename(tmp, file.path(d, "value.rds"))
+  me <- node_identity()
+  structure(list(id = id, engine = "batch", dir = d, nodes = list(), hosts = character(0),
+                 bytes_sent = file.size(file.path(d, "value.rds")), size = NA_real_,
+                 class_info = list(class = class(x), length = length(x), dim = dim(x)),
+                 master = me$key),
+            class = "shard_cluster_shared")
+}
+
+batch_node_file <- function(x, key) file.path(x$dir, paste0("node-", gsub("[^0-9A-Za-z-]", "-", key), ".rds"))
+
+#' @export
+shard_node_hold <- function(s, timeout = 3600, poll = 0.2) {
+  if (!inherits(s, "shard_cluster_shared") || !identical(s$engine, "batch"))
+    stop("shard: shard_node_hold() needs the object share_batch() returned", call. = FALSE)
+  if (!(is.numeric(timeout) && length(timeout) == 1L && !is.na(timeout) && timeout >= 0))
+    stop("shard: `timeout` must be a number of seconds >= 0", call. = FALSE)
+  me <- node_identity()
+  f <- batch_node_file(s, me$key)
+  # One holder per node: the first to create the lock directory.
+  if (!dir.create(paste0(f, ".lock"), showWarnings = FALSE))
+    return(invisible(list(node = me$host, held = FALSE)))
+  if (file.exists(file.path(s$dir, "closed"))) return(invisible(list(node = me$host, held = FALSE)))
+  val <- tryCatch(readRDS(file.path(s$dir, "value.rds")),
+                  error = function(e) stop("shard: shard_node_hold(): cannot read the shared value in ", s$dir,
+                                           " (", conditionMessage(e), "): is `dir` on a filesystem this node sees?",
+                                           call. = FALSE))
+  local <- share(val)
+  rm(val)
+  on.exit(close(local))
+  saveRDS(list(key = me$key, host = me$host, shared = local), paste0(f, ".tmp"))
+  file.rename(paste0(f, ".tmp"), f)
+  t0 <- Sys.time()
+  while (!file.exists(file.path(s$dir, "closed")) &&
+         as.numeric(difftime(Sys.time(), t0, units = "secs")) < timeout) Sys.sleep(poll)
+  unlink(f)
+  invisible(list(node = me$host, held = TRUE))
+}
+
+batch_node_copy <- function(x, me, wait) {
+  f <- batch_node_file(x, me$key)
+  t0 <- Sys.time()
+  while (!file.exists(f) && as.numeric(difftime(Sys.time(), t0, units = "secs")) < wait) Sys.sleep(0.1)
+  if (!file.exists(f))
+    stop(sprintf(paste0("shard: no copy of this shared object on node %s yet: run shard_node_hold(s) in one job ",
+                        "on this node first (see ?share_batch), or fetch(s, wait = SECONDS) to wait for it"),
+                 node_label(me$host, me$key)), call. = FALSE)
+  readRDS(f)$shared
+}
+
+batch_close <- function(x) {
+  if (!dir.exists(x$dir)) return(FALSE)
+  file.create(file.path(x$dir, "closed"))
+  unlink(file.path(x$dir, "value.rds"))
+  TRUE
 }

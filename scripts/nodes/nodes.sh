@@ -12,6 +12,8 @@
 #   scripts/nodes/enter-node.sh node1 Rscript -e '...'
 #   nodes_down                    # SIGKILLs every namespace init (also run by the trap)
 #
+# NODES_NET=1 gives every node its own network namespace too (loopback up, nothing else:
+# scripts/nodes/slurm-cluster.sh wires them to a bridge it creates).
 # NODES_NO_NS=1 makes "nodes" without namespaces (plain processes sharing everything):
 # the negative control that proves a test can tell the two apart.
 # Facts this relies on (../../../shared/DESIGN.md, "Across nodes"): a namespace's init
@@ -43,15 +45,18 @@ nodes_up() {
         </dev/null >/dev/null 2>&1 &
       upid=$!; init=-$upid
     else
-      unshare --pid --fork --mount-proc --mount --uts --propagation private \
+      local net=()
+      [ "${NODES_NET:-0}" = 1 ] && net=(--net)
+      unshare "${net[@]}" --pid --fork --mount-proc --mount --uts --propagation private \
         bash -c 'set -e
           hostname "$2"
+          if [ -n "$3" ]; then ip link set lo up; fi
           mount -t tmpfs -o mode=1777 "shm-$2" /dev/shm
           mount -t tmpfs -o mode=1777 "tmp-$2" /tmp
           touch "$1/$2.ready"
           trap "exit 0" TERM
           # pid 1 of the namespace: bash reaps the orphans that end up here.
-          while :; do sleep 3600 & wait $!; done' holder "$NODES_DIR" "$node" </dev/null >/dev/null 2>&1 &
+          while :; do sleep 3600 & wait $!; done' holder "$NODES_DIR" "$node" "${net[*]}" </dev/null >/dev/null 2>&1 &
       upid=$!
       init=""
       for i in $(seq 1 200); do
