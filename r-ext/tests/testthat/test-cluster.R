@@ -63,3 +63,27 @@ test_that("share_mpi() checks its arguments (before loading Rmpi)", {
   expect_error(share_mpi(1, root = -1), "`root` must be a single whole number")
   expect_error(share_mpi(1, comm = "a"), "`comm` must be a single whole number")
 })
+
+test_that("share_batch(): the holder's copy is fetched on its node; close() ends the holder", {
+  skip_if_no_callr()
+  d <- withr::local_tempdir()
+  x <- seq_len(5e4) * 2
+  s <- share_batch(x, dir = d)
+  expect_s3_class(s, "shard_cluster_shared")
+  expect_true(file.size(file.path(s$dir, "value.rds")) >= 8 * 5e4)
+  expect_error(fetch(s), "no copy of this shared object on node .* run shard_node_hold")
+  h <- callr::r_bg(function(s) shard::shard_node_hold(s, timeout = 60), list(s), libpath = .libPaths())
+  on.exit(h$kill(), add = TRUE)
+  v <- fetch(s, wait = 30)
+  expect_identical(v, x)
+  expect_identical(shared_info(v)$owner_pid, h$get_pid())   # the holder's copy, not a new one
+  # A second holder on the same node does not make a second copy.
+  expect_false(shard_node_hold(s, timeout = 0)$held)
+  expect_true(close(s))
+  h$wait(20000)
+  expect_false(h$is_alive())
+  expect_true(h$get_result()$held)
+  expect_false(file.exists(file.path(s$dir, "value.rds")))
+  expect_error(share_batch(1, dir = NA), "needs `dir`")
+  expect_error(shard_node_hold(list()), "needs the object share_batch\\(\\) returned")
+})
