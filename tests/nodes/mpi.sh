@@ -13,8 +13,8 @@ out=$( . "$ROOT/scripts/nodes/nodes.sh"; nodes_up node1 node2 || exit 2
   timeout 120 "${mpi[@]}" "$ROOT/scripts/nodes/rank-node.sh" "node1 node2" Rscript "$ROOT/tests/nodes/mpi.R" 2>&1 )
 rc=$?
 echo "$out" | grep -E "^(PASS|FAIL):"
-check "share_mpi() scenario under mpirun ran to the end (exit $rc)" grep -q "^MPI-DONE" <<<"$out" ||
-  echo "$out" | tail -20
+check "share_mpi() scenario under mpirun ran to the end (exit $rc)" grep -q "^MPI-DONE" <<<"$out"
+grep -q "^MPI-DONE" <<<"$out" || echo "$out" | tail -20
 grep -q "^FAIL:" <<<"$out" && NT_FAILED=1
 out=$( export NODES_NO_NS=1; . "$ROOT/scripts/nodes/nodes.sh"; nodes_up node1 node2 || exit 2
   timeout 120 "${mpi[@]}" "$ROOT/scripts/nodes/rank-node.sh" "node1 node2" Rscript "$ROOT/tests/nodes/mpi.R" 2>&1 )

@@ -14,7 +14,7 @@ Rscript -e 's <- shard::share_batch(readRDS(Sys.getenv("BIG")), dir = Sys.getenv
             saveRDS(s, file.path(Sys.getenv("SHARE_DIR"), "s.rds"))'
 
 # 3. One holder per node: reads the value once, shares it on its node, waits for close().
-srun --nodes=2 --ntasks-per-node=1 --overlap \
+srun --nodes=$SLURM_NNODES --ntasks=$SLURM_NNODES --ntasks-per-node=1 --overlap \
   Rscript -e 'shard::shard_node_hold(readRDS(file.path(Sys.getenv("SHARE_DIR"), "s.rds")))' &
 holders=$!
 
@@ -22,7 +22,7 @@ holders=$!
 srun --ntasks-per-node=2 --overlap Rscript "$WORK"
 
 # 5. Release every node's copy; the holders return.
-Rscript -e 'close(readRDS(file.path(Sys.getenv("SHARE_DIR"), "s.rds")))'
+Rscript -e 'library(shard); close(readRDS(file.path(Sys.getenv("SHARE_DIR"), "s.rds")))'
 wait "$holders"
 rm -rf "$SHARE_DIR"
 echo JOB-DONE
