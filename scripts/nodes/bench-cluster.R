@@ -37,6 +37,12 @@ pss_of <- function(inodes) {
 }
 environment(pss_of) <- globalenv(); environment(memfds) <- globalenv()
 clusterExport(cl, c("pss_of", "memfds"))
+# PSS counts 4 KiB (and THP) pages, not hugetlb ones: measure with 4 KiB pages unless
+# BENCH_HUGE=1 (then the PSS columns read 0 for objects that got hugetlb pages).
+huge <- Sys.getenv("BENCH_HUGE", "0") == "1"
+options(shard.huge_pages = huge)
+invisible(clusterCall(cl, function(h) options(shard.huge_pages = h), huge))
+cat(sprintf("load average before: %s\n", readLines("/proc/loadavg")))
 # Warm-up: load shard in every worker (the first fetch() would pay for it).
 invisible(clusterCall(cl, function() { loadNamespace("shard"); loadNamespace("bench"); NULL }))
 rows <- list()
@@ -81,3 +87,4 @@ for (mb in sizes_mb) {
 }
 out <- do.call(rbind, rows)
 print(format(out, digits = 3), row.names = FALSE)
+cat(sprintf("load average after: %s\n", readLines("/proc/loadavg")))
