@@ -211,6 +211,12 @@ share_mpi <- function(x, root = 0L, comm = 1L, ...) {
   if (!requireNamespace("Rmpi", quietly = TRUE))
     stop("shard: share_mpi() needs package Rmpi (Debian: apt-get install r-cran-rmpi)", call. = FALSE)
   mpi <- function(f) getExportedValue("Rmpi", f)
+  # Rmpi indexes a fixed table of communicators without checking: an out-of-range number
+  # crashes R, so check it here.
+  maxc <- mpi("mpi.comm.maxsize")()
+  if (comm >= maxc)
+    stop(sprintf("shard: share_mpi(): `comm` is %d but Rmpi has communicators 0..%d", comm, maxc - 1L),
+         call. = FALSE)
   size <- mpi("mpi.comm.size")(comm)
   if (size < 1L)
     stop("shard: share_mpi(): communicator ", comm, " has no ranks. In a job started with mpirun, ",
@@ -237,6 +243,9 @@ share_mpi <- function(x, root = 0L, comm = 1L, ...) {
   my_leader <- leader[[me$key]]
   id <- NULL
   if (rank == root) {
+    if (missing(x))
+      stop("shard: share_mpi(): `x` is missing on the root rank (", root, "): the root passes the value ",
+           "to share; other ranks may pass NULL", call. = FALSE)
     id <- cluster_new_id()
     old <- options(shard.serialize = "data")
     for (l in setdiff(leader, root)) mpi("mpi.send.Robj")(list(x = x, id = id), dest = l, tag = tag_data, comm = comm)
@@ -272,7 +281,7 @@ share_mpi <- function(x, root = 0L, comm = 1L, ...) {
 }
 
 as_whole <- function(v, what) {
-  if (!(is.numeric(v) && length(v) == 1L && !is.na(v) && v >= 0 && v == round(v)))
+  if (!(is.numeric(v) && length(v) == 1L && !is.na(v) && v >= 0 && v == round(v) && v <= .Machine$integer.max))
     stop(sprintf("shard: `%s` must be a single whole number >= 0", what), call. = FALSE)
   as.integer(v)
 }
