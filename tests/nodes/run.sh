@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Every several-node scenario on pretend nodes (as root): isolation (+ negative control),
+# the shared-filesystem sweep case (needs the store's per-node sweeps, src/),
 # share(cluster =) over PSOCK, share_mpi() under mpirun, future.batchtools on Slurm.
 # Needs the package installed (R_LIBS). Ends with "nodes: P passed, F failed, S skipped";
 # exits non-zero when a check failed. Each scenario tears its nodes down on every exit.
@@ -8,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 rc=0
-for t in isolation psock mpi slurm; do
+for t in isolation psock mpi slurm sweep; do
   echo "-- tests/nodes/$t.sh"
   start=$(date +%s)
   timeout 420 bash "$here/$t.sh" 2>&1 | tee -a "$log"
