@@ -23,8 +23,9 @@ node_identity <- function() {
     pidns <- Sys.readlink("/proc/self/ns/pid")
     if (!nzchar(pidns)) pidns <- NA_character_
     host <- Sys.info()[["nodename"]]
-    id <- list(host = host, boot = boot, pidns = pidns, pid = pid,
-               key = paste0(boot, "/", sub("^pid:\\[([0-9]+)\\]$", "\\1", pidns)))
+    key <- paste0(boot, "/", sub("^pid:\\[([0-9]+)\\]$", "\\1", pidns))
+    id <- list(host = host, boot = boot, pidns = pidns, pid = pid, key = key,
+               pid_key = paste0(key, "/", pid))   # this process, on this node
     .shard_state$node_identity <- id
   }
   id
@@ -124,12 +125,12 @@ share_cluster <- function(x, cluster, args) {
     old <- options(shard.serialize = "data")
     on.exit(options(old), add = TRUE)
     bytes <- length(serialize(x, NULL, xdr = FALSE)) * length(leaders)
+    held_remote <- leaders    # on failure, release whatever copies were made (idempotent)
     res <- tryCatch(cluster_call(cl, leaders, cluster_hold, x, id, args),
                     error = function(e) {
                       stop("shard: share(cluster =): sharing on a node failed: ", conditionMessage(e), call. = FALSE)
                     })
     options(old)
-    held_remote <- leaders
     for (i in seq_along(res)) {
       k <- res[[i]]$node$key
       if (!identical(k, remote_keys[i]))
@@ -141,7 +142,7 @@ share_cluster <- function(x, cluster, args) {
   .shard_cluster$held[[id]] <- local
   .shard_cluster$masters[[id]] <- list(cluster = cl, leaders = leaders)
   ok <- TRUE
-  structure(list(id = id, engine = "cluster", nodes = nodes, hosts = node_hosts,
+  structure(list(id = id, engine = "cluster", master = me$pid_key, nodes = nodes, hosts = node_hosts,
                  workers = data.frame(worker = seq_along(cl), host = hosts, node = keys,
                                       stringsAsFactors = FALSE),
                  bytes_sent = bytes, size = local$size %||% NA_real_,
@@ -174,6 +175,10 @@ close.shard_cluster_shared <- function(con, ...) {
   if (identical(con$engine, "batch")) return(invisible(batch_close(con)))
   id <- con$id
   m <- .shard_cluster$masters[[id]]
+  # A cluster's copies are the master's to close: close() on a worker (which may be its
+  # node's leader) must not pull the copy from under the other workers there.
+  if (is.null(m) && identical(con$engine, "cluster") && !identical(con$master, node_identity()$pid_key))
+    return(invisible(FALSE))
   if (!is.null(m)) {
     .shard_cluster$masters[[id]] <- NULL
     if (length(m$leaders))

@@ -21,6 +21,9 @@ test_that("share(cluster =) on one node keeps one copy: the master's, nothing se
   # Every worker attached the master's copy (same node, no second copy).
   expect_identical(unique(vapply(got, `[[`, 0L, "owner")), Sys.getpid())
   expect_output(print(s), "nodes: 1")
+  # close() on a worker is not the worker's to do: the copy stays.
+  expect_false(parallel::clusterCall(cl, function(s) close(s), s)[[1]])
+  expect_identical(fetch(s), x)
   expect_true(close(s))
   expect_error(fetch(s$nodes[[1]]), "closed")
 })
