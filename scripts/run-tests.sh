@@ -2,7 +2,8 @@
 # Every test: formatting, lints, the C header, Rust unit + multi-process tests,
 # R CMD check of the package tarball, the testthat suite (forked and PSOCK
 # workers), the NUMA placement tests in 2- and 4-node qemu guests
-# (scripts/numa-qemu.sh), and the bounded reliability subset (reliability/ci.sh:
+# (scripts/numa-qemu.sh), the several-node scenarios on pretend nodes (tests/nodes/run.sh:
+# PSOCK, mpirun, Slurm), and the bounded reliability subset (reliability/ci.sh:
 # fuzzing, stress, owner kills, limits, ASan, TSan). Reserves huge pages for the run
 # (restored on exit) and creates a second user for the cross-user tests. With
 # CI=true as root, the vm.max_map_count case runs too (SHARD_TEST_SYSCTL=1; the
@@ -107,13 +108,21 @@ else
   echo "reliability: 0 passed, 0 failed, 1 skipped" >> "$log/reliability.txt"
 fi
 
+# --- several nodes: pretend nodes in namespaces, PSOCK, mpirun, Slurm (tests/nodes/run.sh) ---
+# Against the package installed above; about a minute on the 2-core VM. Its own row below.
+rc_nodes=0
+echo "== nodes (tests/nodes/run.sh)"
+t_nodes=$(date +%s)
+bash tests/nodes/run.sh 2>&1 | tee "$log/nodes.txt" || rc_nodes=$?
+echo "nodes step took $(( $(date +%s) - t_nodes )) s"
+
 # --- summary -------------------------------------------------------------------
 # Cargo counts tests, testthat expectations, reliability steps. A step that
 # exited non-zero without a summary line (a crash) counts as one failure.
 Rscript -e '
   a <- commandArgs(TRUE)
   cargo <- readLines(a[1]); tt <- readLines(a[2]); rel <- readLines(a[3]); numa <- readLines(a[4])
-  rc <- as.integer(a[5:8])
+  rc <- as.integer(c(a[5:8], a[10])); nodes <- readLines(a[9])
   num <- function(lines, re) sum(as.numeric(sub(re, "\\1", grep(re, lines, value = TRUE))))
   res <- rbind(
     cargo = c(num(cargo, "^test result: .* ([0-9]+) passed.*"), num(cargo, "^test result: .* ([0-9]+) failed.*"),
@@ -123,7 +132,9 @@ Rscript -e '
     reliability = c(num(rel, "^reliability: ([0-9]+) passed.*"), num(rel, "^reliability: [0-9]+ passed, ([0-9]+) failed.*"),
                     num(rel, "^reliability: [0-9]+ passed, [0-9]+ failed, ([0-9]+) skipped.*")),
     numa = c(num(numa, "^numa-qemu: ([0-9]+) passed.*"), num(numa, "^numa-qemu: [0-9]+ passed, ([0-9]+) failed.*"),
-             num(numa, "^numa-qemu: [0-9]+ passed, [0-9]+ failed, ([0-9]+) skipped.*")))
+             num(numa, "^numa-qemu: [0-9]+ passed, [0-9]+ failed, ([0-9]+) skipped.*")),
+    nodes = c(num(nodes, "^nodes: ([0-9]+) passed.*"), num(nodes, "^nodes: [0-9]+ passed, ([0-9]+) failed.*"),
+              num(nodes, "^nodes: [0-9]+ passed, [0-9]+ failed, ([0-9]+) skipped.*")))
   for (i in seq_along(rc)) if (rc[i] != 0 && res[i, 2] == 0) {
     cat(sprintf("%s exited with status %d without reporting a failure: counted as 1 failed\n", rownames(res)[i], rc[i]))
     res[i, 2] <- 1
@@ -131,4 +142,4 @@ Rscript -e '
   for (i in seq_len(nrow(res))) cat(sprintf("  %-11s %d passed, %d failed, %d skipped\n", rownames(res)[i], res[i, 1], res[i, 2], res[i, 3]))
   if (sum(res[, 3]) > 0) cat("SKIPPED: see the SKIPPED lines above (skips are not passes)\n")
   cat(sprintf("all: %d passed, %d failed, %d skipped\n", sum(res[, 1]), sum(res[, 2]), sum(res[, 3])))
-  quit(status = sum(res[, 2]) > 0)' "$log/cargo.txt" "$log/testthat.txt" "$log/reliability.txt" "$log/numa.txt" "$rc_cargo" "$rc_tt" "$rc_rel" "$rc_numa"
+  quit(status = sum(res[, 2]) > 0)' "$log/cargo.txt" "$log/testthat.txt" "$log/reliability.txt" "$log/numa.txt" "$rc_cargo" "$rc_tt" "$rc_rel" "$rc_numa" "$log/nodes.txt" "$rc_nodes"

@@ -28,3 +28,24 @@ if ! command -v cbindgen >/dev/null; then
   echo "setup: installing cbindgen"
   cargo install cbindgen --locked --quiet
 fi
+
+# --- clusters (pretend nodes, MPI, Slurm): scripts/nodes/, tests/nodes/ -------------
+# Owned by the clusters work (issue 16); kept apart from the list above so that the two
+# can be merged by hand. SHARD_SETUP_NODES=0 leaves it out.
+setup_nodes() {
+  local node_debs=(openmpi-bin libopenmpi-dev r-cran-rmpi r-cran-snow slurmctld slurmd
+                   slurm-client munge r-cran-batchtools r-cran-future.batchtools iproute2)
+  local need=()
+  for p in "${node_debs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+  done
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "setup: installing (clusters) ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+  # The Debian packages start munge/slurm services where an init system runs; the
+  # scenarios run their own daemons (scripts/nodes/slurm-cluster.sh), so stop none here.
+}
+if [ "${SHARD_SETUP_NODES:-1}" = 1 ]; then setup_nodes; fi

@@ -10,8 +10,11 @@
 #' @export
 share <- function(x, backing = c("auto", "mmap", "shm"), readonly = TRUE, name = NULL,
                   deep = FALSE, min_bytes = 64 * 1024 * 1024, cycle = c("error", "skip"),
-                  mode = c("balanced", "strict")) {
+                  mode = c("balanced", "strict"), cluster = NULL) {
   if (missing(x)) stop("shard: `x` is missing: share(x) needs an R object to share", call. = FALSE)
+  if (!is.null(cluster))   # one copy per node of a parallel/snow cluster: R/cluster.R
+    return(share_cluster(x, cluster, list(backing = backing, readonly = readonly, name = name, deep = deep,
+                                          min_bytes = min_bytes, cycle = cycle, mode = mode)))
   if (is.object(x)) {
     if (inherits(x, c("shard_shared", "shard_deep_shared"))) return(x)
     if (inherits(x, "shard_segment"))
