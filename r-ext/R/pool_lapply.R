@@ -149,7 +149,7 @@ pb_close <- function(pb) {
 }
 
 #' @export
-pool_sapply <- function(X, FUN, ..., simplify = TRUE, USE.NAMES = TRUE, pool = NULL, chunk_size = 1L,
+pool_sapply <- function(X, FUN, ..., simplify = TRUE, pool = NULL, USE.NAMES = TRUE, chunk_size = 1L,
                         progress = getOption("shard.progress", interactive())) {
   FUN <- match.fun(FUN)
   USE.NAMES <- arg_flag(USE.NAMES, "USE.NAMES")

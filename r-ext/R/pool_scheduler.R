@@ -59,8 +59,11 @@ sched_loop <- function(run) {
     if (!length(active)) break
     ready <- transport_ready(pool$cl[active], timeout = 1)
     if (!any(ready)) {
-      # No message: also catch a worker whose process vanished without closing its socket.
-      for (w in active) if (!proc_alive(pool$pids[w])) sched_lost_worker(run, w)
+      # No message for a second: the heartbeat. A worker whose process vanished
+      # without closing its socket is lost; the others are seen alive.
+      for (w in active) {
+        if (!proc_alive(pool$pids[w])) sched_lost_worker(run, w) else pool$last_seen[w] <- Sys.time()
+      }
       next
     }
     for (w in active[ready]) sched_receive(run, w)
@@ -124,7 +127,11 @@ sched_receive <- function(run, w) {
     if (run$rtt_n >= pool$n) run$depth <- if (run$prefetch && run$rtt_sum / run$rtt_n < 0.01) 2L else 1L
   }
   pool$tasks[w] <- pool$tasks[w] + 1L
+  pool$last_seen[w] <- Sys.time()
   run$on_answer(t, w, msg$value, msg$time)
+  # Between tasks: a worker over its memory limits is recycled before it gets
+  # its next task (never with a task in flight, so no result is lost).
+  if (!length(run$inflight[[w]]) && length(run$queue) && !run$stopping) pool_supervise(pool, w)
   invisible()
 }
 
@@ -142,6 +149,7 @@ sched_lost_worker <- function(run, w) {
   run$died_pids[[t]] <- c(run$died_pids[[t]], pid)
   if (run$attempts[t] <= run$retries && !run$stopping) {
     run$queue <- c(t, run$queue)
+    pool$retries <- pool$retries + 1L
   } else {
     run$on_lost(t, run$died_pids[[t]])
   }
