@@ -117,7 +117,8 @@ pool_create <- function(n = .default_workers(), rss_limit = "2GB", rss_drift_thr
   pool$needs_recycle <- rep(FALSE, n)
   pool$spawned_at <- rep(NA_real_, n)    # proc.time() elapsed, for min_recycle_interval
   pool$spawned_time <- rep(Sys.time(), n)
-  pool$last_seen <- rep(Sys.time(), n)   # last heartbeat: answer, or process seen alive
+  pool$last_seen <- rep(unclass(Sys.time()), n)   # last heartbeat (seconds since 1970): answer, or process seen alive
+  pool$last_check <- rep(-Inf, n)        # proc.time() elapsed of the last memory check
   # totals
   pool$replaced <- 0L                    # workers replaced after dying
   pool$recycles <- 0L
@@ -252,7 +253,7 @@ pool_status <- function(pool = NULL) {
   out$recycle_count <- as.integer(pool$recycle_count)
   out$death_count <- as.integer(pool$deaths)
   out$spawned_at <- pool$spawned_time
-  out$last_heartbeat <- pool$last_seen
+  out$last_heartbeat <- .POSIXct(pool$last_seen)
   attr(out, "last_run") <- pool$last_run
   out
 }

@@ -65,7 +65,7 @@ pool_worker_info <- function(pool, i) {
                  rss_baseline = pool$rss_baseline[i], rss_bytes = worker_rss(pool$pids[i]),
                  recycle_count = pool$recycle_count[i], death_count = pool$deaths[i],
                  tasks = pool$tasks[i], needs_recycle = pool$needs_recycle[i],
-                 spawned_at = pool$spawned_time[i], last_heartbeat = pool$last_seen[i]),
+                 spawned_at = pool$spawned_time[i], last_heartbeat = .POSIXct(pool$last_seen[i])),
             class = "shard_worker")
 }
 

@@ -45,6 +45,7 @@ sched_new <- function(pool, job_id, job_raw, ntask, payload, on_answer, on_lost,
   run$prefetch <- isTRUE(getOption("shard.pool_prefetch", FALSE))
   run$rtt_sum <- 0
   run$rtt_n <- 0L
+  run$check_interval <- getOption("shard.pool_check_interval", 0.1)
   run
 }
 
@@ -62,7 +63,7 @@ sched_loop <- function(run) {
       # No message for a second: the heartbeat. A worker whose process vanished
       # without closing its socket is lost; the others are seen alive.
       for (w in active) {
-        if (!proc_alive(pool$pids[w])) sched_lost_worker(run, w) else pool$last_seen[w] <- Sys.time()
+        if (!proc_alive(pool$pids[w])) sched_lost_worker(run, w) else pool$last_seen[w] <- unclass(Sys.time())
       }
       next
     }
@@ -127,11 +128,15 @@ sched_receive <- function(run, w) {
     if (run$rtt_n >= pool$n) run$depth <- if (run$prefetch && run$rtt_sum / run$rtt_n < 0.01) 2L else 1L
   }
   pool$tasks[w] <- pool$tasks[w] + 1L
-  pool$last_seen[w] <- Sys.time()
+  pool$last_seen[w] <- unclass(Sys.time())
   run$on_answer(t, w, msg$value, msg$time)
   # Between tasks: a worker over its memory limits is recycled before it gets
-  # its next task (never with a task in flight, so no result is lost).
-  if (!length(run$inflight[[w]]) && length(run$queue) && !run$stopping) pool_supervise(pool, w)
+  # its next task (never with a task in flight, so no result is lost). Its
+  # memory is read (~0.1 ms) at most every getOption("shard.pool_check_interval")
+  # seconds (0.1), so tiny tasks do not pay it each time.
+  if (!length(run$inflight[[w]]) && length(run$queue) && !run$stopping &&
+      proc.time()[["elapsed"]] - pool$last_check[w] >= run$check_interval)
+    pool_supervise(pool, w)
   invisible()
 }
 

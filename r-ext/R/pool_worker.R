@@ -61,7 +61,7 @@ pool_slot_started <- function(pool, i, node, pid) {
   pool$job_of[i] <- NA_integer_
   pool$spawned_at[i] <- proc.time()[["elapsed"]]
   pool$spawned_time[i] <- Sys.time()
-  pool$last_seen[i] <- Sys.time()
+  pool$last_seen[i] <- unclass(Sys.time())
   pool$needs_recycle[i] <- FALSE
   pool$rss_baseline[i] <- worker_rss(pid)
   pool$rss_last[i] <- pool$rss_baseline[i]
@@ -156,9 +156,10 @@ pool_over_limits <- function(pool, i, rss) {
 pool_supervise <- function(pool, i, busy = FALSE) {
   if (!is.finite(pool$rss_limit_bytes) && !is.finite(pool$rss_drift_threshold))
     return(pool_action(pool, i, "none", NA_character_, NA_real_))   # supervision off
+  pool$last_check[i] <- proc.time()[["elapsed"]]
   rss <- worker_rss(pool$pids[i])
   pool$rss_last[i] <- rss
-  if (!is.na(rss)) pool$last_seen[i] <- Sys.time()
+  if (!is.na(rss)) pool$last_seen[i] <- unclass(Sys.time())
   reason <- pool_over_limits(pool, i, rss)
   if (!is.na(reason) && !busy) {
     # Garbage is not drift: collect it first, then look again.
@@ -217,7 +218,7 @@ pool_call_worker <- function(pool, w, fun_name, args, timeout) {
         answered <- TRUE
         return(lost("died"))
       }
-      pool$last_seen[w] <- Sys.time()   # heartbeat: the process is there
+      pool$last_seen[w] <- unclass(Sys.time())   # heartbeat: the process is there
       next
     }
     msg <- tryCatch(transport_recv(pool$cl[[w]]), error = function(e) NULL)
@@ -228,7 +229,7 @@ pool_call_worker <- function(pool, w, fun_name, args, timeout) {
     if (identical(msg$tag, tag)) break   # else a stale answer of a call cut short: dropped
   }
   answered <- TRUE
-  pool$last_seen[w] <- Sys.time()
+  pool$last_seen[w] <- unclass(Sys.time())
   list(ok = TRUE, value = msg$value, success = !identical(msg$success, FALSE))
 }
 

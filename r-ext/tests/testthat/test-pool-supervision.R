@@ -17,6 +17,7 @@ leaky <- function(i) {
 }
 
 test_that("a worker that leaks memory is recycled between tasks (drift) and every result is correct", {
+  withr::local_options(shard.pool_check_interval = 0)   # check memory after every task
   p <- pool_create(1, min_recycle_interval = 0, set_default = FALSE)
   withr::defer(pool_stop(p))
   first <- p$pids
@@ -44,6 +45,7 @@ test_that("a worker that leaks memory is recycled between tasks (drift) and ever
 })
 
 test_that("a worker over rss_limit is recycled; garbage alone does not get a worker recycled", {
+  withr::local_options(shard.pool_check_interval = 0)   # check memory after every task
   p <- pool_create(1, rss_limit = "130MB", rss_drift_threshold = Inf, min_recycle_interval = 0,
                    set_default = FALSE)
   withr::defer(pool_stop(p))
@@ -60,6 +62,7 @@ test_that("a worker over rss_limit is recycled; garbage alone does not get a wor
 })
 
 test_that("min_recycle_interval defers the recycle of a young worker; the health check reports it", {
+  withr::local_options(shard.pool_check_interval = 0)   # check memory after every task
   p <- pool_create(1, rss_limit = "100MB", min_recycle_interval = 3600, set_default = FALSE)
   withr::defer(pool_stop(p))
   pid <- p$pids
@@ -129,6 +132,7 @@ test_that("workers killed mid-run with tools::pskill: tasks retried, results cor
 })
 
 test_that("init_expr and packages run in every new worker: first, replaced after a death, recycled", {
+  withr::local_options(shard.pool_check_interval = 0)   # check memory after every task
   skip_if_not(requireNamespace("codetools", quietly = TRUE), "SKIPPED: codetools is not installed")
   p <- pool_create(1, init_expr = quote(assign("init_mark", Sys.getpid(), envir = globalenv())),
                    packages = c("tools", "codetools"), min_recycle_interval = 0, set_default = FALSE)
