@@ -45,7 +45,9 @@ sched_new <- function(pool, job_id, job_raw, ntask, payload, on_answer, on_lost,
   run$prefetch <- isTRUE(getOption("shard.pool_prefetch", FALSE))
   run$rtt_sum <- 0
   run$rtt_n <- 0L
-  run$check_interval <- getOption("shard.pool_check_interval", 0.1)
+  run$check_interval <- getOption("shard.pool_check_interval", 1)
+  run$supervised <- is.finite(pool$rss_limit_bytes) || is.finite(pool$rss_drift_threshold)
+  run$stub <- worker_stub(runner)
   run
 }
 
@@ -95,7 +97,7 @@ sched_send <- function(run, w, t) {
   # In flight from before the first byte goes out: if the call is interrupted
   # mid-send, sched_abort() then knows this worker may hold (part of) a task.
   run$inflight[[w]] <- c(run$inflight[[w]], t)
-  bytes <- tryCatch(transport_send(pool$cl[[w]], worker_stub(run$runner), list(run$job_id, jr, run$task_raw[[t]]),
+  bytes <- tryCatch(transport_send(pool$cl[[w]], run$stub, list(run$job_id, jr, run$task_raw[[t]]),
                                    sched_tag(run, t)),
                     error = function(e) NA_real_)
   if (is.na(bytes)) {
@@ -132,9 +134,11 @@ sched_receive <- function(run, w) {
   run$on_answer(t, w, msg$value, msg$time)
   # Between tasks: a worker over its memory limits is recycled before it gets
   # its next task (never with a task in flight, so no result is lost). Its
-  # memory is read (~0.1 ms) at most every getOption("shard.pool_check_interval")
-  # seconds (0.1), so tiny tasks do not pay it each time.
-  if (!length(run$inflight[[w]]) && length(run$queue) && !run$stopping &&
+  # memory is read at most every getOption("shard.pool_check_interval") seconds
+  # (1): with tiny tasks, reading /proc after each answer (every ~0.1 s was
+  # measured too) slowed a 2000-task call by half on the loaded 2-core VM
+  # (benches/r/pool_supervision.R); tests set it to 0 to check every task.
+  if (run$supervised && !length(run$inflight[[w]]) && length(run$queue) && !run$stopping &&
       proc.time()[["elapsed"]] - pool$last_check[w] >= run$check_interval)
     pool_supervise(pool, w)
   invisible()
