@@ -84,6 +84,19 @@ cat(sprintf("[%s] same-run ratios (median of per-repeat ratios): pool/parLapplyL
                                        stats::median(res[, "pool_supervised"] / res[, "pool_old"])) else ""))
 
 if (has_sup) {
+  # The same two workers with supervision switched on and off between calls
+  # (random order): the supervision's own cost, free of where workers landed.
+  p <- pool_create(2, set_default = FALSE)
+  invisible(pool_lapply(1:m, f, pool = p))
+  tog <- list(on = NULL, off = NULL)
+  for (r in seq_len(reps)) for (case in sample(c("on", "off"))) {
+    p$rss_limit_bytes <- if (case == "on") 2 * 1024^3 else Inf
+    p$rss_drift_threshold <- if (case == "on") 0.5 else Inf
+    tog[[case]] <- c(tog[[case]], tm(pool_lapply(1:m, f, pool = p)))
+  }
+  pool_stop(p)
+  cat(sprintf("[%s] one pool, supervision on / off between calls: %.3f s / %.3f s (medians of %d each; ratio %.2f)\n",
+              label, stats::median(tog$on), stats::median(tog$off), reps, stats::median(tog$on) / stats::median(tog$off)))
   # a leaking task: each call keeps ~48 MB in the worker's global environment
   leaky <- function(i) {
     prev <- get0(".leak", envir = globalenv(), ifnotfound = list())
