@@ -1,0 +1,40 @@
+# pool_status() against its reference page: the reference's columns (after ours).
+
+test_that("pool_status() has the reference's argument and columns", {
+  expect_identical(names(formals(pool_status)), "pool")
+  p <- pool_create(2)
+  withr::defer(pool_stop(p))
+  pool_sapply(1:4, function(i) i)
+  st <- pool_status()
+  expect_true(all(c("worker_id", "pid", "status", "rss_bytes", "rss_baseline", "rss_drift", "recycle_count")
+                  %in% names(st)))
+  expect_identical(st$worker_id, 1:2)
+  expect_identical(st$pid, p$pids)
+  expect_identical(st$status, c("ok", "ok"))
+  expect_type(st$rss_bytes, "double")
+  expect_true(all(st$rss_bytes > 0 & st$rss_bytes <= st$rss))   # private memory is part of RSS
+  expect_true(all(st$rss_baseline > 0))
+  expect_equal(st$rss_drift, (st$rss_bytes - st$rss_baseline) / st$rss_baseline)
+  expect_identical(st$recycle_count, c(0L, 0L))
+  expect_identical(st$death_count, c(0L, 0L))
+  expect_s3_class(st$spawned_at, "POSIXct")
+  expect_s3_class(st$last_heartbeat, "POSIXct")
+  expect_equal(sum(st$tasks), 4)
+})
+
+test_that("a dead worker shows as dead; with no pool the frame has no rows", {
+  p <- pool_create(1, set_default = FALSE)
+  withr::defer(pool_stop(p))
+  tools::pskill(p$pids, tools::SIGKILL)
+  deadline <- Sys.time() + 10
+  while (shard:::proc_alive(p$pids) && Sys.time() < deadline) Sys.sleep(0.05)
+  st <- pool_status(p)
+  expect_identical(st$status, "dead")
+  expect_true(is.na(st$rss_bytes) && is.na(st$rss_drift))
+  if (!is.null(old <- pool_get())) pool_stop(old)
+  empty <- pool_status()
+  expect_s3_class(empty, "data.frame")
+  expect_equal(nrow(empty), 0)
+  expect_identical(names(empty), names(st))
+  expect_error(pool_status(list()), "must be a pool from pool_create")
+})
