@@ -13,7 +13,8 @@
 //!   `mremap(2)`): after a `fork` of a possibly multi-threaded parent the heap
 //!   lock may be held by a thread that no longer exists, so no `malloc`, no
 //!   locks, no Rust std I/O;
-//! - leaves the owner's process group (`setsid(2)`, so a Ctrl-C at the terminal
+//! - names itself `shard-tracker` (`prctl(PR_SET_NAME)`) and leaves the
+//!   owner's process group (`setsid(2)`, so a Ctrl-C at the terminal
 //!   does not kill it) and ignores `SIGINT`/`SIGQUIT`/`SIGHUP`/`SIGPIPE`;
 //! - closes every fd but its end of the socket (`close_range(2)`, else one
 //!   `close(2)` per fd) and unmaps every shared mapping and every memfd or
@@ -226,6 +227,8 @@ fn watcher(sock: RawFd) -> ! {
     // process owns (the table and buffers are its own anonymous mappings),
     // as a child of a possibly multi-threaded parent requires.
     unsafe {
+        // Shows as `shard-tracker` in ps/top (its command line is the owner's).
+        libc::prctl(libc::PR_SET_NAME, c"shard-tracker".as_ptr());
         libc::setsid();
         for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGPIPE] {
             libc::signal(sig, libc::SIG_IGN);
