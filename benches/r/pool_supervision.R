@@ -15,6 +15,8 @@
 #                     (only with a build that has supervision)
 #   pool_old          the old pool_lapply() (if SHARD_BENCH_OLD_POOL_R is set)
 #   parLapplyLB       parallel's load-balanced apply, one element per task
+# SHARD_BENCH_PART=toggle runs only the on/off toggle on one pool (after
+# SHARD_BENCH_CHURN pools started and stopped first, default 0).
 # The last part runs a task that leaks ~48 MB per call on purpose and reports
 # how many recycles kept the workers' memory bounded.
 suppressPackageStartupMessages({ library(shard); library(parallel) })
@@ -34,8 +36,10 @@ tm <- function(expr, key = NULL) {
   d[["elapsed"]]
 }
 has_sup <- "rss_limit" %in% names(formals(pool_create))
+part <- Sys.getenv("SHARD_BENCH_PART", "all")
 
 f <- function(i) i + 1
+if (part == "all") {
 old_src <- Sys.getenv("SHARD_BENCH_OLD_POOL_R", "")
 old <- NULL
 if (nzchar(old_src)) {
@@ -83,7 +87,12 @@ cat(sprintf("[%s] same-run ratios (median of per-repeat ratios): pool/parLapplyL
                                        stats::median(res[, "pool_unsupervised"] / res[, "pool_old"]),
                                        stats::median(res[, "pool_supervised"] / res[, "pool_old"])) else ""))
 
+}
+
 if (has_sup) {
+  for (k in seq_len(env_num("SHARD_BENCH_CHURN", 0))) {
+    q <- pool_create(2, set_default = FALSE); invisible(pool_lapply(1:200, f, pool = q)); pool_stop(q)
+  }
   # The same two workers with supervision switched on and off between calls
   # (random order): the supervision's own cost, free of where workers landed.
   p <- pool_create(2, set_default = FALSE)
@@ -97,6 +106,8 @@ if (has_sup) {
   pool_stop(p)
   cat(sprintf("[%s] one pool, supervision on / off between calls: %.3f s / %.3f s (medians of %d each; ratio %.2f)\n",
               label, stats::median(tog$on), stats::median(tog$off), reps, stats::median(tog$on) / stats::median(tog$off)))
+}
+if (has_sup && part == "all") {
   # a leaking task: each call keeps ~48 MB in the worker's global environment
   leaky <- function(i) {
     prev <- get0(".leak", envir = globalenv(), ifnotfound = list())
