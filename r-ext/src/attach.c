@@ -130,6 +130,7 @@ SEXP C_view_vector(SEXP holder, SEXP handle, SEXP strict) {
 
 SEXP C_close(SEXP handle) {
     if (TYPEOF(handle) != RAWSXP) Rf_error("shard: a handle must be a raw vector");
+    close_epoch++;
     if (shard_close(RAW(handle), (uint64_t) XLENGTH(handle)) != SHARD_OK) rust_error("close");
     return R_NilValue;
 }
@@ -138,6 +139,7 @@ SEXP C_close(SEXP handle) {
  * is an error). */
 SEXP C_close_if_open(SEXP handle) {
     if (TYPEOF(handle) != RAWSXP) Rf_error("shard: a handle must be a raw vector");
+    close_epoch++;
     int rc = shard_close(RAW(handle), (uint64_t) XLENGTH(handle));
     if (rc == SHARD_CLOSED) return Rf_ScalarLogical(FALSE);
     if (rc != SHARD_OK) rust_error("close");
@@ -177,12 +179,15 @@ SEXP C_stats(void) {
     const char *names[] = {"regions", "sealed_regions", "bytes_mapped", "bytes_live", "live_objects",
                            "fallbacks", "regions_created", "regions_released", "foreign_regions_mapped",
                            "attaches_local", "attaches_foreign", "pid", "cow_mappings", "cow_bytes",
-                           "copies", "copy_bytes", ""};
+                           "copies", "copy_bytes", "readonly_grants", "readonly_grant_bytes",
+                           "string_cache_bytes", "string_cache_elements", ""};
     double vals[] = {s.regions, s.sealed_regions, s.bytes_mapped, s.bytes_live, s.live_objects, s.fallbacks,
                      s.regions_created, s.regions_released, s.foreign_regions_mapped, s.attaches_local,
-                     s.attaches_foreign, s.pid, n_cow_maps, bytes_cow_maps, n_copies, bytes_copies};
+                     s.attaches_foreign, s.pid, n_cow_maps, bytes_cow_maps, n_copies, bytes_copies,
+                     n_ro_grants, bytes_ro_grants, str_cache_bytes, str_cache_elts};
+    int n = (int) (sizeof vals / sizeof vals[0]);
     SEXP r = PROTECT(Rf_mkNamed(VECSXP, names));
-    for (int i = 0; i < 16; i++) SET_VECTOR_ELT(r, i, Rf_ScalarReal(vals[i]));
+    for (int i = 0; i < n; i++) SET_VECTOR_ELT(r, i, Rf_ScalarReal(vals[i]));
     UNPROTECT(1);
     return r;
 }
@@ -251,7 +256,7 @@ SEXP C_vector_handle(SEXP x) {
     if (!(R_altrep_inherits(x, cls_real) || R_altrep_inherits(x, cls_int) || R_altrep_inherits(x, cls_lgl) ||
           R_altrep_inherits(x, cls_raw) || R_altrep_inherits(x, cls_cplx) || R_altrep_inherits(x, cls_str)))
         return R_NilValue;
-    shard_vec *s = VEC(x);
+    shard_vec *s = vec_state(x);
     const char *names[] = {"handle", "byte_offset", "byte_len", "closed", "changed", ""};
     SEXP r = PROTECT(Rf_mkNamed(VECSXP, names));
     SET_VECTOR_ELT(r, 0, HANDLE(x));

@@ -27,6 +27,7 @@
 #include <Rinternals.h>
 #include <R_ext/Altrep.h>
 #include <R_ext/Rdynload.h>
+#include <Rversion.h>
 #include "shard.h"
 
 /* Object kinds (match shard::format::Kind). */
@@ -36,19 +37,75 @@ enum { K_BYTES = 0, K_F64 = 1, K_I32 = 2, K_LGL = 3, K_RAW = 4, K_CPLX = 5,
 #define LEAF_ENTRY_BYTES 32
 
 /* The state of one shard vector, owned by the external pointer in data1
- * (tag: the handle; protected: the view holder, which keeps the mapping). */
+ * (tag: the handle; protected: the view holder, which keeps the object's pages
+ * mapped until the last vector over them is collected, even after close()). */
 typedef struct {
     const uint8_t *base;      /* this vector's bytes in the arena */
+    const void *data;         /* what element reads see: base, the private
+                               * (writable) data once R asked for it, or for
+                               * strings the CHARSXP cache's array (NULL: none) */
+    shard_view *view;         /* the holder's view (for the closed check) */
     R_xlen_t length;
     int kind;
+    int modified;             /* strings: R set an element (the cache is then
+                               * complete and is the vector's value) */
+    int complete;             /* strings: every element is in the cache */
     uint64_t byte_offset;     /* offset of base inside the object's data section */
     uint64_t byte_len;        /* bytes of this vector in the data section */
     shard_private *priv;      /* private copy-on-write mapping, or NULL */
     void *priv_data;          /* writable data (priv mapping or data2 copy) */
+    double cache_bytes;       /* strings: bytes counted in str_cache_bytes */
+    int huge;                 /* hugetlb pages: -1 not known yet, 0 no, 1 yes */
+    int granted;              /* counted in n_ro_grants already */
+    uint64_t open_epoch;      /* close_epoch when the view was last found open
+                               * (0: never checked; close_epoch starts at 1) */
 } shard_vec;
 
+/* Element reads (Elt, and so R's subsetting loops) find a vector's data through
+ * a direct-mapped table keyed by the ALTREP object's address: a hit is two loads,
+ * no call into R or Rust. make_vec() fills a vector's slot and every change of
+ * its data pointer rewrites it, so a slot keyed by a live shard vector always
+ * holds that vector's current data pointer; a slot left by a dead vector is only
+ * ever matched by a new shard vector at the same address, and make_vec() has
+ * overwritten it by then. A miss (two vectors sharing a slot) reads the state
+ * and refills the slot. R calls ALTREP methods from its main thread only. */
+#define ELT_SLOTS 4096
+typedef struct { SEXP x; const void *data; shard_vec *s; } elt_slot;
+extern elt_slot elt_slots[ELT_SLOTS];
+
+static inline elt_slot *elt_slot_of(SEXP x) {
+    uintptr_t a = (uintptr_t) x;
+    return &elt_slots[((a >> 4) ^ (a >> 16)) & (ELT_SLOTS - 1)];
+}
+
+elt_slot *vec_slot_fill(SEXP x);
+
+/* What element reads of x see (its data pointer), and its state: a hit is a load. */
+static inline const void *vec_data(SEXP x) {
+    elt_slot *e = elt_slot_of(x);
+    return e->x == x ? e->data : vec_slot_fill(x)->data;
+}
+
+static inline shard_vec *vec_state(SEXP x) {
+    elt_slot *e = elt_slot_of(x);
+    return e->x == x ? e->s : vec_slot_fill(x)->s;
+}
+
+/* close() in this process (the only way a view here becomes closed: another
+ * process's close() leaves our views alone) goes through C_close/C_close_if_open,
+ * which bump close_epoch; a vector asks Rust whether its view is closed only
+ * when the epoch moved since it last found it open. */
+extern uint64_t close_epoch;
+
+void check_open_slow(shard_vec *s);
+
+static inline void check_open_vec(shard_vec *s) {
+    if (s->open_epoch != close_epoch) check_open_slow(s);
+}
+
 extern R_altrep_class_t cls_real, cls_int, cls_lgl, cls_raw, cls_cplx, cls_str;
-extern double n_cow_maps, bytes_cow_maps, n_copies, bytes_copies;
+extern double n_cow_maps, bytes_cow_maps, n_copies, bytes_copies, n_ro_grants, bytes_ro_grants;
+extern double str_cache_bytes, str_cache_elts;
 
 #define VEC(x) ((shard_vec *) R_ExternalPtrAddr(R_altrep_data1(x)))
 #define HOLDER(x) R_ExternalPtrProtected(R_altrep_data1(x))
@@ -81,6 +138,13 @@ static inline str_layout str_read(const uint8_t *base) {
     return l;
 }
 
+/* Whether x has any attribute (ATTRIB is not API from R 4.5; ANY_ATTRIB is). */
+#if defined(R_VERSION) && R_VERSION >= R_Version(4, 5, 0)
+#define HAS_ATTRIB(x) ANY_ATTRIB(x)
+#else
+#define HAS_ATTRIB(x) (ATTRIB(x) != R_NilValue)
+#endif
+
 /* attach.c */
 void rust_error(const char *what);
 void view_finalize(SEXP p);
@@ -89,15 +153,19 @@ SEXP attach_holder(SEXP handle);
 void vec_finalize(SEXP p);
 int vec_closed(SEXP x);
 void check_open(SEXP x);
+void vec_set_data(SEXP x, shard_vec *s, const void *data);
 SEXPTYPE kind_type(int kind);
+void *vec_ptr(SEXP v);
 SEXP make_vec(SEXP holder, SEXP handle, int kind, uint64_t byte_offset, uint64_t byte_len, R_xlen_t n);
 R_altrep_class_t make_class(const char *name, DllInfo *dll, int type);
 SEXP vec_serialized_state(SEXP x);
+SEXP dup_vec(SEXP x, shard_vec *s);
 /* string.c */
 void str_set_methods(R_altrep_class_t c);
 /* cow.c */
 int strict_mode(void);
-void *writable_data(SEXP x);
+void strict_error(void);
+void *writable_data(SEXP x, shard_vec *s);
 int vec_changed(SEXP x);
 /* write.c */
 int vec_kind(SEXP x);
@@ -135,5 +203,6 @@ SEXP C_fetch(SEXP handle);
 SEXP C_close_if_open(SEXP handle);
 SEXP C_share_opts(SEXP backing, SEXP readonly, SEXP name);
 SEXP C_decode_handle(SEXP handle);
+SEXP C_share_plain(SEXP x);
 
 #endif

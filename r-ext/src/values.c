@@ -26,7 +26,7 @@ SEXP C_materialize(SEXP x) {
         for (R_xlen_t i = 0; i < n; i++) SET_STRING_ELT(r, i, STRING_ELT(x, i));
     } else if (n > 0) {
         const void *src = DATAPTR_RO(x);
-        memcpy(DATAPTR(r), src, (size_t) n * (TYPEOF(x) == REALSXP ? 8 : TYPEOF(x) == CPLXSXP ? 16 :
+        memcpy(vec_ptr(r), src, (size_t) n * (TYPEOF(x) == REALSXP ? 8 : TYPEOF(x) == CPLXSXP ? 16 :
                                                TYPEOF(x) == RAWSXP ? 1 : 4));
     }
     DUPLICATE_ATTRIB(r, x);
@@ -104,7 +104,7 @@ SEXP C_segment_read(SEXP holder, SEXP offset, SEXP n, SEXP type) {
         Rf_error("shard: reading %.0f %s values at offset %.0f overflows a segment of %.0f bytes",
                  cnt, CHAR(STRING_ELT(type, 0)), off, (double) i.data_len);
     SEXP r = PROTECT(Rf_allocVector(t, (R_xlen_t) cnt));
-    if (cnt > 0) memcpy(DATAPTR(r), shard_view_data(v) + (uint64_t) off, (size_t) cnt * es);
+    if (cnt > 0) memcpy(vec_ptr(r), shard_view_data(v) + (uint64_t) off, (size_t) cnt * es);
     UNPROTECT(1);
     return r;
 }
