@@ -35,6 +35,7 @@ static const R_CallMethodDef call_methods[] = {
     {"C_close_if_open", (DL_FUNC) &C_close_if_open, 1},
     {"C_share_opts", (DL_FUNC) &C_share_opts, 3},
     {"C_decode_handle", (DL_FUNC) &C_decode_handle, 1},
+    {"C_share_plain", (DL_FUNC) &C_share_plain, 1},
     {NULL, NULL, 0}};
 
 void R_init_shard(DllInfo *dll) {

@@ -231,56 +231,97 @@ SEXP C_share_opts(SEXP backing, SEXP readonly, SEXP name) {
     return r;
 }
 
+/* Constant strings and name vectors the shard_shared object is built from, made
+ * once per session (preserved, not mutable: R copies before changing one). */
+enum { KS_NAMES_OBJ, KS_NAMES_CI, KS_NAMES_OPT, KS_CLASS, KS_MEMFD, KS_SHM, KS_MMAP, KS_DEFAULT, KS_VECTOR,
+       KS_MATRIX_ARRAY, KS_ARRAY, KS_NUMERIC, KS_INTEGER, KS_LOGICAL, KS_COMPLEX, KS_CHARACTER, KS_RAW,
+       KS_T_DOUBLE, KS_T_INTEGER, KS_T_LOGICAL, KS_T_COMPLEX, KS_T_CHARACTER, KS_T_RAW, KS_ZERO, KS_N };
+static SEXP konst_tab = NULL;
+
+static SEXP names_of(const char **nm, int n) {
+    SEXP r = PROTECT(Rf_allocVector(STRSXP, n));
+    for (int i = 0; i < n; i++) SET_STRING_ELT(r, i, Rf_mkChar(nm[i]));
+    UNPROTECT(1);
+    return r;
+}
+
+static SEXP konst(int k) {
+    if (konst_tab == NULL) {
+        static const char *obj[] = {"path", "backing", "size", "readonly", "class_info", "handle", "name", "options"};
+        static const char *ci[] = {"class", "type", "length", "dim", "layout"};
+        static const char *opt[] = {"numa", "huge_pages", "copy_threads"};
+        static const char *ma[] = {"matrix", "array"};
+        static const char *one[] = {"shard_shared", "memfd", "shm", "mmap", "default", "vector", NULL, "array",
+                                    "numeric", "integer", "logical", "complex", "character", "raw", "double",
+                                    "integer", "logical", "complex", "character", "raw"};
+        SEXP t = PROTECT(Rf_allocVector(VECSXP, KS_N));
+        SET_VECTOR_ELT(t, KS_NAMES_OBJ, names_of(obj, 8));
+        SET_VECTOR_ELT(t, KS_NAMES_CI, names_of(ci, 5));
+        SET_VECTOR_ELT(t, KS_NAMES_OPT, names_of(opt, 3));
+        SET_VECTOR_ELT(t, KS_MATRIX_ARRAY, names_of(ma, 2));
+        for (int i = KS_CLASS; i <= KS_T_RAW; i++)
+            if (i != KS_MATRIX_ARRAY) SET_VECTOR_ELT(t, i, Rf_mkString(one[i - KS_CLASS]));
+        SET_VECTOR_ELT(t, KS_ZERO, Rf_ScalarInteger(0));
+        for (int i = 0; i < KS_N; i++) MARK_NOT_MUTABLE(VECTOR_ELT(t, i));
+        R_PreserveObject(t);
+        UNPROTECT(1);
+        konst_tab = t;
+    }
+    return VECTOR_ELT(konst_tab, k);
+}
+
 /* class(x) of an atomic vector without a class attribute (R >= 4.0 rules). */
 static SEXP implicit_class(SEXP x) {
     SEXP dim = Rf_getAttrib(x, R_DimSymbol);
-    if (dim != R_NilValue) {
-        if (XLENGTH(dim) == 2) {
-            SEXP r = PROTECT(Rf_allocVector(STRSXP, 2));
-            SET_STRING_ELT(r, 0, Rf_mkChar("matrix"));
-            SET_STRING_ELT(r, 1, Rf_mkChar("array"));
-            UNPROTECT(1);
-            return r;
-        }
-        return Rf_mkString("array");
-    }
+    if (dim != R_NilValue) return konst(XLENGTH(dim) == 2 ? KS_MATRIX_ARRAY : KS_ARRAY);
     switch (TYPEOF(x)) {
-    case REALSXP: return Rf_mkString("numeric");
-    case INTSXP: return Rf_mkString("integer");
-    case LGLSXP: return Rf_mkString("logical");
-    case CPLXSXP: return Rf_mkString("complex");
-    case STRSXP: return Rf_mkString("character");
-    case RAWSXP: return Rf_mkString("raw");
+    case REALSXP: return konst(KS_NUMERIC);
+    case INTSXP: return konst(KS_INTEGER);
+    case LGLSXP: return konst(KS_LOGICAL);
+    case CPLXSXP: return konst(KS_COMPLEX);
+    case STRSXP: return konst(KS_CHARACTER);
+    case RAWSXP: return konst(KS_RAW);
     default: Rf_error("shard: internal: implicit_class of a non-vector");
     }
     return R_NilValue;
+}
+
+static SEXP type_string(SEXP x) {
+    switch (TYPEOF(x)) {
+    case REALSXP: return konst(KS_T_DOUBLE);
+    case INTSXP: return konst(KS_T_INTEGER);
+    case LGLSXP: return konst(KS_T_LOGICAL);
+    case CPLXSXP: return konst(KS_T_COMPLEX);
+    case STRSXP: return konst(KS_T_CHARACTER);
+    case RAWSXP: return konst(KS_T_RAW);
+    default: return Rf_mkString(Rf_type2char(TYPEOF(x)));
+    }
 }
 
 /* The shard_shared object around a new handle (see new_shared() in R):
  * list(path, backing, size, readonly, class_info, handle, name, options).
  * class_info is computed here for a plain (non-object) vector, else given. */
 SEXP C_shared_object(SEXP handle, SEXP x, SEXP layout, SEXP readonly, SEXP name, SEXP opts,
-                            SEXP class_info) {
+                     SEXP class_info) {
     if (TYPEOF(handle) != RAWSXP || XLENGTH(handle) != SHARD_HANDLE_LEN)
         Rf_error("shard: a handle must be a raw vector of %d bytes", SHARD_HANDLE_LEN);
     const uint8_t *h = RAW(handle);
-    static const char *backings[] = {"memfd", "shm", "mmap"};
     if (h[7] > 2) Rf_error("shard: corrupt handle");
-    const char *names[] = {"path", "backing", "size", "readonly", "class_info", "handle", "name", "options", ""};
-    SEXP r = PROTECT(Rf_mkNamed(VECSXP, names));
+    SEXP r = PROTECT(Rf_allocVector(VECSXP, 8));
+    Rf_setAttrib(r, R_NamesSymbol, konst(KS_NAMES_OBJ));
     if (h[7] == 0) {
         char buf[64];
         snprintf(buf, sizeof buf, "/proc/%u/fd/%u", (unsigned) le_u64(h + 8, 4), (unsigned) le_u64(h + 24, 4));
         SET_VECTOR_ELT(r, 0, Rf_mkString(buf));
     }
-    SET_VECTOR_ELT(r, 1, Rf_mkString(backings[h[7]]));
+    SET_VECTOR_ELT(r, 1, konst(KS_MEMFD + h[7]));
     SET_VECTOR_ELT(r, 2, Rf_ScalarReal((double) le_u64(h + 72, 8)));
     SET_VECTOR_ELT(r, 3, readonly);
     if (class_info == R_NilValue) {
-        const char *cn[] = {"class", "type", "length", "dim", "layout", ""};
-        SEXP ci = PROTECT(Rf_mkNamed(VECSXP, cn));
+        SEXP ci = PROTECT(Rf_allocVector(VECSXP, 5));
+        Rf_setAttrib(ci, R_NamesSymbol, konst(KS_NAMES_CI));
         SET_VECTOR_ELT(ci, 0, implicit_class(x));
-        SET_VECTOR_ELT(ci, 1, Rf_mkString(Rf_type2char(TYPEOF(x))));
+        SET_VECTOR_ELT(ci, 1, type_string(x));
         R_xlen_t n = Rf_xlength(x);
         SET_VECTOR_ELT(ci, 2, n <= INT_MAX ? Rf_ScalarInteger((int) n) : Rf_ScalarReal((double) n));
         SET_VECTOR_ELT(ci, 3, Rf_getAttrib(x, R_DimSymbol));
@@ -292,15 +333,65 @@ SEXP C_shared_object(SEXP handle, SEXP x, SEXP layout, SEXP readonly, SEXP name,
     }
     SET_VECTOR_ELT(r, 5, handle);
     SET_VECTOR_ELT(r, 6, name);
-    const char *on[] = {"numa", "huge_pages", "copy_threads", ""};
-    SEXP o = PROTECT(Rf_mkNamed(VECSXP, on));
+    SEXP o = PROTECT(Rf_allocVector(VECSXP, 3));
+    Rf_setAttrib(o, R_NamesSymbol, konst(KS_NAMES_OPT));
     SEXP numa = VECTOR_ELT(opts, 5);
-    SET_VECTOR_ELT(o, 0, numa == R_NilValue ? Rf_mkString("default") : numa);
+    SET_VECTOR_ELT(o, 0, numa == R_NilValue ? konst(KS_DEFAULT) : numa);
     SET_VECTOR_ELT(o, 1, VECTOR_ELT(opts, 2));
     SET_VECTOR_ELT(o, 2, VECTOR_ELT(opts, 3));
     SET_VECTOR_ELT(r, 7, o);
     UNPROTECT(1);
-    Rf_setAttrib(r, R_ClassSymbol, Rf_mkString("shard_shared"));
+    Rf_setAttrib(r, R_ClassSymbol, konst(KS_CLASS));
     UNPROTECT(1);
     return r;
+}
+
+/* share(x) with every argument at its default, for an atomic or character vector
+ * without attributes: options, the share and the shard_shared object in one call
+ * (what share_one() does in R for that case). NULL: R takes its general path. */
+typedef struct { SEXP handle, x, opts; } plain_args;
+
+static SEXP plain_object(void *d) {
+    plain_args *a = (plain_args *) d;
+    SEXP out = PROTECT(C_shared_object(a->handle, a->x, konst(KS_VECTOR), Rf_ScalarLogical(TRUE), R_NilValue,
+                                       a->opts, R_NilValue));
+    SEXP ns = PROTECT(R_FindNamespace(Rf_mkString("shard")));
+    if (VECTOR_ELT(out, 0) == R_NilValue) { /* not memfd: the path is the file's */
+        SEXP dec = PROTECT(Rf_lang2(Rf_install("decode_handle"), a->handle));
+        SEXP call = PROTECT(Rf_lang3(Rf_install("handle_path"), dec, R_NilValue));
+        SET_VECTOR_ELT(out, 0, Rf_eval(call, ns));
+        UNPROTECT(2);
+    }
+    const char *fb = shard_take_fallback();
+    if (fb) {
+        SEXP call = PROTECT(Rf_lang2(Rf_install("warn_fallback"), Rf_mkString(fb)));
+        Rf_eval(call, ns);
+        UNPROTECT(1);
+    }
+    UNPROTECT(2);
+    return out;
+}
+
+static void plain_cleanup(void *d, Rboolean jump) {
+    /* An R error after the share: nothing may leave the object live without an
+     * R object, so close it before the error goes on. */
+    if (jump) {
+        plain_args *a = (plain_args *) d;
+        close_epoch++;
+        shard_close(RAW(a->handle), (uint64_t) XLENGTH(a->handle));
+    }
+}
+
+SEXP C_share_plain(SEXP x) {
+    if (vec_kind(x) < 0 || OBJECT(x) || HAS_ATTRIB(x)) return R_NilValue;
+    SEXP opts = PROTECT(C_share_opts(konst(KS_ZERO), Rf_ScalarLogical(TRUE), R_NilValue));
+    if (opts == R_NilValue) { UNPROTECT(1); return R_NilValue; }
+    plain_args a;
+    a.x = x;
+    a.opts = opts;
+    a.handle = PROTECT(C_share_vector(x, R_NilValue, opts));
+    SEXP cont = PROTECT(R_MakeUnwindCont());
+    SEXP out = R_UnwindProtect(plain_object, &a, plain_cleanup, &a, cont);
+    UNPROTECT(3);
+    return out;
 }
