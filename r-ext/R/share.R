@@ -12,6 +12,9 @@ share <- function(x, backing = c("auto", "mmap", "shm"), readonly = TRUE, name =
                   deep = FALSE, min_bytes = 64 * 1024 * 1024, cycle = c("error", "skip"),
                   mode = c("balanced", "strict")) {
   if (missing(x)) stop("shard: `x` is missing: share(x) needs an R object to share", call. = FALSE)
+  # share(x) alone of a vector without attributes (the common case, e.g.
+  # lapply(xs, share)): one C call does share_one()'s work; NULL when it cannot.
+  if (nargs() == 1L && !is.null(out <- .Call(C_share_plain, x))) return(out)
   if (is.object(x)) {
     if (inherits(x, c("shard_shared", "shard_deep_shared"))) return(x)
     if (inherits(x, "shard_segment"))
@@ -149,7 +152,12 @@ share_call <- function(x, layout, meta, opts) {
 }
 
 #' @export
-fetch <- function(x, ...) UseMethod("fetch")
+fetch <- function(x, ...) {
+  # A plain vector of a shard_shared object is finished in C, without S3 dispatch.
+  if (identical(oldClass(x), "shard_shared") && typeof(h <- .Call(C_fetch, x$handle)) != "externalptr")
+    return(h)
+  UseMethod("fetch")
+}
 
 #' @export
 fetch.shard_shared <- function(x, ...) {
