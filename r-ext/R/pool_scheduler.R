@@ -46,6 +46,8 @@ sched_new <- function(pool, job_id, job_raw, ntask, payload, on_answer, on_lost,
   run$rtt_sum <- 0
   run$rtt_n <- 0L
   run$check_interval <- getOption("shard.pool_check_interval", 0.1)
+  run$timeout <- Inf                              # seconds a task may run (shard_map's timeout=)
+  run$timed_out <- integer()                      # tasks whose worker was stopped for running too long
   run
 }
 
@@ -59,6 +61,9 @@ sched_loop <- function(run) {
     active <- which(lengths(run$inflight) > 0L)
     if (!length(active)) break
     ready <- transport_ready(pool$cl[active], timeout = 1)
+    # A task running longer than run$timeout: its worker is stopped and replaced,
+    # the task retried like one whose worker died (shard_map()'s timeout=).
+    if (is.finite(run$timeout) && sched_timeouts(run, active[!ready])) next
     if (!any(ready)) {
       # No message for a second: the heartbeat. A worker whose process vanished
       # without closing its socket is lost; the others are seen alive.
@@ -70,6 +75,23 @@ sched_loop <- function(run) {
     for (w in active[ready]) sched_receive(run, w)
   }
   invisible(run)
+}
+
+# Stops the workers (of slots `ws`, no answer ready) whose oldest task has run
+# longer than run$timeout; TRUE if any was stopped.
+sched_timeouts <- function(run, ws) {
+  now <- proc.time()[["elapsed"]]
+  hit <- FALSE
+  for (w in ws) {
+    t <- run$inflight[[w]][1L]
+    if (!is.na(t) && now - run$sent_at[t] > run$timeout) {
+      run$timed_out <- c(run$timed_out, t)
+      pool_drop_worker(run$pool, w)
+      sched_lost_worker(run, w)
+      hit <- TRUE
+    }
+  }
+  hit
 }
 
 # Hands out queued tasks to the least loaded worker slots.

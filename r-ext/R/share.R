@@ -204,7 +204,11 @@ is_shared <- function(x) {
 }
 
 #' @export
-materialize <- function(x) {
+materialize <- function(x) UseMethod("materialize")
+
+# (a generic since the runtime: views have methods, see views.R)
+#' @export
+materialize.default <- function(x) {
   if (inherits(x, c("shard_shared", "shard_deep_shared", "shard_segment"))) x <- fetch(x)
   materialize_value(x)
 }

@@ -36,6 +36,22 @@ static const R_CallMethodDef call_methods[] = {
     {"C_share_opts", (DL_FUNC) &C_share_opts, 3},
     {"C_decode_handle", (DL_FUNC) &C_decode_handle, 1},
     {"C_share_plain", (DL_FUNC) &C_share_plain, 1},
+    /* runtime: buffer.c, views.c */
+    {"C_buffer_create", (DL_FUNC) &C_buffer_create, 1},
+    {"C_buffer_open", (DL_FUNC) &C_buffer_open, 3},
+    {"C_buffer_close", (DL_FUNC) &C_buffer_close, 2},
+    {"C_buffer_seal", (DL_FUNC) &C_buffer_seal, 1},
+    {"C_buffer_state", (DL_FUNC) &C_buffer_state, 1},
+    {"C_buffer_write", (DL_FUNC) &C_buffer_write, 6},
+    {"C_buffer_fill", (DL_FUNC) &C_buffer_fill, 3},
+    {"C_buffer_read", (DL_FUNC) &C_buffer_read, 5},
+    {"C_buffer_advise", (DL_FUNC) &C_buffer_advise, 2},
+    {"C_buffer_diag", (DL_FUNC) &C_buffer_diag, 1},
+    {"C_buffer_sweep", (DL_FUNC) &C_buffer_sweep, 0},
+    {"C_buffer_vector", (DL_FUNC) &C_buffer_vector, 2},
+    {"C_is_shard_vector", (DL_FUNC) &C_is_shard_vector, 1},
+    {"C_view_range", (DL_FUNC) &C_view_range, 3},
+    {"C_view_span", (DL_FUNC) &C_view_span, 1},
     {NULL, NULL, 0}};
 
 void R_init_shard(DllInfo *dll) {
@@ -45,6 +61,7 @@ void R_init_shard(DllInfo *dll) {
     cls_raw = make_class("shard_raw", dll, RAWSXP);
     cls_cplx = make_class("shard_complex", dll, CPLXSXP);
     cls_str = make_class("shard_string", dll, STRSXP);
+    buffer_init_classes(dll);
     R_registerRoutines(dll, NULL, call_methods, NULL, NULL);
     R_useDynamicSymbols(dll, FALSE);
     R_forceSymbols(dll, TRUE);

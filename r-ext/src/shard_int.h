@@ -8,6 +8,9 @@
  *   write.c   writing vectors, blobs and composites into the arena; share options
  *   attach.c  handles, attach, fetch, close, view info, stats
  *   values.c  attribute/materialize/identity helpers and low-level segments
+ *   buffer.c  writable shared buffers (a /dev/shm file mapped MAP_SHARED) and
+ *             the ALTREP class reading a sealed buffer without a copy
+ *   views.c   zero-copy element ranges of shard vectors (block views)
  *   init.c    the .Call table and R_init_shard()
  *
  * Rules for all of them: every Rust call returns before any R error is raised
@@ -204,5 +207,23 @@ SEXP C_close_if_open(SEXP handle);
 SEXP C_share_opts(SEXP backing, SEXP readonly, SEXP name);
 SEXP C_decode_handle(SEXP handle);
 SEXP C_share_plain(SEXP x);
+/* buffer.c (writable shared buffers) */
+void buffer_init_classes(DllInfo *dll);
+SEXP C_buffer_create(SEXP bytes);
+SEXP C_buffer_open(SEXP path, SEXP bytes, SEXP readonly);
+SEXP C_buffer_close(SEXP p, SEXP unlink);
+SEXP C_buffer_seal(SEXP p);
+SEXP C_buffer_state(SEXP p);
+SEXP C_buffer_write(SEXP p, SEXP kind, SEXP idx, SEXP start, SEXP value, SEXP init);
+SEXP C_buffer_fill(SEXP p, SEXP kind, SEXP value);
+SEXP C_buffer_read(SEXP p, SEXP kind, SEXP idx, SEXP start, SEXP count);
+SEXP C_buffer_advise(SEXP p, SEXP advice);
+SEXP C_buffer_diag(SEXP reset);
+SEXP C_buffer_sweep(void);
+SEXP C_buffer_vector(SEXP p, SEXP kind);
+/* views.c (zero-copy ranges of shard vectors) */
+SEXP C_is_shard_vector(SEXP x);
+SEXP C_view_range(SEXP x, SEXP start, SEXP n);
+SEXP C_view_span(SEXP x);
 
 #endif
