@@ -205,11 +205,19 @@ contiguous_start <- function(p) {
 }
 
 index_args <- function(nidx, i, j, dots, mi, mj) {
-  if (nidx == 0L) return(list())
-  out <- list(if (mi) NULL else i)
-  if (nidx >= 2L) out[[2]] <- if (mj) NULL else j
-  if (nidx > 2L) out <- c(out, dots)
+  # (list elements set with `[<-` and list(): a NULL must stay, meaning "all")
+  out <- vector("list", nidx)
+  if (nidx >= 1L && !mi) out[1] <- list(i)
+  if (nidx >= 2L && !mj) out[2] <- list(j)
+  if (nidx > 2L) out[3:nidx] <- dots
   out
+}
+
+# Sets dim on a fresh vector in place (a vector over a sealed buffer is marked
+# not mutable: `dim<-` would copy it).
+set_dim <- function(v, d, x) {
+  sealed <- isTRUE(.Call(C_buffer_state, buf_ptr(x))$sealed)
+  .Call(C_set_attrib, v, as.pairlist(list(dim = as.integer(d))), sealed)
 }
 
 #' @export
@@ -321,16 +329,13 @@ as.matrix.shard_buffer <- function(x, ...) {
   if (length(x$dim) != 2L)
     stop(sprintf("shard: as.matrix() needs a 2-dimensional buffer (this one has dim %s); use as.vector() or as.array()",
                  paste(x$dim, collapse = " x ")), call. = FALSE)
-  v <- buffer_values(x)
-  dim(v) <- as.integer(x$dim)
-  v
+  set_dim(buffer_values(x), x$dim, x)
 }
 
 #' @export
 as.array.shard_buffer <- function(x, ...) {
   v <- buffer_values(x)
-  if (length(x$dim) > 1L) dim(v) <- as.integer(x$dim)
-  v
+  if (length(x$dim) > 1L) set_dim(v, x$dim, x) else v
 }
 
 #' @export
