@@ -70,7 +70,7 @@ make_descriptor <- function(n, bs, strategy) {
 # Shard i of a (contiguous or strided) descriptor.
 shard_at <- function(d, i) {
   if (d$strategy == "strided") {
-    idx <- seq.int(i, d$n, by = d$num_shards)
+    idx <- seq.int(as.integer(i), as.integer(d$n), by = as.integer(d$num_shards))
     return(list(id = as.integer(i), start = idx[1], end = idx[length(idx)], idx = idx, len = length(idx)))
   }
   s <- (i - 1) * d$block_size + 1
