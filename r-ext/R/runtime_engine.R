@@ -111,6 +111,11 @@ runtime_run <- function(pool, job, ntask, items, seeds, task_sizes, max_retries,
   run <- sched_new(pool, job_id, job_raw, ntask, payload, on_answer, on_lost, retries = max_retries,
                    runner = "runtime_task")
   run$timeout <- timeout
+  # Prefetch: once tasks turn out short (round trip under 10 ms), each worker
+  # gets its next task before it answers the current one, hiding the master's
+  # turnaround (the scheduler's depth 2; options(shard.runtime_prefetch = FALSE)
+  # turns it off).
+  run$prefetch <- isTRUE(getOption("shard.runtime_prefetch", TRUE))
   sched_loop(run)
   runtime_progress(st, label, final = TRUE)
   st$elapsed <- proc.time()[["elapsed"]] - st$t0
