@@ -277,9 +277,9 @@ SEXP C_buffer_write(SEXP p, SEXP kind_, SEXP idx, SEXP start_, SEXP value, SEXP 
     int kind = Rf_asInteger(kind_);
     size_t es = kind_size(kind);
     if (!b->writable) Rf_error("shard: this buffer is %s; it cannot be written", b->sealed ? "sealed (read-only)" : "read-only");
-    if (TYPEOF(value) != kind_sexp(kind)) Rf_error("shard: internal: value of the wrong type for the buffer");
+    if ((SEXPTYPE) TYPEOF(value) != kind_sexp(kind)) Rf_error("shard: internal: value of the wrong type for the buffer");
     R_xlen_t n = (R_xlen_t) (b->bytes / es), nv = XLENGTH(value);
-    const uint8_t *src = (const uint8_t *) DATAPTR_RO(value);
+    const uint8_t *src = (const uint8_t *) vec_ptr(value);
     double written = 0;
     if (idx == R_NilValue) {
         double st = Rf_asReal(start_);
@@ -312,8 +312,8 @@ SEXP C_buffer_fill(SEXP p, SEXP kind_, SEXP value) {
     shard_buf *b = buf_get(p, 1);
     int kind = Rf_asInteger(kind_);
     size_t es = kind_size(kind);
-    if (TYPEOF(value) != kind_sexp(kind) || XLENGTH(value) != 1) Rf_error("shard: internal: bad fill value");
-    const uint8_t *src = (const uint8_t *) DATAPTR_RO(value);
+    if ((SEXPTYPE) TYPEOF(value) != kind_sexp(kind) || XLENGTH(value) != 1) Rf_error("shard: internal: bad fill value");
+    const uint8_t *src = (const uint8_t *) vec_ptr(value);
     size_t n = b->bytes / es;
     int zero = 1;
     for (size_t i = 0; i < es; i++) zero &= src[i] == 0;
@@ -338,12 +338,12 @@ SEXP C_buffer_read(SEXP p, SEXP kind_, SEXP idx, SEXP start_, SEXP count_) {
         if (!(st >= 1) || !(cnt >= 0) || st - 1 + cnt > (double) n)
             Rf_error("shard: buffer read of %.0f elements at %.0f is out of bounds (length %.0f)", cnt, st, (double) n);
         out = PROTECT(Rf_allocVector(kind_sexp(kind), (R_xlen_t) cnt));
-        if (cnt > 0) memcpy(DATAPTR(out), b->addr + ((size_t) st - 1) * es, (size_t) cnt * es);
+        if (cnt > 0) memcpy(vec_ptr(out), b->addr + ((size_t) st - 1) * es, (size_t) cnt * es);
     } else {
         if (TYPEOF(idx) != INTSXP && TYPEOF(idx) != REALSXP) Rf_error("shard: buffer indices must be numeric");
         R_xlen_t ni = XLENGTH(idx);
         out = PROTECT(Rf_allocVector(kind_sexp(kind), ni));
-        uint8_t *d = (uint8_t *) DATAPTR(out);
+        uint8_t *d = (uint8_t *) vec_ptr(out);
         for (R_xlen_t k = 0; k < ni; k++) memcpy(d + (size_t) k * es, b->addr + (size_t) pos_at(idx, k, n) * es, es);
     }
     d_reads += 1;
@@ -427,15 +427,15 @@ static R_xlen_t bv_length(SEXP x) { return BV(x)->n; }
 
 static void *bv_dataptr(SEXP x, Rboolean writeable) {
     SEXP c = R_altrep_data2(x);
-    if (c != R_NilValue) return DATAPTR(c);
+    if (c != R_NilValue) return vec_ptr(c);
     bview *v = BV(x);
     if (!writeable) return v->b->addr;
     /* R wants to write: a private copy (the shared pages are read-only). */
     c = PROTECT(Rf_allocVector(TYPEOF(x), v->n));
-    memcpy(DATAPTR(c), v->b->addr, (size_t) v->n * (TYPEOF(x) == REALSXP ? 8 : TYPEOF(x) == RAWSXP ? 1 : 4));
+    memcpy(vec_ptr(c), v->b->addr, (size_t) v->n * (TYPEOF(x) == REALSXP ? 8 : TYPEOF(x) == RAWSXP ? 1 : 4));
     R_set_altrep_data2(x, c);
     UNPROTECT(1);
-    return DATAPTR(c);
+    return vec_ptr(c);
 }
 
 static const void *bv_dataptr_or_null(SEXP x) { return bv_dataptr(x, FALSE); }
@@ -443,7 +443,7 @@ static const void *bv_dataptr_or_null(SEXP x) { return bv_dataptr(x, FALSE); }
 static SEXP bv_duplicate(SEXP x, Rboolean deep) {
     bview *v = BV(x);
     SEXP c = PROTECT(Rf_allocVector(TYPEOF(x), v->n));
-    memcpy(DATAPTR(c), bv_dataptr(x, FALSE), (size_t) v->n * (TYPEOF(x) == REALSXP ? 8 : TYPEOF(x) == RAWSXP ? 1 : 4));
+    memcpy(vec_ptr(c), bv_dataptr(x, FALSE), (size_t) v->n * (TYPEOF(x) == REALSXP ? 8 : TYPEOF(x) == RAWSXP ? 1 : 4));
     UNPROTECT(1);
     return c;
 }
