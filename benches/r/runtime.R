@@ -16,7 +16,8 @@
 # default (one chunk per worker), as a ratio.
 #
 # Usage: Rscript benches/r/runtime.R          (RUNTIME_SIZE=2G, default 512M;
-#        RUNTIME_WORKERS=2; RUNTIME_REPEATS=3; RUNTIME_TINY=10000)
+#        RUNTIME_WORKERS=2; RUNTIME_REPEATS=3; RUNTIME_TINY=10000;
+#        RUNTIME_PARTS=stats,tiny: the statistics job and/or the tiny shards)
 # Huge pages are turned off (options(shard.huge_pages = FALSE)) so that PSS
 # counts every page (smaps_rollup leaves hugetlb pages out).
 
@@ -28,17 +29,21 @@ size <- env_num("RUNTIME_SIZE", 512 * 2^20)
 workers <- as.integer(env_num("RUNTIME_WORKERS", 2))
 repeats <- as.integer(env_num("RUNTIME_REPEATS", 3))
 tiny <- as.integer(env_num("RUNTIME_TINY", 10000))
+parts <- strsplit(Sys.getenv("RUNTIME_PARTS", "stats,tiny"), ",")[[1]]   # which parts to run
 ncol_x <- 1024L
 nrow_x <- as.integer(size / 8 / ncol_x)
 cat(sprintf("machine: %s\n", machine_line()))
 cat(sprintf("matrix: %d x %d doubles (%s), %d workers, %d repeats\n", nrow_x, ncol_x, fmt_bytes(nrow_x * ncol_x * 8),
             workers, repeats))
 
+if ("stats" %in% parts) {
 set.seed(1)
 X <- matrix(rnorm(nrow_x * ncol_x), nrow_x, ncol_x)
 blocks <- split(seq_len(ncol_x), cut(seq_len(ncol_x), workers * 4, labels = FALSE))
 col_stats <- function(v) c(mean(v), sd(v), min(v), max(v))
 ref <- vapply(seq_len(ncol_x), function(j) col_stats(X[, j]), numeric(4))
+
+}
 
 # --- peak PSS sampler: a shell loop summing Pss of the listed pids ---------
 sampler_start <- function(pids) {
@@ -118,6 +123,7 @@ pool_create(workers)
 cl <- makePSOCKcluster(workers)
 registerDoParallel(cl)
 invisible(clusterCall(cl, function() NULL))
+if ("stats" %in% parts) {
 cat(sprintf("idle PSS: shard master + pool %s, parallel cluster workers %s\n",
             fmt_bytes(base_pss(c(Sys.getpid(), pool_status()$pid))),
             fmt_bytes(base_pss(unlist(clusterCall(cl, Sys.getpid))))))
@@ -142,14 +148,25 @@ for (i in seq_len(nrow(agg))) cat(sprintf("| %s | %s | %s | %s | %.2fx | %.2fx |
                                           agg$time[i] / shard_row$time, agg$pss[i] / shard_row$pss))
 cat(sprintf("(data %s; stats output %s)\n", fmt_bytes(nrow_x * ncol_x * 8), fmt_bytes(4 * ncol_x * 8)))
 
+}
+
 # --- per-task overhead: tiny shards ----------------------------------------------
-rm(X); invisible(gc())
+if (exists("X")) rm(X)
+invisible(gc())
+if ("tiny" %in% parts) {
 tt <- list()
 for (r in seq_len(repeats)) {
   t0 <- now()
   res <- shard_map(shards(tiny, block_size = 1), function(s) s$id, workers = workers, diagnostics = FALSE)
   tt$shard <- c(tt$shard, now() - t0)
   stopifnot(succeeded(res))
+  t0 <- now()
+  res <- shard_map(shards(tiny, block_size = 1), function(s) s$id, workers = workers, diagnostics = FALSE,
+                   chunk_size = 100)
+  tt$shard100 <- c(tt$shard100, now() - t0)
+  t0 <- now()
+  r0 <- pool_lapply(seq_len(tiny), function(i) i)
+  tt$pool <- c(tt$pool, now() - t0)
   t0 <- now()
   r1 <- parLapply(cl, seq_len(tiny), function(i) i, chunk.size = 1)
   tt$par1 <- c(tt$par1, now() - t0)
@@ -161,9 +178,14 @@ m <- vapply(tt, median, 0)
 cat(sprintf("\n%d tiny shards (median of %d, same run):\n", tiny, repeats))
 cat("| method | total | per task | ratio to shard_map |\n|---|---|---|---|\n")
 cat(sprintf("| shard_map(chunk_size = 1) | %s | %s | 1 |\n", fmt_time(m[["shard"]]), fmt_time(m[["shard"]] / tiny)))
+cat(sprintf("| shard_map(chunk_size = 100) | %s | %s | %.2f |\n", fmt_time(m[["shard100"]]),
+            fmt_time(m[["shard100"]] / tiny), m[["shard100"]] / m[["shard"]]))
+cat(sprintf("| pool_lapply (the same scheduler) | %s | %s | %.2f |\n", fmt_time(m[["pool"]]),
+            fmt_time(m[["pool"]] / tiny), m[["pool"]] / m[["shard"]]))
 cat(sprintf("| parLapply(chunk.size = 1) | %s | %s | %.2f |\n", fmt_time(m[["par1"]]), fmt_time(m[["par1"]] / tiny),
             m[["par1"]] / m[["shard"]]))
 cat(sprintf("| parLapply (default: one chunk per worker) | %s | %s | %.2f |\n", fmt_time(m[["par"]]),
             fmt_time(m[["par"]] / tiny), m[["par"]] / m[["shard"]]))
+}
 stopCluster(cl)
 pool_stop()

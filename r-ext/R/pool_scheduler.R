@@ -111,7 +111,7 @@ sched_fill <- function(run) {
 # Sends task `t` to slot `w` (with the job, if that worker does not hold it yet).
 sched_send <- function(run, w, t) {
   pool <- run$pool
-  if (is.null(run$task_raw[[t]])) run$task_raw[[t]] <- run$payload(t)
+  if (is.null(run$task_raw[[t]])) sched_set(run, "task_raw", t, list(run$payload(t)))
   with_job <- !identical(pool$job_of[w], run$job_id)
   jr <- if (with_job) run$job_raw else raw(0)
   # In flight from before the first byte goes out: if the call is interrupted
@@ -128,10 +128,21 @@ sched_send <- function(run, w, t) {
     pool$job_of[w] <- run$job_id
     run$job_bytes_sent <- run$job_bytes_sent + length(jr)
   }
-  run$task_bytes[t] <- bytes - length(jr)
+  sched_set(run, "task_bytes", t, bytes - length(jr))
   pool$bytes_sent[w] <- pool$bytes_sent[w] + bytes
-  run$sent_at[t] <- proc.time()[["elapsed"]]
+  sched_set(run, "sent_at", t, proc.time()[["elapsed"]])
   TRUE
+}
+
+# run$<name>[i] <- value, in place: `run$x[i] <- v` inside a function copies
+# the whole per-task vector at every task (O(tasks^2) for 10 000 tiny tasks);
+# taking the vector out of the environment first leaves it one reference.
+sched_set <- function(run, name, i, value) {
+  v <- run[[name]]
+  run[[name]] <- NULL
+  v[i] <- value
+  run[[name]] <- v
+  invisible()
 }
 
 # Reads the answer slot `w` has ready (for its oldest task in flight).

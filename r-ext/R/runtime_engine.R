@@ -27,19 +27,22 @@
 # their RNG streams (or NULL). Returns the run's state (an environment).
 runtime_run <- function(pool, job, ntask, items, seeds, task_sizes, max_retries, timeout, on_value,
                         label, progress, health_check_interval) {
+  # Per-task records are local vectors of this function, set from the callbacks
+  # with `<<-`: that modifies them in place, where `st$x[t] <- v` on an
+  # environment would copy the whole vector at every answer (O(tasks^2)).
   st <- new.env(parent = emptyenv())
-  st$values <- vector("list", ntask)       # per task: list of item values
-  st$errors <- vector("list", ntask)       # per task: list of item errors (last attempt)
-  st$failed <- logical(ntask)
-  st$done <- logical(ntask)
-  st$err_attempts <- integer(ntask)
-  st$lost <- vector("list", ntask)
-  st$task_time <- rep(NA_real_, ntask)     # seconds FUN ran, summed over the task's items
-  st$task_worker <- rep(NA_integer_, ntask)
-  st$task_pid <- rep(NA_integer_, ntask)
-  st$task_elapsed <- rep(NA_real_, ntask)  # worker-side elapsed of the whole task (parallel's time)
-  st$result_bytes <- numeric(ntask)
-  st$cow_events <- numeric(ntask)
+  values <- vector("list", ntask)          # per task: list of item values (failed tasks)
+  errors <- vector("list", ntask)          # per task: list of item errors (last attempt)
+  failed <- logical(ntask)
+  done <- logical(ntask)
+  err_attempts <- integer(ntask)
+  lost <- vector("list", ntask)
+  task_time <- rep(NA_real_, ntask)        # seconds FUN ran, summed over the task's items
+  task_worker <- rep(NA_integer_, ntask)
+  task_pid <- rep(NA_integer_, ntask)
+  task_elapsed <- rep(NA_real_, ntask)     # worker-side elapsed of the whole task (parallel's time)
+  result_bytes <- numeric(ntask)
+  cow_events <- numeric(ntask)
   st$worker_diag <- list()                 # pid -> last counters seen from that worker
   st$warnings <- list()
   st$items_done <- 0
@@ -65,34 +68,34 @@ runtime_run <- function(pool, job, ntask, items, seeds, task_sizes, max_retries,
 
   payload <- function(t) serialize(list(items = items(t), seeds = seeds(t)), NULL, xdr = FALSE)
   on_answer <- function(t, w, r, time) {
-    st$task_worker[t] <- w
-    st$task_pid[t] <- pool$pids[w]
-    st$task_elapsed[t] <- time
+    task_worker[t] <<- w
+    task_pid[t] <<- pool$pids[w]
+    task_elapsed[t] <<- time
     if (inherits(r, "try-error") || !is.list(r) || is.null(r$errors)) {
       # failed outside FUN (installing the job): the worker forgets the job
       pool$job_of[w] <- NA_integer_
       msg <- if (inherits(r, "try-error")) sub("\n$", "", as.character(r)) else "malformed answer"
       r <- list(pid = pool$pids[w], values = list(), errors = list(list(k = 1L, message = msg)), times = NA_real_)
     }
-    st$task_time[t] <- sum(r$times, na.rm = TRUE)
+    task_time[t] <<- sum(r$times, na.rm = TRUE)
     if (!is.null(r$diag)) {
       st$worker_diag[[as.character(r$pid)]] <- c(r$diag, list(worker = w, pid = r$pid))
-      st$result_bytes[t] <- r$diag$result_bytes %||% 0
-      st$cow_events[t] <- r$diag$cow_events %||% 0
+      result_bytes[t] <<- r$diag$result_bytes %||% 0
+      cow_events[t] <<- r$diag$cow_events %||% 0
     }
     for (wn in r$warnings) if (length(st$warnings) < 10L) st$warnings[[length(st$warnings) + 1L]] <- wn$message
     if (length(r$errors)) {
-      st$errors[[t]] <- r$errors
-      st$err_attempts[t] <- st$err_attempts[t] + 1L
-      if (st$err_attempts[t] <= max_retries && !run$stopping) {
+      errors[[t]] <<- r$errors
+      err_attempts[t] <<- err_attempts[t] + 1L
+      if (err_attempts[t] <= max_retries && !run$stopping) {
         run$queue <- c(run$queue, t)     # retried (its payload is kept)
         return(invisible())
       }
-      st$failed[t] <- TRUE
-      st$values[[t]] <- r$values
+      failed[t] <<- TRUE
+      values[[t]] <<- r$values
     } else {
-      st$errors[t] <- list(NULL)
-      st$done[t] <- TRUE
+      errors[t] <<- list(NULL)
+      done[t] <<- TRUE
       on_value(t, r$values, w)
     }
     st$items_done <- st$items_done + task_sizes[t]
@@ -103,8 +106,8 @@ runtime_run <- function(pool, job, ntask, items, seeds, task_sizes, max_retries,
     runtime_progress(st, label)
   }
   on_lost <- function(t, pids) {
-    st$lost[[t]] <- pids
-    st$failed[t] <- TRUE
+    lost[[t]] <<- pids
+    failed[t] <<- TRUE
     st$items_done <- st$items_done + task_sizes[t]
   }
   pool_heal(pool)
@@ -119,6 +122,10 @@ runtime_run <- function(pool, job, ntask, items, seeds, task_sizes, max_retries,
   sched_loop(run)
   runtime_progress(st, label, final = TRUE)
   st$elapsed <- proc.time()[["elapsed"]] - st$t0
+  st$values <- values; st$errors <- errors; st$failed <- failed; st$done <- done
+  st$err_attempts <- err_attempts; st$lost <- lost; st$task_time <- task_time; st$task_worker <- task_worker
+  st$task_pid <- task_pid; st$task_elapsed <- task_elapsed; st$result_bytes <- result_bytes
+  st$cow_events <- cow_events
   st$job_bytes <- length(job_raw)
   st$job_bytes_sent <- run$job_bytes_sent
   st$task_bytes <- run$task_bytes

@@ -34,18 +34,16 @@ shard_map <- function(shards, fun = NULL, borrow = list(), out = list(), kernel 
               init_expr = a$init_expr, borrow = borrow_sent, out = out, mode = "map", cow = a$cow,
               diagnostics = a$diagnostics)
   K <- length(desc)
-  results <- vector("list", K)
-  res <- new.env(parent = emptyenv())
-  res$results <- results
+  results <- vector("list", K)       # set in place by on_value (`<<-`)
   tasks <- runtime_chunks(K, a$chunk_size)
   st <- runtime_run(pool, job, length(tasks), items = function(t) runtime_items(desc, tasks[[t]]),
                     seeds = runtime_seed_fun(a$seed, K, tasks), task_sizes = lengths(tasks),
                     max_retries = a$max_retries, timeout = a$timeout,
-                    on_value = function(t, vals, w) res$results[tasks[[t]]] <- vals,
+                    on_value = function(t, vals, w) results[tasks[[t]]] <<- vals,
                     label = "shard_map", progress = runtime_progress_flag(),
                     health_check_interval = a$health_check_interval)
   runtime_warnings(st, "shard_map")
-  structure(list(results = res$results, failures = runtime_failures(st, tasks),
+  structure(list(results = results, failures = runtime_failures(st, tasks),
                  diagnostics = runtime_diagnostics(st, tasks, K, a, borrow, out, pool),
                  pool_stats = pool$stats, queue_status = runtime_queue_status(st, tasks, K), cow = a$cow,
                  seed = a$seed),
@@ -388,14 +386,13 @@ dispatch_chunks <- function(chunks, fun, ..., pool = NULL, health_check_interval
   glob <- pool_prepare_fun(fun)
   job <- list(fun = glob$fun, dots = list(...), globals = glob$globals, packages = glob$packages, init_expr = NULL,
               borrow = list(), out = list(), mode = "chunks", cow = "allow", diagnostics = diagnostics)
-  res <- new.env(parent = emptyenv())
-  res$results <- vector("list", n)
-  names(res$results) <- tags
+  results <- vector("list", n)       # set in place by on_value (`<<-`)
+  names(results) <- tags
   tasks <- as.list(seq_len(n))
   st <- runtime_run(pool, job, n, items = function(t) chunks[t], seeds = function(t) NULL,
                     task_sizes = rep(1L, n), max_retries = max_retries, timeout = timeout,
                     on_value = function(t, vals, w) {
-                      if (store_results) res$results[t] <- list(vals[[1]])
+                      if (store_results) results[t] <<- list(vals[[1]])
                       if (!is.null(on_result)) on_result(tags[t], vals[[1]], w)
                     }, label = "dispatch_chunks", progress = runtime_progress_flag(), health_check_interval = hci)
   runtime_warnings(st, "dispatch_chunks")
@@ -405,7 +402,7 @@ dispatch_chunks <- function(chunks, fun, ..., pool = NULL, health_check_interval
   a <- list(cow = "allow", mem_cap = pool$rss_limit_bytes, chunk_size = 1L, profile = "default",
             diagnostics = diagnostics)
   diag <- runtime_diagnostics(st, tasks, n, a, list(), list(), pool)
-  out <- list(results = if (store_results) res$results else list(), failures = fails, diagnostics = diag,
+  out <- list(results = if (store_results) results else list(), failures = fails, diagnostics = diag,
               queue_status = runtime_queue_status(st, tasks, n), pool_stats = pool$stats)
   if (retain_chunks) out$chunks <- chunks
   structure(out, class = "shard_dispatch_result")
