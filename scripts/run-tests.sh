@@ -54,7 +54,7 @@ echo "== cargo clippy"; cargo clippy --workspace --all-targets --quiet -- -D war
 echo "== C header is current"
 cbindgen --config cbindgen.toml --output "$log/shard.h" 2>/dev/null
 diff -u include/shard.h "$log/shard.h" || { echo "include/shard.h is stale: regenerate with cbindgen"; exit 1; }
-diff -u include/shard.h r-ext/src/shard.h || { echo "r-ext/src/shard.h differs from include/shard.h"; exit 1; }
+(cd r-ext && sh tools/vendor-rust.sh >/dev/null) && diff -u include/shard.h r-ext/src/shard.h || { echo "r-ext/tools/vendor-rust.sh did not copy include/shard.h to r-ext/src/shard.h"; exit 1; }
 echo "== cargo test"
 rc_cargo=0
 cargo test --workspace --quiet 2>&1 | tee "$log/cargo.txt" || rc_cargo=$?

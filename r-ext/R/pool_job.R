@@ -153,6 +153,12 @@ pool_task <- function(job_id, job_raw, task_raw) {
 # Forgets the job a worker holds (and the globals it put in the global environment).
 pool_clear_job <- function() {
   st <- .pool_worker
+  # a job of shard_map() also holds its buffers' mappings (runtime_clear_job())
+  if (is.function(st$on_clear)) {
+    f <- st$on_clear
+    st$on_clear <- NULL
+    try(f(), silent = TRUE)
+  }
   if (length(st$globals)) {
     g <- st$globals[vapply(st$globals, exists, logical(1), envir = globalenv(), inherits = FALSE)]
     if (length(g)) rm(list = g, envir = globalenv())

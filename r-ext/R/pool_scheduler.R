@@ -48,6 +48,8 @@ sched_new <- function(pool, job_id, job_raw, ntask, payload, on_answer, on_lost,
   run$check_interval <- getOption("shard.pool_check_interval", 1)
   run$supervised <- is.finite(pool$rss_limit_bytes) || is.finite(pool$rss_drift_threshold)
   run$stub <- worker_stub(runner)
+  run$timeout <- Inf                              # seconds a task may run (shard_map's timeout=)
+  run$timed_out <- integer()                      # tasks whose worker was stopped for running too long
   run
 }
 
@@ -61,6 +63,9 @@ sched_loop <- function(run) {
     active <- which(lengths(run$inflight) > 0L)
     if (!length(active)) break
     ready <- transport_ready(pool$cl[active], timeout = 1)
+    # A task running longer than run$timeout: its worker is stopped and replaced,
+    # the task retried like one whose worker died (shard_map()'s timeout=).
+    if (is.finite(run$timeout) && sched_timeouts(run, active[!ready])) next
     if (!any(ready)) {
       # No message for a second: the heartbeat. A worker whose process vanished
       # without closing its socket is lost; the others are seen alive.
@@ -72,6 +77,23 @@ sched_loop <- function(run) {
     for (w in active[ready]) sched_receive(run, w)
   }
   invisible(run)
+}
+
+# Stops the workers (of slots `ws`, no answer ready) whose oldest task has run
+# longer than run$timeout; TRUE if any was stopped.
+sched_timeouts <- function(run, ws) {
+  now <- proc.time()[["elapsed"]]
+  hit <- FALSE
+  for (w in ws) {
+    t <- run$inflight[[w]][1L]
+    if (!is.na(t) && now - run$sent_at[t] > run$timeout) {
+      run$timed_out <- c(run$timed_out, t)
+      pool_drop_worker(run$pool, w)
+      sched_lost_worker(run, w)
+      hit <- TRUE
+    }
+  }
+  hit
 }
 
 # Hands out queued tasks to the least loaded worker slots.
@@ -91,7 +113,7 @@ sched_fill <- function(run) {
 # Sends task `t` to slot `w` (with the job, if that worker does not hold it yet).
 sched_send <- function(run, w, t) {
   pool <- run$pool
-  if (is.null(run$task_raw[[t]])) run$task_raw[[t]] <- run$payload(t)
+  if (is.null(run$task_raw[[t]])) sched_set(run, "task_raw", t, list(run$payload(t)))
   with_job <- !identical(pool$job_of[w], run$job_id)
   jr <- if (with_job) run$job_raw else raw(0)
   # In flight from before the first byte goes out: if the call is interrupted
@@ -108,10 +130,21 @@ sched_send <- function(run, w, t) {
     pool$job_of[w] <- run$job_id
     run$job_bytes_sent <- run$job_bytes_sent + length(jr)
   }
-  run$task_bytes[t] <- bytes - length(jr)
+  sched_set(run, "task_bytes", t, bytes - length(jr))
   pool$bytes_sent[w] <- pool$bytes_sent[w] + bytes
-  run$sent_at[t] <- proc.time()[["elapsed"]]
+  sched_set(run, "sent_at", t, proc.time()[["elapsed"]])
   TRUE
+}
+
+# run$<name>[i] <- value, in place: `run$x[i] <- v` inside a function copies
+# the whole per-task vector at every task (O(tasks^2) for 10 000 tiny tasks);
+# taking the vector out of the environment first leaves it one reference.
+sched_set <- function(run, name, i, value) {
+  v <- run[[name]]
+  run[[name]] <- NULL
+  v[i] <- value
+  run[[name]] <- v
+  invisible()
 }
 
 # Reads the answer slot `w` has ready (for its oldest task in flight).

@@ -15,6 +15,9 @@ share <- function(x, backing = c("auto", "mmap", "shm"), readonly = TRUE, name =
   if (!is.null(cluster))   # one copy per node of a parallel/snow cluster: R/cluster.R
     return(share_cluster(x, cluster, list(backing = backing, readonly = readonly, name = name, deep = deep,
                                           min_bytes = min_bytes, cycle = cycle, mode = mode)))
+  # share(x) alone of a vector without attributes (the common case, e.g.
+  # lapply(xs, share)): one C call does share_one()'s work; NULL when it cannot.
+  if (nargs() == 1L && !is.null(out <- .Call(C_share_plain, x))) return(out)
   if (is.object(x)) {
     if (inherits(x, c("shard_shared", "shard_deep_shared"))) return(x)
     if (inherits(x, "shard_segment"))
@@ -152,7 +155,12 @@ share_call <- function(x, layout, meta, opts) {
 }
 
 #' @export
-fetch <- function(x, ...) UseMethod("fetch")
+fetch <- function(x, ...) {
+  # A plain vector of a shard_shared object is finished in C, without S3 dispatch.
+  if (identical(oldClass(x), "shard_shared") && typeof(h <- .Call(C_fetch, x$handle)) != "externalptr")
+    return(h)
+  UseMethod("fetch")
+}
 
 #' @export
 fetch.shard_shared <- function(x, ...) {
@@ -199,7 +207,11 @@ is_shared <- function(x) {
 }
 
 #' @export
-materialize <- function(x) {
+materialize <- function(x) UseMethod("materialize")
+
+# (a generic since the runtime: views have methods, see views.R)
+#' @export
+materialize.default <- function(x) {
   if (inherits(x, c("shard_shared", "shard_deep_shared", "shard_segment"))) x <- fetch(x)
   materialize_value(x)
 }

@@ -1,0 +1,269 @@
+/*
+ * Handles and attach: a handle becomes a view holder (an external pointer the GC
+ * frees), fetch(), a view's info/metadata/vectors, close, names, sweep and seal,
+ * statistics, handle decoding and the NUMA placement of a view.
+ */
+#include "shard_int.h"
+
+void rust_error(const char *what) {
+    /* Copy the message: R_alloc'd memory survives until the error unwinds. */
+    const char *m = shard_last_error();
+    size_t n = strlen(m) + 1;
+    char *buf = R_alloc(n, 1);
+    memcpy(buf, m, n);
+    Rf_error("shard: %s: %s", what, buf);
+}
+
+void view_finalize(SEXP p) {
+    shard_view *v = (shard_view *) R_ExternalPtrAddr(p);
+    if (v) { shard_view_free(v); R_ClearExternalPtr(p); }
+}
+
+SEXP attach_holder(SEXP handle) {
+    if (TYPEOF(handle) != RAWSXP || XLENGTH(handle) != SHARD_HANDLE_LEN)
+        Rf_error("shard: a handle must be a raw vector of %d bytes", SHARD_HANDLE_LEN);
+    shard_view *v = NULL;
+    if (shard_attach(RAW(handle), (uint64_t) XLENGTH(handle), &v) != SHARD_OK) return R_NilValue;
+    SEXP h = PROTECT(R_MakeExternalPtr(v, Rf_install("shard_view"), R_NilValue));
+    R_RegisterCFinalizerEx(h, view_finalize, TRUE);
+    UNPROTECT(1);
+    return h;
+}
+
+/* Attaches a handle: an external pointer holding the view (freed by the GC). */
+SEXP C_attach(SEXP handle) {
+    SEXP h = attach_holder(handle);
+    if (h == R_NilValue) rust_error("attach");
+    return h;
+}
+
+/* fetch() of a plain vector object (no attributes): attach and return the ALTREP
+ * vector (marked not mutable). Otherwise the view holder, for R to finish. */
+SEXP C_fetch(SEXP handle) {
+    SEXP holder = PROTECT(attach_holder(handle));
+    if (holder == R_NilValue) rust_error("attach");
+    shard_view *v = holder_view(holder);
+    shard_view_info i;
+    if (shard_view_info_get(v, &i) != SHARD_OK) rust_error("view info");
+    if (i.meta_len != 0 || i.closed || i.kind < K_F64 || i.kind > K_STR) { UNPROTECT(1); return holder; }
+    R_xlen_t n = i.kind == K_STR ? (R_xlen_t) str_read(shard_view_data(v)).n
+                                 : (R_xlen_t) (i.data_len / elt_size(i.kind));
+    SEXP r = make_vec(holder, handle, i.kind, 0, i.data_len, n);
+    MARK_NOT_MUTABLE(r);
+    UNPROTECT(1);
+    return r;
+}
+
+SEXP C_view_info(SEXP holder) {
+    shard_view *v = holder_view(holder);
+    if (!v) Rf_error("shard: released view");
+    shard_view_info i;
+    if (shard_view_info_get(v, &i) != SHARD_OK) rust_error("view info");
+    const char *names[] = {"kind", "elem_count", "data_len", "meta_len", "page_size", "seals", "local",
+                           "closed", "writable", "backing", "owner_pid", "region_id", "offset", "region_size", ""};
+    SEXP r = PROTECT(Rf_mkNamed(VECSXP, names));
+    SET_VECTOR_ELT(r, 0, Rf_ScalarInteger(i.kind));
+    SET_VECTOR_ELT(r, 1, Rf_ScalarReal((double) i.elem_count));
+    SET_VECTOR_ELT(r, 2, Rf_ScalarReal((double) i.data_len));
+    SET_VECTOR_ELT(r, 3, Rf_ScalarReal((double) i.meta_len));
+    SET_VECTOR_ELT(r, 4, Rf_ScalarReal((double) i.page_size));
+    SET_VECTOR_ELT(r, 5, Rf_ScalarInteger((int) i.seals));
+    SET_VECTOR_ELT(r, 6, Rf_ScalarLogical(i.local));
+    SET_VECTOR_ELT(r, 7, Rf_ScalarLogical(i.closed));
+    SET_VECTOR_ELT(r, 8, Rf_ScalarLogical(i.writable));
+    SET_VECTOR_ELT(r, 9, Rf_ScalarInteger(i.backing));
+    SET_VECTOR_ELT(r, 10, Rf_ScalarReal((double) i.owner_pid));
+    SET_VECTOR_ELT(r, 11, Rf_ScalarReal((double) i.region_id));
+    SET_VECTOR_ELT(r, 12, Rf_ScalarReal((double) i.offset));
+    SET_VECTOR_ELT(r, 13, Rf_ScalarReal((double) i.region_size));
+    UNPROTECT(1);
+    return r;
+}
+
+SEXP C_view_meta(SEXP holder) {
+    shard_view *v = holder_view(holder);
+    if (!v) Rf_error("shard: released view");
+    uint64_t len = 0;
+    const uint8_t *m = shard_view_meta(v, &len);
+    if (!m) {
+        if (shard_view_closed(v)) Rf_error("shard: the shared object has been closed");
+        return Rf_allocVector(RAWSXP, 0);
+    }
+    SEXP r = PROTECT(Rf_allocVector(RAWSXP, (R_xlen_t) len));
+    if (len) memcpy(RAW(r), m, len);
+    UNPROTECT(1);
+    return r;
+}
+
+/* The vector(s) of an attached object: one ALTREP vector, or a list of leaves. */
+SEXP C_view_vector(SEXP holder, SEXP handle, SEXP strict) {
+    shard_view *v = holder_view(holder);
+    if (!v) Rf_error("shard: released view");
+    shard_view_info i;
+    if (shard_view_info_get(v, &i) != SHARD_OK) rust_error("view info");
+    if (i.closed) Rf_error("shard: the shared object has been closed");
+    int mark = Rf_asLogical(strict) == TRUE;
+    if (i.kind != K_COMPOSITE) {
+        R_xlen_t n = i.kind == K_STR ? (R_xlen_t) str_read(shard_view_data(v)).n
+                                     : (R_xlen_t) (i.data_len / (elt_size(i.kind) ? elt_size(i.kind) : 1));
+        SEXP r = make_vec(holder, handle, i.kind, 0, i.data_len, n);
+        if (mark) MARK_NOT_MUTABLE(r);
+        return r;
+    }
+    const uint8_t *d = shard_view_data(v);
+    uint64_t n;
+    memcpy(&n, d, 8);
+    if (8 + LEAF_ENTRY_BYTES * n > i.data_len) Rf_error("shard: corrupt composite object");
+    SEXP out = PROTECT(Rf_allocVector(VECSXP, (R_xlen_t) n));
+    for (uint64_t j = 0; j < n; j++) {
+        const uint8_t *e = d + 8 + LEAF_ENTRY_BYTES * j;
+        uint32_t k; uint64_t cnt, off, b;
+        memcpy(&k, e, 4); memcpy(&cnt, e + 8, 8); memcpy(&off, e + 16, 8); memcpy(&b, e + 24, 8);
+        if (off + b > i.data_len || kind_type((int) k) == NILSXP) Rf_error("shard: corrupt composite object");
+        SEXP leaf = make_vec(holder, handle, (int) k, off, b, (R_xlen_t) cnt);
+        if (mark) MARK_NOT_MUTABLE(leaf);
+        SET_VECTOR_ELT(out, (R_xlen_t) j, leaf);
+    }
+    UNPROTECT(1);
+    return out;
+}
+
+SEXP C_close(SEXP handle) {
+    if (TYPEOF(handle) != RAWSXP) Rf_error("shard: a handle must be a raw vector");
+    close_epoch++;
+    if (shard_close(RAW(handle), (uint64_t) XLENGTH(handle)) != SHARD_OK) rust_error("close");
+    return R_NilValue;
+}
+
+/* Closes an object: TRUE, or FALSE when it was already closed (any other failure
+ * is an error). */
+SEXP C_close_if_open(SEXP handle) {
+    if (TYPEOF(handle) != RAWSXP) Rf_error("shard: a handle must be a raw vector");
+    close_epoch++;
+    int rc = shard_close(RAW(handle), (uint64_t) XLENGTH(handle));
+    if (rc == SHARD_CLOSED) return Rf_ScalarLogical(FALSE);
+    if (rc != SHARD_OK) rust_error("close");
+    return Rf_ScalarLogical(TRUE);
+}
+
+SEXP C_owns(SEXP handle) {
+    if (TYPEOF(handle) != RAWSXP) Rf_error("shard: a handle must be a raw vector");
+    int r = shard_owns(RAW(handle), (uint64_t) XLENGTH(handle));
+    if (r < 0) rust_error("handle");
+    return Rf_ScalarLogical(r);
+}
+
+SEXP C_lookup_name(SEXP name) {
+    if (TYPEOF(name) != STRSXP || XLENGTH(name) != 1 || STRING_ELT(name, 0) == NA_STRING)
+        Rf_error("shard: name must be a single string");
+    SEXP h = PROTECT(Rf_allocVector(RAWSXP, SHARD_HANDLE_LEN));
+    if (shard_lookup_name(CHAR(STRING_ELT(name, 0)), RAW(h)) != SHARD_OK) rust_error("open by name");
+    UNPROTECT(1);
+    return h;
+}
+
+SEXP C_sweep(void) {
+    uint64_t n = 0;
+    if (shard_sweep(&n) != SHARD_OK) rust_error("sweep");
+    return Rf_ScalarReal((double) n);
+}
+
+SEXP C_seal_all(void) {
+    if (shard_seal_all() != SHARD_OK) rust_error("seal");
+    return R_NilValue;
+}
+
+SEXP C_stats(void) {
+    shard_stats s;
+    if (shard_stats_get(&s) != SHARD_OK) rust_error("stats");
+    const char *names[] = {"regions", "sealed_regions", "bytes_mapped", "bytes_live", "live_objects",
+                           "fallbacks", "regions_created", "regions_released", "foreign_regions_mapped",
+                           "attaches_local", "attaches_foreign", "pid", "cow_mappings", "cow_bytes",
+                           "copies", "copy_bytes", "readonly_grants", "readonly_grant_bytes",
+                           "string_cache_bytes", "string_cache_elements", ""};
+    double vals[] = {s.regions, s.sealed_regions, s.bytes_mapped, s.bytes_live, s.live_objects, s.fallbacks,
+                     s.regions_created, s.regions_released, s.foreign_regions_mapped, s.attaches_local,
+                     s.attaches_foreign, s.pid, n_cow_maps, bytes_cow_maps, n_copies, bytes_copies,
+                     n_ro_grants, bytes_ro_grants, str_cache_bytes, str_cache_elts};
+    int n = (int) (sizeof vals / sizeof vals[0]);
+    SEXP r = PROTECT(Rf_mkNamed(VECSXP, names));
+    for (int i = 0; i < n; i++) SET_VECTOR_ELT(r, i, Rf_ScalarReal(vals[i]));
+    UNPROTECT(1);
+    return r;
+}
+
+/* The last real huge-page fallback (a string), once, or NULL. */
+SEXP C_take_fallback(void) {
+    const char *m = shard_take_fallback();
+    return m ? Rf_mkString(m) : R_NilValue;
+}
+
+/* Measured placement of an attached object's pages: a double vector of pages per
+ * NUMA node, named by node number, with attribute "absent" (pages not present). */
+SEXP C_view_numa(SEXP holder) {
+    shard_view *v = holder_view(holder);
+    if (!v) Rf_error("shard: released view");
+    uint32_t nodes[1024], n = 0;
+    uint64_t pages[1024], absent = 0;
+    if (shard_view_numa(v, nodes, pages, 1024, &n, &absent) != SHARD_OK) rust_error("NUMA placement");
+    if (n > 1024) n = 1024;
+    SEXP r = PROTECT(Rf_allocVector(REALSXP, n));
+    SEXP nm = PROTECT(Rf_allocVector(STRSXP, n));
+    for (uint32_t i = 0; i < n; i++) {
+        char buf[16];
+        snprintf(buf, sizeof buf, "%u", nodes[i]);
+        REAL(r)[i] = (double) pages[i];
+        SET_STRING_ELT(nm, i, Rf_mkChar(buf));
+    }
+    Rf_setAttrib(r, R_NamesSymbol, nm);
+    Rf_setAttrib(r, Rf_install("absent"), Rf_ScalarReal((double) absent));
+    UNPROTECT(2);
+    return r;
+}
+
+/* A u32 field as R decoded it (readBin): an integer, or a double above INT_MAX. */
+static SEXP u32_sexp(uint64_t v) {
+    return v <= INT_MAX ? Rf_ScalarInteger((int) v) : Rf_ScalarReal((double) v);
+}
+
+/* The fields of a handle that R reports (see docs/FORMAT.md). */
+SEXP C_decode_handle(SEXP handle) {
+    if (TYPEOF(handle) != RAWSXP || XLENGTH(handle) != SHARD_HANDLE_LEN)
+        Rf_error("shard: a handle must be a raw vector of %d bytes", SHARD_HANDLE_LEN);
+    const uint8_t *h = RAW(handle);
+    static const char *backings[] = {"memfd", "shm", "mmap"};
+    const char *names[] = {"kind", "writable", "backing", "owner_pid", "region_id", "owner_start", "fd",
+                           "generation", "offset", "len", "region_size", ""};
+    SEXP r = PROTECT(Rf_mkNamed(VECSXP, names));
+    SET_VECTOR_ELT(r, 0, Rf_ScalarInteger(h[5]));
+    SET_VECTOR_ELT(r, 1, Rf_ScalarLogical(h[6] == 1));
+    SET_VECTOR_ELT(r, 2, h[7] < 3 ? Rf_mkString(backings[h[7]]) : Rf_ScalarString(NA_STRING));
+    SET_VECTOR_ELT(r, 3, u32_sexp(le_u64(h + 8, 4)));
+    SET_VECTOR_ELT(r, 4, u32_sexp(le_u64(h + 12, 4)));
+    SET_VECTOR_ELT(r, 5, Rf_ScalarReal((double) le_u64(h + 16, 8)));
+    SET_VECTOR_ELT(r, 6, u32_sexp(le_u64(h + 24, 4)));
+    SET_VECTOR_ELT(r, 7, u32_sexp(le_u64(h + 28, 4)));
+    SET_VECTOR_ELT(r, 8, Rf_ScalarReal((double) le_u64(h + 64, 8)));
+    SET_VECTOR_ELT(r, 9, Rf_ScalarReal((double) le_u64(h + 72, 8)));
+    SET_VECTOR_ELT(r, 10, Rf_ScalarReal((double) le_u64(h + 80, 8)));
+    UNPROTECT(1);
+    return r;
+}
+
+/* The handle and position of a shard ALTREP vector, or NULL for other vectors. */
+SEXP C_vector_handle(SEXP x) {
+    if (!ALTREP(x)) return R_NilValue;
+    if (!(R_altrep_inherits(x, cls_real) || R_altrep_inherits(x, cls_int) || R_altrep_inherits(x, cls_lgl) ||
+          R_altrep_inherits(x, cls_raw) || R_altrep_inherits(x, cls_cplx) || R_altrep_inherits(x, cls_str)))
+        return R_NilValue;
+    shard_vec *s = vec_state(x);
+    const char *names[] = {"handle", "byte_offset", "byte_len", "closed", "changed", ""};
+    SEXP r = PROTECT(Rf_mkNamed(VECSXP, names));
+    SET_VECTOR_ELT(r, 0, HANDLE(x));
+    SET_VECTOR_ELT(r, 1, Rf_ScalarReal((double) s->byte_offset));
+    SET_VECTOR_ELT(r, 2, Rf_ScalarReal((double) s->byte_len));
+    SET_VECTOR_ELT(r, 3, Rf_ScalarLogical(vec_closed(x)));
+    SET_VECTOR_ELT(r, 4, Rf_ScalarLogical(vec_changed(x)));
+    UNPROTECT(1);
+    return r;
+}

@@ -1,0 +1,55 @@
+/*
+ * Zero-copy views of shared vectors (R/views.R): a contiguous element range of
+ * a shard vector is itself a shard vector over the same shared bytes, built by
+ * make_vec() (vec.c) at a byte offset. O(1): no element is read or copied. A
+ * block of whole columns of a column-major matrix is such a range.
+ */
+#include "shard_int.h"
+
+static int is_shard_vec(SEXP x) {
+    return ALTREP(x) && (R_altrep_inherits(x, cls_real) || R_altrep_inherits(x, cls_int) ||
+                         R_altrep_inherits(x, cls_lgl) || R_altrep_inherits(x, cls_raw) ||
+                         R_altrep_inherits(x, cls_cplx));
+}
+
+/* TRUE when x is a (non-character) shard vector whose bytes are the shared ones
+ * (not a private copy R made after a write). */
+SEXP C_is_shard_vector(SEXP x) {
+    if (!is_shard_vec(x)) return Rf_ScalarLogical(FALSE);
+    shard_vec *s = vec_state(x);
+    return Rf_ScalarLogical(s->priv_data == NULL && s->priv == NULL);
+}
+
+/* Elements start .. start+n-1 (0-based start) of shard vector x, as a new shard
+ * vector over the same shared bytes (not mutable: R copies before writing). */
+SEXP C_view_range(SEXP x, SEXP start_, SEXP n_) {
+    if (!is_shard_vec(x))
+        Rf_error("shard: a view needs a shared vector (from share() then fetch(), or a shared matrix); got a %s",
+                 ALTREP(x) ? "vector that is not shared" : Rf_type2char(TYPEOF(x)));
+    shard_vec *s = vec_state(x);
+    check_open_vec(s);
+    if (s->priv_data || s->priv)
+        Rf_error("shard: this vector was modified in this process (it holds a private copy); views read the shared bytes only");
+    double st = Rf_asReal(start_), n = Rf_asReal(n_);
+    if (!(st >= 0) || !(n >= 0) || st + n > (double) s->length)
+        Rf_error("shard: view of %.0f elements from %.0f is outside the vector (length %.0f)", n, st + 1,
+                 (double) s->length);
+    uint64_t es = elt_size(s->kind);
+    SEXP r = PROTECT(make_vec(HOLDER(x), HANDLE(x), s->kind, s->byte_offset + (uint64_t) st * es,
+                              (uint64_t) n * es, (R_xlen_t) n));
+    MARK_NOT_MUTABLE(r);
+    UNPROTECT(1);
+    return r;
+}
+
+/* Where a shard vector's bytes are: list(byte_offset, byte_len) or NULL. */
+SEXP C_view_span(SEXP x) {
+    if (!is_shard_vec(x)) return R_NilValue;
+    shard_vec *s = vec_state(x);
+    const char *names[] = {"byte_offset", "byte_len", ""};
+    SEXP r = PROTECT(Rf_mkNamed(VECSXP, names));
+    SET_VECTOR_ELT(r, 0, Rf_ScalarReal((double) s->byte_offset));
+    SET_VECTOR_ELT(r, 1, Rf_ScalarReal((double) s->byte_len));
+    UNPROTECT(1);
+    return r;
+}

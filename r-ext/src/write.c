@@ -1,0 +1,397 @@
+/*
+ * Writing objects into the arena: atomic and character vectors, serialized
+ * blobs and composites (lists of leaves in one allocation); the options list the
+ * share entry points take (C_share_opts) and the shard_shared object around a new
+ * handle (C_shared_object).
+ */
+#include "shard_int.h"
+
+int vec_kind(SEXP x) {
+    switch (TYPEOF(x)) {
+    case REALSXP: return K_F64;
+    case INTSXP: return K_I32;
+    case LGLSXP: return K_LGL;
+    case RAWSXP: return K_RAW;
+    case CPLXSXP: return K_CPLX;
+    case STRSXP: return K_STR;
+    default: return -1;
+    }
+}
+
+uint64_t elt_size(int kind) {
+    switch (kind) {
+    case K_F64: return 8;
+    case K_I32: case K_LGL: return 4;
+    case K_RAW: case K_SERIALIZED: case K_BYTES: return 1;
+    case K_CPLX: return 16;
+    default: return 0;
+    }
+}
+
+static uint64_t leaf_bytes(SEXP x) {
+    int k = vec_kind(x);
+    uint64_t n = (uint64_t) XLENGTH(x);
+    if (k != K_STR) return n * elt_size(k);
+    uint64_t total = str_header_bytes(n);
+    for (uint64_t i = 0; i < n; i++) {
+        SEXP c = STRING_ELT(x, (R_xlen_t) i);
+        if (c != NA_STRING) total += (uint64_t) LENGTH(c);
+    }
+    return total;
+}
+
+static void write_strings(SEXP x, uint8_t *dst) {
+    uint64_t n = (uint64_t) XLENGTH(x);
+    memcpy(dst, &n, 8);
+    uint64_t *off = (uint64_t *) (dst + 8);
+    uint8_t *enc = dst + 8 + 8 * (n + 1);
+    memset(enc, 0, (n + 7) & ~(uint64_t) 7);
+    char *bytes = (char *) (dst + str_header_bytes(n));
+    uint64_t pos = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        SEXP c = STRING_ELT(x, (R_xlen_t) i);
+        off[i] = pos;
+        if (c == NA_STRING) { enc[i] = STR_NA_FLAG; continue; }
+        cetype_t ce = Rf_getCharCE(c);
+        enc[i] = ce == CE_UTF8 ? 1 : ce == CE_LATIN1 ? 2 : ce == CE_BYTES ? 3 : 0;
+        memcpy(bytes + pos, CHAR(c), (size_t) LENGTH(c));
+        pos += (uint64_t) LENGTH(c);
+    }
+    off[n] = pos;
+}
+
+/* Writes leaf x at offset `at` of the writer's data section. */
+static int write_leaf(shard_writer *w, SEXP x, uint64_t at) {
+    int k = vec_kind(x);
+    if (k == K_STR) { write_strings(x, shard_writer_data(w) + at); return SHARD_OK; }
+    uint64_t n = leaf_bytes(x);
+    if (n == 0) return SHARD_OK;
+    return shard_writer_copy(w, at, DATAPTR_RO(x), n);
+}
+
+void parse_opts(SEXP o, shard_share_opts *out) {
+    memset(out, 0, sizeof *out);
+    out->backing = Rf_asInteger(VECTOR_ELT(o, 0));
+    out->readonly = Rf_asLogical(VECTOR_ELT(o, 1)) == TRUE;
+    out->huge_pages = Rf_asLogical(VECTOR_ELT(o, 2)) == TRUE;
+    out->copy_threads = Rf_asInteger(VECTOR_ELT(o, 3));
+    SEXP nm = VECTOR_ELT(o, 4), pl = VECTOR_ELT(o, 5);
+    out->name = TYPEOF(nm) == STRSXP ? CHAR(STRING_ELT(nm, 0)) : NULL;
+    out->placement = TYPEOF(pl) == STRSXP ? CHAR(STRING_ELT(pl, 0)) : NULL;
+}
+
+static SEXP finish_or_error(shard_writer *w, int rc) {
+    if (rc != SHARD_OK) { shard_abort(w); rust_error("writing the shared object"); }
+    SEXP h = PROTECT(Rf_allocVector(RAWSXP, SHARD_HANDLE_LEN));
+    if (shard_finish(w, RAW(h)) != SHARD_OK) rust_error("publishing the shared object");
+    UNPROTECT(1);
+    return h;
+}
+
+static const uint8_t *meta_ptr(SEXP meta, uint64_t *len) {
+    if (TYPEOF(meta) == RAWSXP) { *len = (uint64_t) XLENGTH(meta); return RAW(meta); }
+    *len = 0;
+    return NULL;
+}
+
+/* Shares one atomic or character vector. */
+SEXP C_share_vector(SEXP x, SEXP meta, SEXP opts) {
+    int k = vec_kind(x);
+    if (k < 0) Rf_error("shard: cannot share a vector of type %s natively", Rf_type2char(TYPEOF(x)));
+    shard_share_opts o;
+    parse_opts(opts, &o);
+    uint64_t mlen;
+    const uint8_t *m = meta_ptr(meta, &mlen);
+    uint64_t bytes = leaf_bytes(x);
+    shard_writer *w = NULL;
+    if (shard_begin(&o, (uint8_t) k, (uint64_t) XLENGTH(x), m, mlen, bytes, &w) != SHARD_OK)
+        rust_error("share");
+    return finish_or_error(w, write_leaf(w, x, 0));
+}
+
+/* Shares a raw vector holding R serialization output. */
+SEXP C_share_serialized(SEXP x, SEXP meta, SEXP opts) {
+    if (TYPEOF(x) != RAWSXP) Rf_error("shard: internal: serialized data must be raw");
+    shard_share_opts o;
+    parse_opts(opts, &o);
+    uint64_t mlen;
+    const uint8_t *m = meta_ptr(meta, &mlen);
+    uint64_t n = (uint64_t) XLENGTH(x);
+    shard_writer *w = NULL;
+    if (shard_begin(&o, K_SERIALIZED, 0, m, mlen, n, &w) != SHARD_OK) rust_error("share");
+    int rc = n ? shard_writer_copy(w, 0, RAW(x), n) : SHARD_OK;
+    return finish_or_error(w, rc);
+}
+
+static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+
+/* Leaves of a composite start on 64 bytes, large ones on a page (so a leaf that
+ * fills its pages could be mapped privately). */
+static uint64_t leaf_align(uint64_t bytes) { return bytes >= (64u << 10) ? 4096 : 64; }
+
+/* Shares a list of atomic/character leaves in one allocation:
+ * [n u64][n x (kind u32, pad u32, count u64, offset u64, bytes u64)][leaves]. */
+SEXP C_share_composite(SEXP leaves, SEXP meta, SEXP opts) {
+    R_xlen_t n = XLENGTH(leaves);
+    uint64_t pos = align_up(8 + LEAF_ENTRY_BYTES * (uint64_t) n, 64);
+    uint64_t *offs = (uint64_t *) R_alloc((size_t) n + 1, sizeof(uint64_t));
+    for (R_xlen_t i = 0; i < n; i++) {
+        SEXP x = VECTOR_ELT(leaves, i);
+        if (vec_kind(x) < 0) Rf_error("shard: internal: composite leaf %ld is not a vector", (long) i + 1);
+        uint64_t b = leaf_bytes(x);
+        pos = align_up(pos, leaf_align(b));
+        offs[i] = pos;
+        pos += b;
+    }
+    shard_share_opts o;
+    parse_opts(opts, &o);
+    uint64_t mlen;
+    const uint8_t *m = meta_ptr(meta, &mlen);
+    shard_writer *w = NULL;
+    if (shard_begin(&o, K_COMPOSITE, (uint64_t) n, m, mlen, pos, &w) != SHARD_OK) rust_error("share");
+    uint8_t *d = shard_writer_data(w);
+    uint64_t nn = (uint64_t) n;
+    memcpy(d, &nn, 8);
+    int rc = SHARD_OK;
+    for (R_xlen_t i = 0; i < n && rc == SHARD_OK; i++) {
+        SEXP x = VECTOR_ELT(leaves, i);
+        uint32_t k = (uint32_t) vec_kind(x), pad = 0;
+        uint64_t cnt = (uint64_t) XLENGTH(x), b = leaf_bytes(x);
+        uint8_t *e = d + 8 + LEAF_ENTRY_BYTES * (uint64_t) i;
+        memcpy(e, &k, 4); memcpy(e + 4, &pad, 4); memcpy(e + 8, &cnt, 8);
+        memcpy(e + 16, &offs[i], 8); memcpy(e + 24, &b, 8);
+        rc = write_leaf(w, x, offs[i]);
+    }
+    return finish_or_error(w, rc);
+}
+
+/* The option `nm` when it is NULL or a single string among `ok` (then *out is it,
+ * or `dflt` for NULL); 0 when R must validate it. */
+static int opt_string(const char *nm, const char *const *ok, int nok, SEXP *out) {
+    SEXP o = Rf_GetOption1(Rf_install(nm));
+    *out = o;
+    if (o == R_NilValue) return 1;
+    if (TYPEOF(o) != STRSXP || XLENGTH(o) != 1 || STRING_ELT(o, 0) == NA_STRING) return 0;
+    for (int i = 0; i < nok; i++)
+        if (strcmp(CHAR(STRING_ELT(o, 0)), ok[i]) == 0) return 1;
+    return 0;
+}
+
+static int digits_after(const char *s, const char *prefix) {
+    size_t n = strlen(prefix);
+    if (strncmp(s, prefix, n) != 0 || s[n] == 0) return 0;
+    for (const char *p = s + n; *p; p++)
+        if (*p < '0' || *p > '9') return 0;
+    return 1;
+}
+
+/* The options list passed to the share entry points, list(backing, readonly,
+ * huge_pages, copy_threads, name, placement), from the shard.* options; NULL when
+ * an option is not in a plain valid form (R's check_options() then validates it
+ * and names the bad one). The usual case costs no R closure call. */
+SEXP C_share_opts(SEXP backing, SEXP readonly, SEXP name) {
+    SEXP numa = Rf_GetOption1(Rf_install("shard.numa"));
+    if (numa != R_NilValue) {
+        if (TYPEOF(numa) != STRSXP || XLENGTH(numa) != 1 || STRING_ELT(numa, 0) == NA_STRING) return R_NilValue;
+        const char *p = CHAR(STRING_ELT(numa, 0));
+        if (strcmp(p, "default") == 0) numa = R_NilValue;
+        else if (!(strcmp(p, "local") == 0 || strcmp(p, "interleave") == 0 || digits_after(p, "bind:") ||
+                   digits_after(p, "preferred:")))
+            return R_NilValue;
+    }
+    SEXP huge = Rf_GetOption1(Rf_install("shard.huge_pages"));
+    int h = TRUE;
+    if (huge != R_NilValue) {
+        if (TYPEOF(huge) != LGLSXP || XLENGTH(huge) != 1 || LOGICAL(huge)[0] == NA_LOGICAL) return R_NilValue;
+        h = LOGICAL(huge)[0];
+    }
+    SEXP th = Rf_GetOption1(Rf_install("shard.copy_threads"));
+    int threads = 0;
+    if (th != R_NilValue) {
+        double d;
+        if (XLENGTH(th) != 1) return R_NilValue;
+        if (TYPEOF(th) == INTSXP) d = INTEGER(th)[0] == NA_INTEGER ? -1 : INTEGER(th)[0];
+        else if (TYPEOF(th) == REALSXP) d = REAL(th)[0];
+        else return R_NilValue;
+        if (!(d >= 0 && d <= 256 && d == (double) (int) d)) return R_NilValue;
+        threads = (int) d;
+    }
+    static const char *const cow_ok[] = {"allow", "error"}, *const ser_ok[] = {"handle", "data"};
+    SEXP tmp;
+    if (!opt_string("shard.cow", cow_ok, 2, &tmp) || !opt_string("shard.serialize", ser_ok, 2, &tmp))
+        return R_NilValue;
+    SEXP r = PROTECT(Rf_allocVector(VECSXP, 6));
+    SET_VECTOR_ELT(r, 0, backing);
+    SET_VECTOR_ELT(r, 1, readonly);
+    SET_VECTOR_ELT(r, 2, Rf_ScalarLogical(h));
+    SET_VECTOR_ELT(r, 3, Rf_ScalarInteger(threads));
+    SET_VECTOR_ELT(r, 4, name);
+    SET_VECTOR_ELT(r, 5, numa);
+    UNPROTECT(1);
+    return r;
+}
+
+/* Constant strings and name vectors the shard_shared object is built from, made
+ * once per session (preserved, not mutable: R copies before changing one). */
+enum { KS_NAMES_OBJ, KS_NAMES_CI, KS_NAMES_OPT, KS_CLASS, KS_MEMFD, KS_SHM, KS_MMAP, KS_DEFAULT, KS_VECTOR,
+       KS_MATRIX_ARRAY, KS_ARRAY, KS_NUMERIC, KS_INTEGER, KS_LOGICAL, KS_COMPLEX, KS_CHARACTER, KS_RAW,
+       KS_T_DOUBLE, KS_T_INTEGER, KS_T_LOGICAL, KS_T_COMPLEX, KS_T_CHARACTER, KS_T_RAW, KS_ZERO, KS_N };
+static SEXP konst_tab = NULL;
+
+static SEXP names_of(const char **nm, int n) {
+    SEXP r = PROTECT(Rf_allocVector(STRSXP, n));
+    for (int i = 0; i < n; i++) SET_STRING_ELT(r, i, Rf_mkChar(nm[i]));
+    UNPROTECT(1);
+    return r;
+}
+
+static SEXP konst(int k) {
+    if (konst_tab == NULL) {
+        static const char *obj[] = {"path", "backing", "size", "readonly", "class_info", "handle", "name", "options"};
+        static const char *ci[] = {"class", "type", "length", "dim", "layout"};
+        static const char *opt[] = {"numa", "huge_pages", "copy_threads"};
+        static const char *ma[] = {"matrix", "array"};
+        static const char *one[] = {"shard_shared", "memfd", "shm", "mmap", "default", "vector", NULL, "array",
+                                    "numeric", "integer", "logical", "complex", "character", "raw", "double",
+                                    "integer", "logical", "complex", "character", "raw"};
+        SEXP t = PROTECT(Rf_allocVector(VECSXP, KS_N));
+        SET_VECTOR_ELT(t, KS_NAMES_OBJ, names_of(obj, 8));
+        SET_VECTOR_ELT(t, KS_NAMES_CI, names_of(ci, 5));
+        SET_VECTOR_ELT(t, KS_NAMES_OPT, names_of(opt, 3));
+        SET_VECTOR_ELT(t, KS_MATRIX_ARRAY, names_of(ma, 2));
+        for (int i = KS_CLASS; i <= KS_T_RAW; i++)
+            if (i != KS_MATRIX_ARRAY) SET_VECTOR_ELT(t, i, Rf_mkString(one[i - KS_CLASS]));
+        SET_VECTOR_ELT(t, KS_ZERO, Rf_ScalarInteger(0));
+        for (int i = 0; i < KS_N; i++) MARK_NOT_MUTABLE(VECTOR_ELT(t, i));
+        R_PreserveObject(t);
+        UNPROTECT(1);
+        konst_tab = t;
+    }
+    return VECTOR_ELT(konst_tab, k);
+}
+
+/* class(x) of an atomic vector without a class attribute (R >= 4.0 rules). */
+static SEXP implicit_class(SEXP x) {
+    SEXP dim = Rf_getAttrib(x, R_DimSymbol);
+    if (dim != R_NilValue) return konst(XLENGTH(dim) == 2 ? KS_MATRIX_ARRAY : KS_ARRAY);
+    switch (TYPEOF(x)) {
+    case REALSXP: return konst(KS_NUMERIC);
+    case INTSXP: return konst(KS_INTEGER);
+    case LGLSXP: return konst(KS_LOGICAL);
+    case CPLXSXP: return konst(KS_COMPLEX);
+    case STRSXP: return konst(KS_CHARACTER);
+    case RAWSXP: return konst(KS_RAW);
+    default: Rf_error("shard: internal: implicit_class of a non-vector");
+    }
+    return R_NilValue;
+}
+
+static SEXP type_string(SEXP x) {
+    switch (TYPEOF(x)) {
+    case REALSXP: return konst(KS_T_DOUBLE);
+    case INTSXP: return konst(KS_T_INTEGER);
+    case LGLSXP: return konst(KS_T_LOGICAL);
+    case CPLXSXP: return konst(KS_T_COMPLEX);
+    case STRSXP: return konst(KS_T_CHARACTER);
+    case RAWSXP: return konst(KS_T_RAW);
+    default: return Rf_mkString(Rf_type2char(TYPEOF(x)));
+    }
+}
+
+/* The shard_shared object around a new handle (see new_shared() in R):
+ * list(path, backing, size, readonly, class_info, handle, name, options).
+ * class_info is computed here for a plain (non-object) vector, else given. */
+SEXP C_shared_object(SEXP handle, SEXP x, SEXP layout, SEXP readonly, SEXP name, SEXP opts,
+                     SEXP class_info) {
+    if (TYPEOF(handle) != RAWSXP || XLENGTH(handle) != SHARD_HANDLE_LEN)
+        Rf_error("shard: a handle must be a raw vector of %d bytes", SHARD_HANDLE_LEN);
+    const uint8_t *h = RAW(handle);
+    if (h[7] > 2) Rf_error("shard: corrupt handle");
+    SEXP r = PROTECT(Rf_allocVector(VECSXP, 8));
+    Rf_setAttrib(r, R_NamesSymbol, konst(KS_NAMES_OBJ));
+    if (h[7] == 0) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "/proc/%u/fd/%u", (unsigned) le_u64(h + 8, 4), (unsigned) le_u64(h + 24, 4));
+        SET_VECTOR_ELT(r, 0, Rf_mkString(buf));
+    }
+    SET_VECTOR_ELT(r, 1, konst(KS_MEMFD + h[7]));
+    SET_VECTOR_ELT(r, 2, Rf_ScalarReal((double) le_u64(h + 72, 8)));
+    SET_VECTOR_ELT(r, 3, readonly);
+    if (class_info == R_NilValue) {
+        SEXP ci = PROTECT(Rf_allocVector(VECSXP, 5));
+        Rf_setAttrib(ci, R_NamesSymbol, konst(KS_NAMES_CI));
+        SET_VECTOR_ELT(ci, 0, implicit_class(x));
+        SET_VECTOR_ELT(ci, 1, type_string(x));
+        R_xlen_t n = Rf_xlength(x);
+        SET_VECTOR_ELT(ci, 2, n <= INT_MAX ? Rf_ScalarInteger((int) n) : Rf_ScalarReal((double) n));
+        SET_VECTOR_ELT(ci, 3, Rf_getAttrib(x, R_DimSymbol));
+        SET_VECTOR_ELT(ci, 4, layout);
+        SET_VECTOR_ELT(r, 4, ci);
+        UNPROTECT(1);
+    } else {
+        SET_VECTOR_ELT(r, 4, class_info);
+    }
+    SET_VECTOR_ELT(r, 5, handle);
+    SET_VECTOR_ELT(r, 6, name);
+    SEXP o = PROTECT(Rf_allocVector(VECSXP, 3));
+    Rf_setAttrib(o, R_NamesSymbol, konst(KS_NAMES_OPT));
+    SEXP numa = VECTOR_ELT(opts, 5);
+    SET_VECTOR_ELT(o, 0, numa == R_NilValue ? konst(KS_DEFAULT) : numa);
+    SET_VECTOR_ELT(o, 1, VECTOR_ELT(opts, 2));
+    SET_VECTOR_ELT(o, 2, VECTOR_ELT(opts, 3));
+    SET_VECTOR_ELT(r, 7, o);
+    UNPROTECT(1);
+    Rf_setAttrib(r, R_ClassSymbol, konst(KS_CLASS));
+    UNPROTECT(1);
+    return r;
+}
+
+/* share(x) with every argument at its default, for an atomic or character vector
+ * without attributes: options, the share and the shard_shared object in one call
+ * (what share_one() does in R for that case). NULL: R takes its general path. */
+typedef struct { SEXP handle, x, opts; } plain_args;
+
+static SEXP plain_object(void *d) {
+    plain_args *a = (plain_args *) d;
+    SEXP out = PROTECT(C_shared_object(a->handle, a->x, konst(KS_VECTOR), Rf_ScalarLogical(TRUE), R_NilValue,
+                                       a->opts, R_NilValue));
+    SEXP ns = PROTECT(R_FindNamespace(Rf_mkString("shard")));
+    if (VECTOR_ELT(out, 0) == R_NilValue) { /* not memfd: the path is the file's */
+        SEXP dec = PROTECT(Rf_lang2(Rf_install("decode_handle"), a->handle));
+        SEXP call = PROTECT(Rf_lang3(Rf_install("handle_path"), dec, R_NilValue));
+        SET_VECTOR_ELT(out, 0, Rf_eval(call, ns));
+        UNPROTECT(2);
+    }
+    const char *fb = shard_take_fallback();
+    if (fb) {
+        SEXP call = PROTECT(Rf_lang2(Rf_install("warn_fallback"), Rf_mkString(fb)));
+        Rf_eval(call, ns);
+        UNPROTECT(1);
+    }
+    UNPROTECT(2);
+    return out;
+}
+
+static void plain_cleanup(void *d, Rboolean jump) {
+    /* An R error after the share: nothing may leave the object live without an
+     * R object, so close it before the error goes on. */
+    if (jump) {
+        plain_args *a = (plain_args *) d;
+        close_epoch++;
+        shard_close(RAW(a->handle), (uint64_t) XLENGTH(a->handle));
+    }
+}
+
+SEXP C_share_plain(SEXP x) {
+    if (vec_kind(x) < 0 || OBJECT(x) || HAS_ATTRIB(x)) return R_NilValue;
+    SEXP opts = PROTECT(C_share_opts(konst(KS_ZERO), Rf_ScalarLogical(TRUE), R_NilValue));
+    if (opts == R_NilValue) { UNPROTECT(1); return R_NilValue; }
+    plain_args a;
+    a.x = x;
+    a.opts = opts;
+    a.handle = PROTECT(C_share_vector(x, R_NilValue, opts));
+    SEXP cont = PROTECT(R_MakeUnwindCont());
+    SEXP out = R_UnwindProtect(plain_object, &a, plain_cleanup, &a, cont);
+    UNPROTECT(3);
+    return out;
+}
