@@ -71,7 +71,7 @@ typedef struct {
  * and refills the slot. R calls ALTREP methods from its main thread only. */
 #define ELT_SLOTS 4096
 typedef struct { SEXP x; const void *data; shard_vec *s; } elt_slot;
-extern elt_slot elt_slots[ELT_SLOTS];
+extern elt_slot elt_slots[ELT_SLOTS] __attribute__((visibility("hidden")));
 
 static inline elt_slot *elt_slot_of(SEXP x) {
     uintptr_t a = (uintptr_t) x;

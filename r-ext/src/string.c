@@ -42,8 +42,9 @@ static SEXP str_from_arena(shard_vec *s, R_xlen_t i) {
     return Rf_mkCharLenCE(l.bytes + a, (int) (b - a), ce);
 }
 
-/* A cache miss: make element i (the object must be open: the arena is read). */
-static SEXP str_fill(SEXP x, shard_vec *s, R_xlen_t i) {
+/* A cache miss: make element i (the object must be open: the arena is read).
+ * Not inlined, so that the hit path in str_get() saves no registers. */
+static SEXP __attribute__((noinline)) str_fill(SEXP x, shard_vec *s, R_xlen_t i) {
     SEXP c = str_cache(x, s);
     SEXP v = STRING_ELT(c, i);
     if (v != R_BlankString || s->modified) return v;
@@ -59,13 +60,20 @@ static SEXP str_fill(SEXP x, shard_vec *s, R_xlen_t i) {
     return v;
 }
 
-static inline SEXP str_get(SEXP x, R_xlen_t i) {
+static SEXP __attribute__((noinline)) str_get_slow(SEXP x, R_xlen_t i) {
     const SEXP *c = (const SEXP *) vec_data(x);
-    if (c) {
-        SEXP v = c[i];
+    if (c && c[i] != R_BlankString) return c[i];
+    return str_fill(x, vec_state(x), i);
+}
+
+/* The hit path: slot, load, compare; anything else is one tail call. */
+static inline SEXP str_get(SEXP x, R_xlen_t i) {
+    elt_slot *e = elt_slot_of(x);
+    if (e->x == x && e->data) {
+        SEXP v = ((const SEXP *) e->data)[i];
         if (v != R_BlankString) return v;
     }
-    return str_fill(x, vec_state(x), i);
+    return str_get_slow(x, i);
 }
 
 static SEXP str_elt(SEXP x, R_xlen_t i) { return str_get(x, i); }

@@ -7,7 +7,7 @@
 #include "shard_int.h"
 
 R_altrep_class_t cls_real, cls_int, cls_lgl, cls_raw, cls_cplx, cls_str;
-elt_slot elt_slots[ELT_SLOTS];
+__attribute__((visibility("hidden"))) elt_slot elt_slots[ELT_SLOTS];
 
 void vec_finalize(SEXP p) {
     shard_vec *s = (shard_vec *) R_ExternalPtrAddr(p);
@@ -167,10 +167,19 @@ static Rboolean vec_inspect(SEXP x, int pre, int deep, int pvec, void (*inspect_
  * close() the pages stay mapped while this vector lives, so a read never faults;
  * it may see the old values (or, in the owner, a reused slot's), never memory
  * outside the object. */
-static double real_elt(SEXP x, R_xlen_t i) { return ((const double *) vec_data(x))[i]; }
-static int int_elt(SEXP x, R_xlen_t i) { return ((const int *) vec_data(x))[i]; }
-static Rbyte raw_elt(SEXP x, R_xlen_t i) { return ((const Rbyte *) vec_data(x))[i]; }
-static Rcomplex cplx_elt(SEXP x, R_xlen_t i) { return ((const Rcomplex *) vec_data(x))[i]; }
+#define ELT_METHOD(name, T)                                                    \
+    static T __attribute__((noinline)) name##_slow(SEXP x, R_xlen_t i) {      \
+        return ((const T *) vec_slot_fill(x)->data)[i];                        \
+    }                                                                          \
+    static T name(SEXP x, R_xlen_t i) {                                        \
+        elt_slot *e = elt_slot_of(x);                                          \
+        if (e->x == x) return ((const T *) e->data)[i];                        \
+        return name##_slow(x, i);                                              \
+    }
+ELT_METHOD(real_elt, double)
+ELT_METHOD(int_elt, int)
+ELT_METHOD(raw_elt, Rbyte)
+ELT_METHOD(cplx_elt, Rcomplex)
 
 #define GET_REGION(name, T)                                                  \
     static R_xlen_t name(SEXP x, R_xlen_t i, R_xlen_t n, T *buf) {           \
