@@ -12,8 +12,8 @@
  */
 #include "shard_int.h"
 
-/* Bytes held by string caches (the STRSXP cells plus the strings made), and
- * elements made; reported by shard_diagnostics(). */
+/* Bytes held by the string caches of live vectors (the STRSXP cells plus the
+ * strings made) and the elements they hold; reported by shard_diagnostics(). */
 double str_cache_bytes = 0, str_cache_elts = 0;
 
 static SEXP str_cache(SEXP x, shard_vec *s) {
@@ -55,6 +55,7 @@ static SEXP __attribute__((noinline)) str_fill(SEXP x, shard_vec *s, R_xlen_t i)
         double b = v == NA_STRING ? 0 : (double) LENGTH(v) + 1;
         s->cache_bytes += b;
         str_cache_bytes += b;
+        s->cache_elts += 1;
         str_cache_elts += 1;
     }
     return v;
@@ -153,6 +154,8 @@ static SEXP str_duplicate(SEXP x, Rboolean deep) {
         SEXP cc = PROTECT(Rf_duplicate(c));
         R_set_altrep_data2(r, cc);
         t->cache_bytes = s->cache_bytes;
+        t->cache_elts = s->cache_elts;
+        str_cache_elts += t->cache_elts;
         t->complete = s->complete;
         str_cache_bytes += t->cache_bytes;
         vec_set_data(r, t, STRING_PTR_RO(cc));

@@ -14,6 +14,7 @@ void vec_finalize(SEXP p) {
     if (s) {
         if (s->priv) shard_private_free(s->priv);
         str_cache_bytes -= s->cache_bytes;
+        str_cache_elts -= s->cache_elts;
         free(s);
         R_ClearExternalPtr(p);
     }
