@@ -118,7 +118,9 @@ static SEXP vec_duplicate(SEXP x, Rboolean deep) {
 SEXP vec_serialized_state(SEXP x) {
     shard_vec *s = vec_state(x);
     check_open_vec(s);
-    SEXP o = Rf_GetOption1(Rf_install("shard.serialize"));
+    static SEXP sym = NULL;
+    if (sym == NULL) sym = Rf_install("shard.serialize");
+    SEXP o = Rf_GetOption1(sym);
     int as_data = TYPEOF(o) == STRSXP && XLENGTH(o) == 1 && strcmp(CHAR(STRING_ELT(o, 0)), "data") == 0;
     /* Private changes or the "data" option: serialize the values. */
     if (as_data || vec_changed(x)) return NULL;
