@@ -10,7 +10,9 @@
 double n_cow_maps = 0, bytes_cow_maps = 0, n_copies = 0, bytes_copies = 0, n_ro_grants = 0, bytes_ro_grants = 0;
 
 int strict_mode(void) {
-    SEXP o = Rf_GetOption1(Rf_install("shard.cow"));
+    static SEXP sym = NULL;
+    if (sym == NULL) sym = Rf_install("shard.cow");
+    SEXP o = Rf_GetOption1(sym);
     return TYPEOF(o) == STRSXP && XLENGTH(o) == 1 && strcmp(CHAR(STRING_ELT(o, 0)), "error") == 0;
 }
 

@@ -58,6 +58,7 @@ typedef struct {
     shard_private *priv;      /* private copy-on-write mapping, or NULL */
     void *priv_data;          /* writable data (priv mapping or data2 copy) */
     double cache_bytes;       /* strings: bytes counted in str_cache_bytes */
+    double cache_elts;        /* strings: elements counted in str_cache_elts */
     int huge;                 /* hugetlb pages: -1 not known yet, 0 no, 1 yes */
     int granted;              /* counted in n_ro_grants already */
     uint64_t open_epoch;      /* close_epoch when the view was last found open
@@ -74,7 +75,7 @@ typedef struct {
  * and refills the slot. R calls ALTREP methods from its main thread only. */
 #define ELT_SLOTS 4096
 typedef struct { SEXP x; const void *data; shard_vec *s; } elt_slot;
-extern elt_slot elt_slots[ELT_SLOTS];
+extern elt_slot elt_slots[ELT_SLOTS] __attribute__((visibility("hidden")));
 
 static inline elt_slot *elt_slot_of(SEXP x) {
     uintptr_t a = (uintptr_t) x;

@@ -12,8 +12,8 @@
  */
 #include "shard_int.h"
 
-/* Bytes held by string caches (the STRSXP cells plus the strings made), and
- * elements made; reported by shard_diagnostics(). */
+/* Bytes held by the string caches of live vectors (the STRSXP cells plus the
+ * strings made) and the elements they hold; reported by shard_diagnostics(). */
 double str_cache_bytes = 0, str_cache_elts = 0;
 
 static SEXP str_cache(SEXP x, shard_vec *s) {
@@ -42,8 +42,9 @@ static SEXP str_from_arena(shard_vec *s, R_xlen_t i) {
     return Rf_mkCharLenCE(l.bytes + a, (int) (b - a), ce);
 }
 
-/* A cache miss: make element i (the object must be open: the arena is read). */
-static SEXP str_fill(SEXP x, shard_vec *s, R_xlen_t i) {
+/* A cache miss: make element i (the object must be open: the arena is read).
+ * Not inlined, so that the hit path in str_get() saves no registers. */
+static SEXP __attribute__((noinline)) str_fill(SEXP x, shard_vec *s, R_xlen_t i) {
     SEXP c = str_cache(x, s);
     SEXP v = STRING_ELT(c, i);
     if (v != R_BlankString || s->modified) return v;
@@ -54,18 +55,26 @@ static SEXP str_fill(SEXP x, shard_vec *s, R_xlen_t i) {
         double b = v == NA_STRING ? 0 : (double) LENGTH(v) + 1;
         s->cache_bytes += b;
         str_cache_bytes += b;
+        s->cache_elts += 1;
         str_cache_elts += 1;
     }
     return v;
 }
 
-static inline SEXP str_get(SEXP x, R_xlen_t i) {
+static SEXP __attribute__((noinline)) str_get_slow(SEXP x, R_xlen_t i) {
     const SEXP *c = (const SEXP *) vec_data(x);
-    if (c) {
-        SEXP v = c[i];
+    if (c && c[i] != R_BlankString) return c[i];
+    return str_fill(x, vec_state(x), i);
+}
+
+/* The hit path: slot, load, compare; anything else is one tail call. */
+static inline SEXP str_get(SEXP x, R_xlen_t i) {
+    elt_slot *e = elt_slot_of(x);
+    if (e->x == x && e->data) {
+        SEXP v = ((const SEXP *) e->data)[i];
         if (v != R_BlankString) return v;
     }
-    return str_fill(x, vec_state(x), i);
+    return str_get_slow(x, i);
 }
 
 static SEXP str_elt(SEXP x, R_xlen_t i) { return str_get(x, i); }
@@ -145,6 +154,8 @@ static SEXP str_duplicate(SEXP x, Rboolean deep) {
         SEXP cc = PROTECT(Rf_duplicate(c));
         R_set_altrep_data2(r, cc);
         t->cache_bytes = s->cache_bytes;
+        t->cache_elts = s->cache_elts;
+        str_cache_elts += t->cache_elts;
         t->complete = s->complete;
         str_cache_bytes += t->cache_bytes;
         vec_set_data(r, t, STRING_PTR_RO(cc));

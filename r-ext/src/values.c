@@ -6,13 +6,20 @@
 #include "shard_int.h"
 
 /* Attributes travel as the serialized ATTRIB pairlist, so compact row names and
- * every internal form survive exactly. */
+ * every internal form survive exactly. (ATTRIB is not API from R 4.5 and R 4.5
+ * has no replacement that returns the pairlist: a follow-up.) */
 SEXP C_get_attrib(SEXP x) { return ATTRIB(x); }
 
+/* Restores the pairlist on a fresh vector, one attribute at a time through
+ * setAttrib() (SET_ATTRIB/SET_OBJECT are not API from R 4.5): in pairlist order,
+ * so dim comes before dimnames, and compact row names c(NA, -n) stay compact
+ * (R's row.names setter keeps that form). setAttrib sets the object bit. */
 SEXP C_set_attrib(SEXP x, SEXP attrs, SEXP strict) {
     if (attrs != R_NilValue && TYPEOF(attrs) != LISTSXP) Rf_error("shard: corrupt attributes");
-    SET_ATTRIB(x, attrs);
-    SET_OBJECT(x, Rf_getAttrib(x, R_ClassSymbol) != R_NilValue);
+    for (SEXP a = attrs; a != R_NilValue; a = CDR(a)) {
+        if (TYPEOF(TAG(a)) != SYMSXP) Rf_error("shard: corrupt attributes");
+        Rf_setAttrib(x, TAG(a), CAR(a));
+    }
     if (Rf_asLogical(strict) == TRUE) MARK_NOT_MUTABLE(x);
     return x;
 }

@@ -7,13 +7,14 @@
 #include "shard_int.h"
 
 R_altrep_class_t cls_real, cls_int, cls_lgl, cls_raw, cls_cplx, cls_str;
-elt_slot elt_slots[ELT_SLOTS];
+__attribute__((visibility("hidden"))) elt_slot elt_slots[ELT_SLOTS];
 
 void vec_finalize(SEXP p) {
     shard_vec *s = (shard_vec *) R_ExternalPtrAddr(p);
     if (s) {
         if (s->priv) shard_private_free(s->priv);
         str_cache_bytes -= s->cache_bytes;
+        str_cache_elts -= s->cache_elts;
         free(s);
         R_ClearExternalPtr(p);
     }
@@ -117,7 +118,9 @@ static SEXP vec_duplicate(SEXP x, Rboolean deep) {
 SEXP vec_serialized_state(SEXP x) {
     shard_vec *s = vec_state(x);
     check_open_vec(s);
-    SEXP o = Rf_GetOption1(Rf_install("shard.serialize"));
+    static SEXP sym = NULL;
+    if (sym == NULL) sym = Rf_install("shard.serialize");
+    SEXP o = Rf_GetOption1(sym);
     int as_data = TYPEOF(o) == STRSXP && XLENGTH(o) == 1 && strcmp(CHAR(STRING_ELT(o, 0)), "data") == 0;
     /* Private changes or the "data" option: serialize the values. */
     if (as_data || vec_changed(x)) return NULL;
@@ -167,10 +170,19 @@ static Rboolean vec_inspect(SEXP x, int pre, int deep, int pvec, void (*inspect_
  * close() the pages stay mapped while this vector lives, so a read never faults;
  * it may see the old values (or, in the owner, a reused slot's), never memory
  * outside the object. */
-static double real_elt(SEXP x, R_xlen_t i) { return ((const double *) vec_data(x))[i]; }
-static int int_elt(SEXP x, R_xlen_t i) { return ((const int *) vec_data(x))[i]; }
-static Rbyte raw_elt(SEXP x, R_xlen_t i) { return ((const Rbyte *) vec_data(x))[i]; }
-static Rcomplex cplx_elt(SEXP x, R_xlen_t i) { return ((const Rcomplex *) vec_data(x))[i]; }
+#define ELT_METHOD(name, T)                                                    \
+    static T __attribute__((noinline)) name##_slow(SEXP x, R_xlen_t i) {      \
+        return ((const T *) vec_slot_fill(x)->data)[i];                        \
+    }                                                                          \
+    static T name(SEXP x, R_xlen_t i) {                                        \
+        elt_slot *e = elt_slot_of(x);                                          \
+        if (e->x == x) return ((const T *) e->data)[i];                        \
+        return name##_slow(x, i);                                              \
+    }
+ELT_METHOD(real_elt, double)
+ELT_METHOD(int_elt, int)
+ELT_METHOD(raw_elt, Rbyte)
+ELT_METHOD(cplx_elt, Rcomplex)
 
 #define GET_REGION(name, T)                                                  \
     static R_xlen_t name(SEXP x, R_xlen_t i, R_xlen_t n, T *buf) {           \

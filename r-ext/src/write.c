@@ -167,9 +167,36 @@ SEXP C_share_composite(SEXP leaves, SEXP meta, SEXP opts) {
 
 /* The option `nm` when it is NULL or a single string among `ok` (then *out is it,
  * or `dflt` for NULL); 0 when R must validate it. */
-static int opt_string(const char *nm, const char *const *ok, int nok, SEXP *out) {
-    SEXP o = Rf_GetOption1(Rf_install(nm));
-    *out = o;
+/* The five shard.* options, found in one pass over R's options pairlist
+ * (Rf_GetOption1 scans it once per option: five scans per share()). */
+enum { O_NUMA, O_HUGE, O_THREADS, O_COW, O_SERIALIZE, O_N };
+
+static void shard_options(SEXP *out) {
+    static SEXP syms[O_N], options_sym = NULL;
+    if (options_sym == NULL) {
+        options_sym = Rf_install(".Options");
+        syms[O_NUMA] = Rf_install("shard.numa");
+        syms[O_HUGE] = Rf_install("shard.huge_pages");
+        syms[O_THREADS] = Rf_install("shard.copy_threads");
+        syms[O_COW] = Rf_install("shard.cow");
+        syms[O_SERIALIZE] = Rf_install("shard.serialize");
+    }
+    for (int i = 0; i < O_N; i++) out[i] = R_NilValue;
+    SEXP opts = Rf_findVar(options_sym, R_BaseEnv);
+    if (TYPEOF(opts) != LISTSXP) { /* not where R keeps them: ask one by one */
+        for (int i = 0; i < O_N; i++) out[i] = Rf_GetOption1(syms[i]);
+        return;
+    }
+    for (SEXP o = opts; o != R_NilValue; o = CDR(o)) {
+        SEXP tag = TAG(o);
+        for (int i = 0; i < O_N; i++)
+            if (tag == syms[i]) { out[i] = CAR(o); break; }
+    }
+}
+
+/* Option value `o` when it is NULL or a single string among `ok`; 0 when R must
+ * validate it. */
+static int opt_string(SEXP o, const char *const *ok, int nok) {
     if (o == R_NilValue) return 1;
     if (TYPEOF(o) != STRSXP || XLENGTH(o) != 1 || STRING_ELT(o, 0) == NA_STRING) return 0;
     for (int i = 0; i < nok; i++)
@@ -190,7 +217,9 @@ static int digits_after(const char *s, const char *prefix) {
  * an option is not in a plain valid form (R's check_options() then validates it
  * and names the bad one). The usual case costs no R closure call. */
 SEXP C_share_opts(SEXP backing, SEXP readonly, SEXP name) {
-    SEXP numa = Rf_GetOption1(Rf_install("shard.numa"));
+    SEXP ov[O_N];
+    shard_options(ov);
+    SEXP numa = ov[O_NUMA];
     if (numa != R_NilValue) {
         if (TYPEOF(numa) != STRSXP || XLENGTH(numa) != 1 || STRING_ELT(numa, 0) == NA_STRING) return R_NilValue;
         const char *p = CHAR(STRING_ELT(numa, 0));
@@ -199,13 +228,13 @@ SEXP C_share_opts(SEXP backing, SEXP readonly, SEXP name) {
                    digits_after(p, "preferred:")))
             return R_NilValue;
     }
-    SEXP huge = Rf_GetOption1(Rf_install("shard.huge_pages"));
+    SEXP huge = ov[O_HUGE];
     int h = TRUE;
     if (huge != R_NilValue) {
         if (TYPEOF(huge) != LGLSXP || XLENGTH(huge) != 1 || LOGICAL(huge)[0] == NA_LOGICAL) return R_NilValue;
         h = LOGICAL(huge)[0];
     }
-    SEXP th = Rf_GetOption1(Rf_install("shard.copy_threads"));
+    SEXP th = ov[O_THREADS];
     int threads = 0;
     if (th != R_NilValue) {
         double d;
@@ -217,9 +246,7 @@ SEXP C_share_opts(SEXP backing, SEXP readonly, SEXP name) {
         threads = (int) d;
     }
     static const char *const cow_ok[] = {"allow", "error"}, *const ser_ok[] = {"handle", "data"};
-    SEXP tmp;
-    if (!opt_string("shard.cow", cow_ok, 2, &tmp) || !opt_string("shard.serialize", ser_ok, 2, &tmp))
-        return R_NilValue;
+    if (!opt_string(ov[O_COW], cow_ok, 2) || !opt_string(ov[O_SERIALIZE], ser_ok, 2)) return R_NilValue;
     SEXP r = PROTECT(Rf_allocVector(VECSXP, 6));
     SET_VECTOR_ELT(r, 0, backing);
     SET_VECTOR_ELT(r, 1, readonly);

@@ -1,0 +1,228 @@
+# Reading fetched objects (issue 11): every read in the issue's table and the
+# string / data.frame / huge-page / small-object cases, on three copies of the
+# same data in one process:
+#   resident  an ordinary R object
+#   fetched   fetch(share(x)) (ALTREP vectors over shared memory)
+#   wrapper   R's own ALTREP wrapper class over the resident object,
+#             .Internal(wrap_meta(x, 0L, 0L)) (per column for data.frames)
+# Methods are interleaved round-robin, REPS repeats, medians; ratios are
+# fetched/resident and wrapper/resident from the same run. Reads of character
+# data are timed after a first untimed touch ("after the first touch"); the
+# first full pass is its own row, against unserialize() of the same vector.
+#
+#   R_LIBS=/work/rlib/cext Rscript benches/r/access.R            # full sizes
+#   MATRIX=64M VEC=2e6 ROWS=2e5 REPS=5 Rscript benches/r/access.R  # smaller
+#   SECTIONS=df,firstpass Rscript benches/r/access.R   # some of: matrix, vector, df,
+#                                                      # firstpass, huge, small
+#
+# Objects use 4 KiB pages (options(shard.huge_pages = FALSE)) so that fetched
+# and resident memory have the same page size; the huge-page section shares its
+# own object with huge pages when the kernel has them.
+suppressPackageStartupMessages({
+  library(shard)
+  library(bench)
+})
+options(shard.huge_pages = FALSE)
+now <- function() as.numeric(bench::hires_time())
+env_bytes <- function(name, default) {
+  v <- toupper(Sys.getenv(name, ""))
+  if (!nzchar(v)) return(default)
+  m <- regmatches(v, regexec("^([0-9.E+]+)([KMG]?)$", v))[[1]]
+  as.numeric(m[2]) * 1024^match(m[3], c("", "K", "M", "G"), nomatch = 1L) / 1024
+}
+MATRIX <- env_bytes("MATRIX", 256 * 2^20)         # bytes of the matrix
+VEC <- as.numeric(Sys.getenv("VEC", "1e7"))         # length of the double vector
+ROWS <- as.numeric(Sys.getenv("ROWS", "1e6"))       # rows of the data.frame
+REPS <- as.integer(Sys.getenv("REPS", "7"))
+SECTIONS <- strsplit(Sys.getenv("SECTIONS", "matrix,vector,df,firstpass,huge,small"), ",")[[1]]
+section <- function(name) name %in% SECTIONS
+set.seed(1)
+keys <- sprintf("k%07d", sample.int(ROWS / 10, ROWS, replace = TRUE))
+
+wrap <- function(x) .Internal(wrap_meta(x, 0L, 0L))
+wrap_df <- function(d) { for (j in seq_along(d)) d[[j]] <- wrap(d[[j]]); d }
+fmt_t <- function(s) ifelse(s >= 1e-3, sprintf("%.3g ms", s * 1e3), sprintf("%.3g us", s * 1e6))
+
+results <- list()
+# Times f(obj) for each of the objects (a named list: resident, fetched, wrapper).
+# `warm`: one untimed call per object first. `check`: results must be identical.
+case <- function(label, objs, f, warm = FALSE, check = TRUE, reps = REPS) {
+  if (warm || check) {
+    outs <- lapply(objs, f)
+    if (check) for (nm in names(objs)[-1])
+      if (!identical(outs[[1]], outs[[nm]])) stop(sprintf("%s: %s differs from resident", label, nm))
+    rm(outs)
+  }
+  t <- matrix(NA_real_, reps, length(objs), dimnames = list(NULL, names(objs)))
+  for (r in seq_len(reps)) for (nm in names(objs)) {
+    o <- objs[[nm]]
+    t0 <- now(); invisible(f(o)); t[r, nm] <- now() - t0
+  }
+  med <- apply(t, 2, median)
+  row <- data.frame(case = label, resident = med[["resident"]], fetched = med[["fetched"]],
+                    wrapper = if ("wrapper" %in% names(med)) med[["wrapper"]] else NA_real_)
+  row$fetched_ratio <- row$fetched / row$resident
+  row$wrapper_ratio <- row$wrapper / row$resident
+  results[[length(results) + 1]] <<- row
+  cat(sprintf("%-44s resident %10s  fetched %10s (%.2fx)  wrapper %10s (%s)\n", label, fmt_t(row$resident),
+              fmt_t(row$fetched), row$fetched_ratio, fmt_t(row$wrapper),
+              if (is.na(row$wrapper)) "-" else sprintf("%.2fx", row$wrapper_ratio)))
+  invisible(row)
+}
+three <- function(x, s) list(resident = x, fetched = fetch(s), wrapper = wrap(x))
+
+loadavg <- function() paste(strsplit(readLines("/proc/loadavg"), " ")[[1]][1:3], collapse = " ")
+cat(sprintf("R %s, %s, %d CPUs; MATRIX %.0f MiB, VEC %.0f, ROWS %.0f, REPS %d; load average %s\n", getRversion(),
+            R.version$platform, parallel::detectCores(), MATRIX / 2^20, VEC, ROWS, REPS, loadavg()))
+
+## --- matrix -------------------------------------------------------------------
+if (section("matrix")) {
+nc <- 4096L
+nr <- as.integer(MATRIX / 8 / nc)
+m <- matrix(runif(nr * nc), nr, nc)
+sm <- share(m)
+M <- three(m, sm)
+rows <- sort(sample.int(nr, 500))
+cols <- sort(sample.int(nc, 32))
+case("x[rows, ] (500 rows)", M, function(x) x[rows, ])
+case("x[, cols] (32 columns)", M, function(x) x[, cols])
+case("sum(x[i, ]) (one row, spec example)", M, function(x) sum(x[17L, ]))
+case("colSums(x)", M, colSums)
+rm(M); close(sm); rm(m, sm); invisible(gc())
+}
+
+## --- double vector ------------------------------------------------------------
+if (section("vector")) {
+v <- runif(VEC)
+sv <- share(v)
+V <- three(v, sv)
+idx <- sample.int(length(v), 1e6)
+a <- as.integer(length(v) / 3); b <- a + 1e6L
+case("v[idx] (1e6 random indices)", V, function(x) x[idx])
+case("v[a:b] (1e6 contiguous)", V, function(x) x[a:b])
+case("v[-(1:10)] (negative)", V, function(x) x[-(1:10)])
+case("v[v > 0.5] (logical)", V, function(x) x[x > 0.5])
+case("for (i ...) s <- s + v[[i]] (1e6)", V, function(x) { s <- 0; for (i in 1:1000000) s <- s + x[[i]]; s })
+case("sum(v)", V, sum)
+case("range(v)", V, range)
+case("which.max(v)", V, which.max)
+case("v == 0.5", V, function(x) x == 0.5)
+v2 <- V$resident + 0
+case("identical(v, v2)", V, function(x) identical(x, v2))
+case("which(v > 0.99)", V, function(x) which(x > 0.99))
+case("sort(v)", V, sort)
+mv <- matrix(v[1:(1e6)], ncol = 100)
+case("%*% (1e4 x 100 by 100)", list(resident = mv, fetched = { s2 <- share(mv); fetch(s2) }, wrapper = wrap(mv)),
+     function(x) x %*% rep(1, 100))
+close(s2)
+rm(V); close(sv); rm(v, sv); invisible(gc())
+}
+
+## --- data.frame ---------------------------------------------------------------
+if (section("df")) {
+df <- data.frame(v = runif(ROWS), i = sample.int(1000L, ROWS, replace = TRUE), s = keys,
+                 f = factor(sample(letters, ROWS, replace = TRUE)),
+                 d = as.Date("2020-01-01") + sample.int(1000L, ROWS, replace = TRUE),
+                 t = as.POSIXct("2020-01-01", tz = "UTC") + runif(ROWS, 0, 1e8),
+                 stringsAsFactors = FALSE)
+sdf <- share(df)
+D <- list(resident = df, fetched = fetch(sdf), wrapper = wrap_df(df))
+stopifnot(identical(D$fetched, df))
+case("df[df$v > 0.5, ]", D, function(d) d[d$v > 0.5, ])
+case("df[order(df$v)[1:1e5], ]", D, function(d) d[order(d$v)[1:1e5], ])
+case("sum(df$s == k) (after first touch)", D, function(d) sum(d$s == "k0000042"), warm = TRUE)
+case("sum(nchar(df$s)) (after first touch)", D, function(d) sum(nchar(d$s)), warm = TRUE)
+case("match(df$s[1:1e4], df$s)", D, function(d) match(d$s[1:1e4], d$s), warm = TRUE)
+case("df$s %in% df$s[1:100]", D, function(d) d$s %in% d$s[1:100], warm = TRUE)
+case("paste(df$s, 'x')", D, function(d) paste(d$s, "x"), warm = TRUE)
+case("order(df$s[1:1e5]) (locale collation)", D, function(d) order(d$s[1:1e5]), warm = TRUE)
+case("unique(df$s)", D, function(d) unique(d$s), warm = TRUE)
+case("factor(df$s)", D, function(d) factor(d$s), warm = TRUE)
+case("grepl('^k00001', df$s)", D, function(d) grepl("^k00001", d$s), warm = TRUE)
+case("table(df$f)", D, function(d) table(d$f))
+case("split(df$v, df$f)", D, function(d) split(d$v, d$f))
+case("tapply(df$v, df$f, sum)", D, function(d) tapply(d$v, d$f, sum))
+case("aggregate(v ~ f, df, mean)", D, function(d) aggregate(v ~ f, d, mean))
+case("df[df$d > as.Date('2021-06-01'), ] (Date)", D, function(d) d[d$d > as.Date("2021-06-01"), ])
+case("range(df$t) (POSIXct)", D, function(d) range(d$t))
+small <- df[1:1e4, c("i", "f")]
+lk <- data.frame(i = 1:1000, w = runif(1000))
+case("merge(df[1:1e4, ], lookup)", D, function(d) merge(d[1:1e4, c("i", "f")], lk, by = "i"))
+rm(D); close(sdf); invisible(gc())
+}
+
+## --- first full pass over a character vector vs unserialize() -----------------
+if (section("firstpass")) {
+s_ser <- serialize(keys, NULL, xdr = FALSE)
+sk <- share(keys)
+fp <- function(kind) {
+  if (kind == "resident") { t0 <- now(); y <- unserialize(s_ser); invisible(nchar(y)); return(now() - t0) }
+  y <- fetch(sk); t0 <- now(); invisible(nchar(y)); now() - t0
+}
+tt <- sapply(1:REPS, function(r) c(resident = fp("resident"), fetched = fp("fetched")))
+med <- apply(tt, 1, median)
+results[[length(results) + 1]] <- data.frame(case = "first pass: nchar(fetch(s)) vs unserialize()+nchar",
+  resident = med[["resident"]], fetched = med[["fetched"]], wrapper = NA, fetched_ratio = med[["fetched"]] / med[["resident"]],
+  wrapper_ratio = NA)
+cat(sprintf("%-44s unserialize %10s  fetched %10s (%.2fx)\n", "first full pass (1e6 strings)",
+            fmt_t(med[["resident"]]), fmt_t(med[["fetched"]]), med[["fetched"]] / med[["resident"]]))
+d <- shard_diagnostics()
+cat(sprintf("string cache: %.1f MiB for %.0f elements\n", d$string_cache_bytes / 2^20, d$string_cache_elements))
+close(sk)
+}
+
+## --- huge pages: reads that ask for a writable pointer --------------------------
+if (section("huge")) {
+options(shard.huge_pages = TRUE)
+hv <- runif(32 * 2^20 / 8)
+hs <- share(hv)
+hf <- fetch(hs)
+page <- shared_info(hs)$page_size
+if (!isTRUE(page >= 2^21)) {
+  cat("SKIPPED huge-page section: the object got", page, "byte pages (no hugetlb pages free)\n")
+} else {
+  d0 <- shard_diagnostics()
+  H <- list(resident = hv, fetched = hf, wrapper = wrap(hv))
+  case("hugetlb: range(v)", H, range)
+  case("hugetlb: which.max(v)", H, which.max)
+  case("hugetlb: v == 0.5", H, function(x) x == 0.5)
+  hv2 <- hv + 0
+  case("hugetlb: identical(v, v2)", H, function(x) identical(x, hv2))
+  d1 <- shard_diagnostics()
+  cat(sprintf("hugetlb reads: copies %+.0f (%s bytes), read-only grants %+.0f\n", d1$copies - d0$copies,
+              format(d1$copy_bytes - d0$copy_bytes, big.mark = ","), d1$readonly_grants - d0$readonly_grants))
+}
+rm(hf); close(hs); invisible(gc())
+options(shard.huge_pages = FALSE)
+}
+
+## --- small objects: share() + fetch() + close() vs serialize() + unserialize() --
+if (section("small")) {
+# Twice: alone (the small-object region is created and released on every round
+# trip: the allocator returns an empty region at once) and with another small
+# object live in the region (the usual state of a process that uses shard).
+x2 <- c(1, 2)
+small_rt <- function(label) {
+  b <- bench::mark(shard = { s <- share(x2); y <- fetch(s); close(s) },
+                   serialize = unserialize(serialize(x2, NULL, xdr = FALSE)),
+                   check = FALSE, min_iterations = 20000)
+  r <- as.numeric(b$median[1] / b$median[2])
+  results[[length(results) + 1]] <<- data.frame(case = label, resident = as.numeric(b$median[2]),
+    fetched = as.numeric(b$median[1]), wrapper = NA, fetched_ratio = r, wrapper_ratio = NA)
+  cat(sprintf("%-44s serialize %10s  shard %10s (%.2fx)\n", label, fmt_t(as.numeric(b$median[2])),
+              fmt_t(as.numeric(b$median[1])), r))
+}
+small_rt("share+fetch+close of c(1, 2), alone, vs serialize+unserialize")
+keep <- share(c(3, 4))
+small_rt("share+fetch+close of c(1, 2), region live, vs serialize+unserialize")
+close(keep)
+}
+
+cat("load average at the end:", loadavg(), "\n")
+out <- do.call(rbind, results)
+dir.create("benches/r/results", showWarnings = FALSE)
+write.csv(out, "benches/r/results/access.csv", row.names = FALSE)
+cat("\n| operation | resident | fetched / resident | wrapper / resident |\n|---|---|---|---|\n")
+for (i in seq_len(nrow(out)))
+  cat(sprintf("| %s | %s | %.2fx | %s |\n", out$case[i], fmt_t(out$resident[i]), out$fetched_ratio[i],
+              if (is.na(out$wrapper_ratio[i])) "-" else sprintf("%.2fx", out$wrapper_ratio[i])))
