@@ -31,7 +31,7 @@ suite=trixie
 debs=(r-base-dev r-cran-testthat r-cran-callr r-cran-ps r-cran-foreach r-cran-doparallel
       r-cran-future r-cran-future.apply r-cran-furrr r-bioc-biocparallel r-cran-bigmemory
       r-cran-bench r-cran-progress r-cran-withr r-cran-cli r-cran-knitr r-cran-rmarkdown
-      r-cran-processx pandoc tidy qpdf devscripts xz-utils numactl util-linux passwd procps
+      r-cran-processx pandoc tidy qpdf devscripts xz-utils numactl util-linux mount passwd procps
       ca-certificates)
 
 mirror() {
@@ -129,12 +129,17 @@ check() {
   cp "$work"/shard.Rcheck/00check.log "$out/" 2>/dev/null || true
   cp "$work"/shard.Rcheck/00install.out "$out/" 2>/dev/null || true
   # Non-API entry points: R >= 4.5 lists them under "checking compiled code".
-  sed -n '/^\* checking compiled code/,/^\* /p' "$out/00check.log" 2>/dev/null |
-    grep -oE "Found non-API calls? to R: .*|^ *'[A-Za-z_0-9]+'( +'[A-Za-z_0-9]+')*" |
-    sed -e "s/Found non-API calls\? to R://" | tr -s " '" '\n' | grep -v '^$' | sort -u > "$out/noncompliant.txt" || true
+  sed -n '/^\* checking compiled code/,/^\* /p' "$out/00check.log" 2>/dev/null | sed "s/[‘’]/'/g" |
+    awk '/Found non-API calls? to R:/ { on = 1 } on && /^ *$/ { on = 0 } on' |
+    grep -oE "'[A-Za-z_][A-Za-z_0-9]*'" | tr -d "'" | sort -u > "$out/noncompliant.txt" || true
   grep -E "^\* |WARNING|ERROR|NOTE|^Status" "$out/check.txt" | grep -vE "\.\.\. OK$" || true
   if [ -s "$out/noncompliant.txt" ]; then
     echo "R 4.5 NON-API ENTRY POINTS (R CMD check --as-cran): $(tr '\n' ' ' < "$out/noncompliant.txt")"
+    # Where the package's C sources use them (file:line).
+    local src="$work/shard.Rcheck/00_pkg_src/shard/src" n
+    while read -r n; do
+      echo "  $n: $(cd "$src" 2>/dev/null && grep -nwo "$n" -- *.c *.h 2>/dev/null | cut -d: -f1,2 | tr '\n' ' ')"
+    done < "$out/noncompliant.txt" | tee "$out/noncompliant-where.txt"
   fi
   tail -n 3 "$out/testthat.txt" || true
   # One summary line for run-tests.sh: the testthat counts, plus the check
