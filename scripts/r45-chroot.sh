@@ -109,21 +109,23 @@ check() {
   cp "$tarball" "$work/$tb"
   cp -R "$here/../r-ext/tests/testthat" "$work/testthat"
   cp "$here/testthat-summary.R" "$work/"
-  # The Rust build cache lives in the cached chroot: warm runs rebuild only what changed.
   SHARD_R45_WORK="$work" in_root bash -c '
     set -u; cd /work; tb=$1
-    mkdir -p /var/cache/shard-target
     echo "R: $(R --version | head -n1)"; echo "rustc: $(rustc --version)"
     # --as-cran without the checks that need the network (CRAN incoming,
     # URL and timestamp checks) or LaTeX (the PDF manual). Tests run below,
     # against the installed package, through the suite runner.
     export _R_CHECK_CRAN_INCOMING_REMOTE_=false _R_CHECK_CRAN_INCOMING_=false \
-           _R_CHECK_FUTURE_FILE_TIMESTAMPS_=false _R_CHECK_SYSTEM_CLOCK_=false _R_CHECK_FORCE_SUGGESTS_=true \
-           SHARD_CARGO_TARGET_DIR=/var/cache/shard-target
+           _R_CHECK_FUTURE_FILE_TIMESTAMPS_=false _R_CHECK_SYSTEM_CLOCK_=false _R_CHECK_FORCE_SUGGESTS_=true
     R CMD check --as-cran --no-manual --no-tests "$tb" > check.txt 2>&1; echo "check exit: $?" >> check.txt
-    mkdir -p lib
-    R CMD INSTALL -l lib "$tb" > install.txt 2>&1 || { echo "INSTALL failed"; tail -n 40 install.txt; }
-    R_LIBS=/work/lib Rscript testthat-summary.R testthat > testthat.txt 2>&1; echo "testthat exit: $?" >> testthat.txt
+    # The suite runs against the package R CMD check installed (saves a
+    # second Rust build); if the check could not install it, install it here.
+    lib=/work/shard.Rcheck
+    if [ ! -f shard.Rcheck/shard/DESCRIPTION ]; then
+      lib=/work/lib; mkdir -p lib
+      R CMD INSTALL -l lib "$tb" > install.txt 2>&1 || { echo "INSTALL failed"; tail -n 40 install.txt; }
+    fi
+    R_LIBS=$lib Rscript testthat-summary.R testthat > testthat.txt 2>&1; echo "testthat exit: $?" >> testthat.txt
   ' r45 "$tb" || true
   cp "$work/check.txt" "$work/install.txt" "$work/testthat.txt" "$out/" 2>/dev/null || true
   cp "$work"/shard.Rcheck/00check.log "$out/" 2>/dev/null || true
