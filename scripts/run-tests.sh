@@ -80,7 +80,11 @@ fi
 echo "== R CMD build + check"
 rm -rf "$log/rcheck"; mkdir -p "$log/rcheck"
 (cd r-ext && sh tools/vendor-rust.sh)
-(cd "$log/rcheck" && R CMD build --no-build-vignettes "$root/r-ext" >build.txt 2>&1) || { cat "$log/rcheck/build.txt"; exit 1; }
+# Builds the vignettes too (they run their code; R CMD build installs the
+# package in a temporary library for them).
+t_build=$(date +%s)
+(cd "$log/rcheck" && R CMD build "$root/r-ext" >build.txt 2>&1) || { cat "$log/rcheck/build.txt"; exit 1; }
+echo "R CMD build (with vignettes): $(( $(date +%s) - t_build )) s"
 tarball=$(ls "$log"/rcheck/shard_*.tar.gz)
 (cd "$log/rcheck" && _R_CHECK_FORCE_SUGGESTS_=false R CMD check --no-manual --no-tests "$tarball" >check.txt 2>&1) || true
 cat "$log/rcheck/check.txt" | grep -E "^\* |WARNING|ERROR|NOTE" | grep -vE "\.\.\. OK$" || true
@@ -96,6 +100,20 @@ Rscript scripts/testthat-summary.R r-ext/tests/testthat 2>&1 | tee "$log/testtha
 # (see scripts/testthat-summary.R): a leftover, so a failure.
 if grep -q "Error while shutting down parallel" "$log/testthat.txt"; then
   echo "LEFTOVER: the testthat run left forked children of parallel unreaped (counted as a failure)"; rc_tt=1
+fi
+
+# --- the tarball offline, and on R 4.5 ----------------------------------------------
+echo "== offline install of the tarball (unshare -n, empty CARGO_HOME; scripts/offline-install.sh)"
+rc_off=0; t0=$(date +%s)
+bash scripts/offline-install.sh "$tarball" r-ext 2>&1 | tee "$log/offline.txt" || rc_off=$?
+echo "offline install step: $(( $(date +%s) - t0 )) s"
+echo "== R 4.5 (Debian trixie chroot): R CMD check --as-cran + testthat (scripts/r45-chroot.sh)"
+# The chroot is cached under /var/cache/shard-r45 (SHARD_R45_CACHE): made once.
+rc_r45=0; t0=$(date +%s)
+bash scripts/r45-chroot.sh check "$tarball" "$log/r45" 2>&1 | tee "$log/r45.txt" || rc_r45=$?
+echo "R 4.5 step: $(( $(date +%s) - t0 )) s"
+if [ -s "$log/r45/noncompliant.txt" ]; then
+  echo "WARNING: R 4.5's check found non-API entry points: $(tr '\n' ' ' < "$log/r45/noncompliant.txt")"
 fi
 
 # --- reliability subset, against the package installed above --------------------
@@ -122,7 +140,8 @@ echo "nodes step took $(( $(date +%s) - t_nodes )) s"
 Rscript -e '
   a <- commandArgs(TRUE)
   cargo <- readLines(a[1]); tt <- readLines(a[2]); rel <- readLines(a[3]); numa <- readLines(a[4])
-  rc <- as.integer(c(a[5:8], a[10])); nodes <- readLines(a[9])
+  off <- readLines(a[5]); r45 <- readLines(a[6]); nodes <- readLines(a[7])
+  rc <- as.integer(a[8:14])
   num <- function(lines, re) sum(as.numeric(sub(re, "\\1", grep(re, lines, value = TRUE))))
   res <- rbind(
     cargo = c(num(cargo, "^test result: .* ([0-9]+) passed.*"), num(cargo, "^test result: .* ([0-9]+) failed.*"),
@@ -133,6 +152,10 @@ Rscript -e '
                     num(rel, "^reliability: [0-9]+ passed, [0-9]+ failed, ([0-9]+) skipped.*")),
     numa = c(num(numa, "^numa-qemu: ([0-9]+) passed.*"), num(numa, "^numa-qemu: [0-9]+ passed, ([0-9]+) failed.*"),
              num(numa, "^numa-qemu: [0-9]+ passed, [0-9]+ failed, ([0-9]+) skipped.*")),
+    offline = c(num(off, "^offline-install: ([0-9]+) passed.*"), num(off, "^offline-install: [0-9]+ passed, ([0-9]+) failed.*"),
+                num(off, "^offline-install: [0-9]+ passed, [0-9]+ failed, ([0-9]+) skipped.*")),
+    r45 = c(num(r45, "^r45: ([0-9]+) passed.*"), num(r45, "^r45: [0-9]+ passed, ([0-9]+) failed.*"),
+            num(r45, "^r45: [0-9]+ passed, [0-9]+ failed, ([0-9]+) skipped.*")),
     nodes = c(num(nodes, "^nodes: ([0-9]+) passed.*"), num(nodes, "^nodes: [0-9]+ passed, ([0-9]+) failed.*"),
               num(nodes, "^nodes: [0-9]+ passed, [0-9]+ failed, ([0-9]+) skipped.*")))
   for (i in seq_along(rc)) if (rc[i] != 0 && res[i, 2] == 0) {
@@ -142,4 +165,5 @@ Rscript -e '
   for (i in seq_len(nrow(res))) cat(sprintf("  %-11s %d passed, %d failed, %d skipped\n", rownames(res)[i], res[i, 1], res[i, 2], res[i, 3]))
   if (sum(res[, 3]) > 0) cat("SKIPPED: see the SKIPPED lines above (skips are not passes)\n")
   cat(sprintf("all: %d passed, %d failed, %d skipped\n", sum(res[, 1]), sum(res[, 2]), sum(res[, 3])))
-  quit(status = sum(res[, 2]) > 0)' "$log/cargo.txt" "$log/testthat.txt" "$log/reliability.txt" "$log/numa.txt" "$rc_cargo" "$rc_tt" "$rc_rel" "$rc_numa" "$log/nodes.txt" "$rc_nodes"
+  quit(status = sum(res[, 2]) > 0)' "$log/cargo.txt" "$log/testthat.txt" "$log/reliability.txt" "$log/numa.txt" \
+  "$log/offline.txt" "$log/r45.txt" "$log/nodes.txt" "$rc_cargo" "$rc_tt" "$rc_rel" "$rc_numa" "$rc_off" "$rc_r45" "$rc_nodes"

@@ -7,7 +7,11 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 debs=(r-base-dev r-cran-testthat r-cran-callr r-cran-ps r-cran-foreach r-cran-doparallel
       r-cran-future r-cran-bigmemory r-cran-bench r-cran-progress r-cran-cli numactl util-linux
-      passwd procps)
+      passwd procps
+      # interop tests (test-interop.R), vignettes (R CMD build), the R 4.5 chroot
+      # (scripts/r45-chroot.sh) and the vendored crates (tools/vendor-rust.sh)
+      r-cran-future.apply r-cran-furrr r-bioc-biocparallel r-cran-processx r-cran-withr
+      r-cran-knitr r-cran-rmarkdown pandoc mmdebstrap xz-utils)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
