@@ -37,17 +37,10 @@ impl Store {
         if let Some(n) = &o.name {
             names::unregister(n, h);
         }
-        {
-            let _s = lock(&self.core.seal_lock);
-            if !o.block.region.is_sealed() {
-                // SAFETY: the block is live and ours, and the region is unsealed
-                // under seal_lock, so its writer mapping exists; only the magic
-                // of this object's own header changes.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(CLOSED_MAGIC.as_ptr(), o.block.write_ptr(), 4)
-                };
-            }
-        }
+        // The allocator writes the mark under the region's writer lock, and
+        // skips it (Ok(false)) once the region is sealed: the bytes then stay
+        // as published and readers' own `closed` state is what refuses them.
+        self.core.alloc.tombstone(&o.block, 0, &CLOSED_MAGIC)?;
         self.core.free_block(&o.block)?;
         self.counters.closes.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -75,10 +68,14 @@ impl Store {
         self.check_owner(h, "write")?;
         let owned = lock(&self.owned);
         let o = owned.find(h)?;
-        if !h.writable || o.block.region.is_sealed() {
-            return Err(StoreError::PermissionDenied(
-                "the segment is read-only (protected)".into(),
-            ));
+        let protected = || {
+            StoreError::PermissionDenied(
+                "the segment is read-only (protected); only writes before protect() are allowed"
+                    .into(),
+            )
+        };
+        if !h.writable {
+            return Err(protected());
         }
         if !offset
             .checked_add(src.len() as u64)
@@ -90,16 +87,15 @@ impl Store {
                 o.data_len
             )));
         }
-        // SAFETY: the range lies in the data section of a writable block whose
-        // writer mapping lives until the region is sealed; only protect() seals a
-        // writable segment's region, and it holds the `owned` lock held here.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                src.as_ptr(),
-                o.block.write_ptr().add((o.data_off + offset) as usize),
-                src.len(),
-            )
-        };
+        // Through the allocator, under the region's writer lock: a write never
+        // lands after (or races) a seal; false means protect() sealed it.
+        if !self
+            .core
+            .alloc
+            .tombstone(&o.block, o.data_off + offset, src)?
+        {
+            return Err(protected());
+        }
         Ok(())
     }
 
@@ -121,15 +117,12 @@ impl Store {
         self.check_owner(h, "protect")?;
         let owned = lock(&self.owned);
         let o = owned.find(h)?;
-        let _s = lock(&self.core.seal_lock);
-        o.block.region.seal()?;
-        Ok(())
+        Ok(self.core.alloc.seal_own(&o.block)?)
     }
 
     /// Seals every slab region now (objects published so far become kernel-immutable).
     pub fn seal_all(&self) -> Result<()> {
         let _pass = fork::enter();
-        let _s = lock(&self.core.seal_lock);
         Ok(self.core.alloc.seal_all()?)
     }
 }

@@ -131,15 +131,13 @@ pub struct Store {
     has_note: AtomicBool,
 }
 
-/// The allocator and what guards its regions' writer mappings (shared with the
-/// thread that prepares spare regions).
+/// The allocator (shared with the thread that prepares spare regions). The
+/// store takes no lock of its own around it: every seal and every write after
+/// publish (tombstones, segment writes) goes through the allocator's API, which
+/// orders them under each region's writer lock.
+#[derive(Debug)]
 struct Core {
     alloc: Allocator,
-    /// Held around every allocator call that may seal a region (alloc, publish,
-    /// free, seal_all, Region::seal) and around writes through a region's writer
-    /// mapping after publish (tombstones): the writer mapping exists exactly
-    /// while the region is unsealed.
-    seal_lock: Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -161,10 +159,7 @@ impl Core {
     /// Reserves a block. (shard-alloc keeps every writer mapping out of forked
     /// children with `MADV_DONTFORK`.)
     fn alloc(&self, total: u64, req: &Request) -> Result<Block> {
-        let b = {
-            let _s = lock(&self.seal_lock);
-            self.alloc.alloc(total, req)?
-        };
+        let b = self.alloc.alloc(total, req)?;
         // Name-based backings: the tracker unlinks it if this process dies.
         if let Some(path) = link_path(&b.region) {
             crate::tracker::track(&path);
@@ -178,10 +173,7 @@ impl Core {
     /// for a closed object (the region's own drop would only unlink it once the
     /// last view of it in this process is gone).
     fn free_block(&self, b: &Block) -> Result<()> {
-        {
-            let _s = lock(&self.seal_lock);
-            self.alloc.free(b)?;
-        }
+        self.alloc.free(b)?;
         let r = &b.region;
         if self.alloc.region(r.id()).is_none() {
             if let Some(link) = r.link() {
@@ -214,7 +206,6 @@ impl Store {
             node: crate::node::local(),
             core: Arc::new(Core {
                 alloc: Allocator::new(opts)?,
-                seal_lock: Mutex::new(()),
             }),
             spare: Arc::new(SpareSlot::new(options::spare_default())),
             owned: Mutex::new(OwnedTable::default()),
