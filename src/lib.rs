@@ -28,6 +28,6 @@ pub use error::{Code, Result, StoreError};
 pub use format::{Kind, ObjectHeader};
 pub use handle::{BackingKind, Handle};
 pub use store::{
-    default_prefault, set_default_prefault, BackingChoice, PrivateMap, ShareOptions, Store, View,
-    Writer,
+    default_prefault, set_default_prefault, BackingChoice, PrivateMap, ShareOptions, Store,
+    StoreKnobs, View, Writer,
 };

@@ -42,7 +42,9 @@ mod spare;
 mod view;
 mod writer;
 
-pub use options::{default_prefault, set_default_prefault, BackingChoice, ShareOptions};
+pub use options::{
+    default_prefault, set_default_prefault, BackingChoice, ShareOptions, StoreKnobs,
+};
 pub use registry::ObjState;
 pub use spare::SPARE_MIN;
 pub use view::{NumaNodes, PrivateMap, View, NUMA_SAMPLE_PAGES};
@@ -197,6 +199,8 @@ impl Store {
     pub fn with_options(opts: Options) -> Result<Store> {
         fork::install();
         names::sweep_once_per_process();
+        let knobs = options::StoreKnobs::from_env()?;
+        options::init_default_prefault(&knobs);
         let pid = process::pid();
         Ok(Store {
             pid,
@@ -207,7 +211,7 @@ impl Store {
             core: Arc::new(Core {
                 alloc: Allocator::new(opts)?,
             }),
-            spare: Arc::new(SpareSlot::new(options::spare_default())),
+            spare: Arc::new(SpareSlot::new(knobs.spare_region)),
             owned: Mutex::new(OwnedTable::default()),
             registry: Mutex::new(HashMap::new()),
             inherited: Mutex::new(HashMap::new()),
