@@ -5,6 +5,8 @@
 
 use std::sync::atomic::Ordering;
 
+use shard_alloc::{Backing, Block};
+
 use super::options::ShareOptions;
 use super::registry::ObjKey;
 use super::{lock, Store};
@@ -13,6 +15,22 @@ use crate::fork;
 use crate::format::{Kind, CLOSED_MAGIC};
 use crate::handle::Handle;
 use crate::names;
+
+/// Whether another process may map `b`'s region now, so that freeing `b`
+/// could hand its bytes to a new object under that process's views (issue
+/// 12, finding 3). Every reader holds a shared `flock` on its own open file
+/// description of the region while it maps it (`attach.rs`); the owner probes
+/// with its read-only description. Sealed regions never reuse a slot, so they
+/// need no probe. Only memfd regions are kept: a name-based region's name
+/// must go at close (`docs/ARCHITECTURE.md`, "Lifetime", known limits).
+fn others_may_read(b: &Block) -> bool {
+    let r = &b.region;
+    if r.is_sealed() || *r.backing() != Backing::Memfd {
+        return false;
+    }
+    // A failed probe (it does not fail on a memfd) frees as before.
+    shard_alloc::sys::flock::others_hold_lock(r.readonly_fd()).unwrap_or(false)
+}
 
 impl Store {
     /// Closes an object.
@@ -41,9 +59,32 @@ impl Store {
         // skips it (Ok(false)) once the region is sealed: the bytes then stay
         // as published and readers' own `closed` state is what refuses them.
         self.core.alloc.tombstone(&o.block, 0, &CLOSED_MAGIC)?;
-        self.core.free_block(&o.block)?;
+        if others_may_read(&o.block) {
+            lock(&self.quarantine).push(o.block.clone());
+        } else {
+            self.core.free_block(&o.block)?;
+        }
         self.counters.closes.fetch_add(1, Ordering::Relaxed);
+        self.drain_quarantine();
         Ok(())
+    }
+
+    /// Frees the quarantined blocks that no other process can read any more
+    /// (called on every close and every begin of a share: one `flock` probe per
+    /// block).
+    pub(super) fn drain_quarantine(&self) {
+        let free: Vec<Block> = {
+            let mut q = lock(&self.quarantine);
+            if q.is_empty() {
+                return;
+            }
+            let (free, keep) = q.drain(..).partition(|b| !others_may_read(b));
+            *q = keep;
+            free
+        };
+        for b in free {
+            let _ = self.core.free_block(&b);
+        }
     }
 
     /// Creates a writable segment of `size` zeroed bytes (a writable object in a

@@ -121,6 +121,9 @@ pub struct Store {
     core: Arc<Core>,
     spare: Arc<SpareSlot>,
     owned: Mutex<OwnedTable>,
+    /// Closed objects whose memory another process may still read: not freed
+    /// until no other process maps their region (see `close.rs`).
+    quarantine: Mutex<Vec<shard_alloc::Block>>,
     registry: Mutex<HashMap<RegionKey, Weak<Attached>>>,
     /// Regions inherited across fork: kept mapped so children attach for free.
     inherited: Mutex<HashMap<RegionKey, Arc<Attached>>>,
@@ -213,6 +216,7 @@ impl Store {
             }),
             spare: Arc::new(SpareSlot::new(knobs.spare_region)),
             owned: Mutex::new(OwnedTable::default()),
+            quarantine: Mutex::new(Vec::new()),
             registry: Mutex::new(HashMap::new()),
             inherited: Mutex::new(HashMap::new()),
             states: Mutex::new(States::default()),
@@ -267,6 +271,12 @@ impl Store {
     }
 
     /// Number of live objects owned by this process.
+    /// Closed objects of this process kept (not freed) because another
+    /// process may still read their bytes.
+    pub fn quarantined(&self) -> usize {
+        lock(&self.quarantine).len()
+    }
+
     pub fn live_objects(&self) -> usize {
         let _pass = fork::enter();
         lock(&self.owned).len()

@@ -139,6 +139,9 @@ impl Store {
         opts: ShareOptions,
     ) -> Result<Writer> {
         let _pass = fork::enter();
+        // Closed objects no other process maps any more go back first, so
+        // their memory is there for this one.
+        self.drain_quarantine();
         if let Some(es) = kind.elem_size() {
             if elem_count.checked_mul(es) != Some(data_len) {
                 return Err(StoreError::InvalidArgument(format!(
