@@ -91,3 +91,29 @@ fn segment_writes_reach_readers_until_protect_then_are_refused() {
     drop(v);
     s.close(&h).unwrap();
 }
+
+/// A bad value of a store knob's variable is an error naming the variable
+/// and the value when a store is created (a child process: the environment
+/// is per process).
+#[test]
+fn a_bad_store_knob_value_names_the_variable() {
+    if role().is_some() {
+        let e = Store::with_options(Options::default()).unwrap_err();
+        say(&format!("ERR {} {e}", code(&e)));
+        return;
+    }
+    for (var, val) in [
+        ("SHARD_PREFAULT_AHEAD", "sometimes"),
+        ("SHARD_SPARE_REGION", "maybe"),
+    ] {
+        let mut c = child("a_bad_store_knob_value_names_the_variable", "bad");
+        c.env(var, val);
+        let out = run_ok(c);
+        assert!(
+            out.contains(&format!("ERR {} ", Code::InvalidArgument as i32))
+                && out.contains(var)
+                && out.contains(val),
+            "{out}"
+        );
+    }
+}
