@@ -35,6 +35,40 @@ pub fn others_hold_lock<Fd: AsFd>(fd: Fd) -> io::Result<bool> {
     }
 }
 
+/// In a forked child: opens `/proc/self/fd/<fd>` read-only (a new open file
+/// description of the same file), takes a shared lock on it and leaves the
+/// new fd open for the rest of the process (`O_CLOEXEC`: an `exec` drops it),
+/// so the parent sees that this child may read the file. Allocates nothing
+/// (safe in a `pthread_atfork` child handler of a multi-threaded parent).
+pub fn reopen_self_locked_shared(fd: i32) -> io::Result<()> {
+    let mut buf = *b"/proc/self/fd/\0\0\0\0\0\0\0\0\0\0\0\0";
+    let mut digits = [0u8; 11];
+    let (mut v, mut n) = (fd.unsigned_abs(), 0);
+    loop {
+        digits[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let start = 14;
+    for i in 0..n {
+        buf[start + i] = digits[n - 1 - i];
+    }
+    let path = std::ffi::CStr::from_bytes_until_nul(&buf)
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let f = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    lock_shared(&f)?;
+    // Kept open on purpose: the lock lives as long as this description.
+    std::mem::forget(f);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,6 +83,10 @@ mod tests {
         assert!(others_hold_lock(&a).unwrap());
         drop(b);
         assert!(!others_hold_lock(&a).unwrap());
+        // The reopened (and deliberately leaked) description counts too.
+        use std::os::fd::AsRawFd;
+        reopen_self_locked_shared(a.as_raw_fd()).unwrap();
+        assert!(others_hold_lock(&a).unwrap());
         std::fs::remove_file(&path).unwrap();
     }
 }
