@@ -73,6 +73,42 @@
  */
 #define SHARD_OTHER_NODE 11
 
+/**
+ * Object kinds (the object header's and the handle's kind byte; literals so
+ * that cbindgen writes numbers, checked against `Kind` below).
+ */
+#define SHARD_KIND_BYTES 0
+
+#define SHARD_KIND_F64 1
+
+#define SHARD_KIND_I32 2
+
+#define SHARD_KIND_LOGICAL 3
+
+#define SHARD_KIND_RAW 4
+
+#define SHARD_KIND_COMPLEX 5
+
+#define SHARD_KIND_STRINGS 6
+
+#define SHARD_KIND_COMPOSITE 7
+
+#define SHARD_KIND_SERIALIZED 8
+
+/**
+ * Backings (the handle's and `shard_view_info`'s backing byte).
+ */
+#define SHARD_BACKING_MEMFD 0
+
+#define SHARD_BACKING_SHM 1
+
+#define SHARD_BACKING_FILE 2
+
+/**
+ * The encoding byte of `NA_character_` in a strings layout.
+ */
+#define SHARD_STRING_NA 255
+
 #define Handle_ENCODED_LEN 180
 
 /**
@@ -194,6 +230,43 @@ typedef struct shard_node_info {
    */
   int32_t local;
 } shard_node_info;
+
+/**
+ * A validated strings layout inside a view: string `i` is
+ * `bytes[offsets[i] .. offsets[i + 1]]` with encoding `encodings[i]` (0
+ * native, 1 UTF-8, 2 latin1, 3 bytes, `SHARD_STRING_NA`: NA). When it was
+ * returned, `offsets[0] == 0`, the offsets never decrease, `offsets[n] <=
+ * bytes_len`, no string is longer than `INT_MAX` bytes, every encoding is
+ * one of those and NA strings are empty. The pointers are into the view's
+ * mapping (valid while the view lives). A writable object can still change
+ * under the reader: for those, read `offsets[i]` and `offsets[i + 1]` once
+ * each and check `a <= b <= bytes_len` before use.
+ */
+typedef struct shard_strings {
+  uint64_t n;
+  const uint64_t *offsets;
+  const uint8_t *encodings;
+  const uint8_t *bytes;
+  uint64_t bytes_len;
+} shard_strings;
+
+/**
+ * One vector inside an object: a column of a composite object, the whole
+ * data of a vector object, or a validated serialized vector state. Its bytes
+ * are `offset .. offset + len` of the view's data (`shard_view_data`).
+ */
+typedef struct shard_leaf {
+  /**
+   * `SHARD_KIND_*`: a vector kind (f64, i32, logical, raw, complex, strings).
+   */
+  int32_t kind;
+  /**
+   * Elements (strings for a strings leaf).
+   */
+  uint64_t count;
+  uint64_t offset;
+  uint64_t len;
+} shard_leaf;
 
 #ifdef __cplusplus
 extern "C" {
@@ -477,6 +550,64 @@ int32_t shard_set_prefault(int32_t mode);
  * a spare holds memory until used.
  */
 int32_t shard_set_spare_region(int32_t on);
+
+/**
+ * Decodes and validates the strings layout at `byte_offset .. byte_offset +
+ * byte_len` of the view's data (a strings object: 0 and its `data_len`; a
+ * strings column: its `shard_leaf` offset and length) into `*out`.
+ *
+ * Errors: `SHARD_CLOSED`, `SHARD_INVALID_ARGUMENT` (NULL, a range outside
+ * the data or not 8-byte aligned), `SHARD_BAD_HANDLE` (a corrupt layout; the
+ * message says what is wrong).
+ *
+ * # Safety
+ * `v` is a live view; `out` writable.
+ */
+int32_t shard_payload_strings(const struct shard_view *v,
+                              uint64_t byte_offset,
+                              uint64_t byte_len,
+                              struct shard_strings *out);
+
+/**
+ * Decodes and validates a composite object's column table: `*n` gets the
+ * number of columns and the first `min(cap, *n)` go to `leaves` (call with
+ * `cap = 0` to learn `*n`; it is at most `data_len / 32`). Every column lies
+ * after the table and after the previous column, inside the data, 8-byte
+ * aligned, is of a vector kind and has the bytes its count needs (for a
+ * strings column: its count and header; read its strings with
+ * `shard_payload_strings`).
+ *
+ * Errors: `SHARD_CLOSED`, `SHARD_INVALID_ARGUMENT` (NULL, not a composite
+ * object), `SHARD_BAD_HANDLE` (a corrupt table).
+ *
+ * # Safety
+ * `v` is a live view; `n` writable; `leaves` NULL or `cap` writable entries.
+ */
+int32_t shard_payload_composite(const struct shard_view *v,
+                                struct shard_leaf *leaves,
+                                uint64_t cap,
+                                uint64_t *n);
+
+/**
+ * Validates the serialized state of an ALTREP vector (kind, byte offset,
+ * byte length and length as R stored them, doubles included unchecked:
+ * NaN, negative, fractional or huge values are refused here) against the
+ * attached object: it must be the whole object (a vector object: offset 0,
+ * all its data, its kind and count) or exactly one column of a composite
+ * object. On success `*out` is that vector.
+ *
+ * Errors: `SHARD_CLOSED`, `SHARD_INVALID_ARGUMENT` (NULL), `SHARD_BAD_HANDLE`
+ * (a state that does not match the object: forged or corrupt).
+ *
+ * # Safety
+ * `v` is a live view; `out` writable.
+ */
+int32_t shard_validate_vector_state(const struct shard_view *v,
+                                    int32_t kind,
+                                    double byte_offset,
+                                    double byte_len,
+                                    double length,
+                                    struct shard_leaf *out);
 
 #ifdef __cplusplus
 }  // extern "C"

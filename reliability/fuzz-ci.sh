@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 export PATH="$HOME/.cargo/bin:$PATH"
 secs=${FUZZ_SECONDS:-60}
-targets=${FUZZ_TARGETS:-"handle_decode object_header alloc_ops"}
+targets=${FUZZ_TARGETS:-"handle_decode object_header alloc_ops payload vector_state"}
 triple=$(rustc -vV | sed -n 's/^host: //p')
 flags="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4"
 flags+=" -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table"

@@ -18,6 +18,11 @@ use crate::handle::Handle;
 use crate::names;
 use crate::store::{BackingChoice, PrivateMap, ShareOptions, Store, View, Writer};
 
+// The payload decoder's entry points (strings, composite columns, serialized
+// vector state) live in their own file; re-exported so `shard::ffi::*` is the
+// whole ABI.
+pub use crate::ffi_payload::*;
+
 /// Length of an encoded handle.
 pub const SHARD_HANDLE_LEN: usize = 180;
 const _: () = assert!(SHARD_HANDLE_LEN == Handle::ENCODED_LEN);
@@ -157,7 +162,7 @@ pub struct shard_writer {
 }
 /// A read-only view of an object.
 pub struct shard_view {
-    v: View,
+    pub(crate) v: View,
 }
 /// A private copy-on-write mapping of an object's data.
 pub struct shard_private {
@@ -174,7 +179,7 @@ fn set_error(msg: &str) {
     LAST_ERROR.with(|e| *e.borrow_mut() = c);
 }
 
-fn guard<F: FnOnce() -> Result<(), StoreError>>(f: F) -> i32 {
+pub(crate) fn guard<F: FnOnce() -> Result<(), StoreError>>(f: F) -> i32 {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => Code::Ok as i32,
         Ok(Err(e)) => {
@@ -193,7 +198,7 @@ fn guard<F: FnOnce() -> Result<(), StoreError>>(f: F) -> i32 {
     }
 }
 
-fn invalid(m: &str) -> StoreError {
+pub(crate) fn invalid(m: &str) -> StoreError {
     StoreError::InvalidArgument(m.to_string())
 }
 

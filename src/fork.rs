@@ -27,19 +27,29 @@ thread_local! {
 extern "C" fn prepare() {
     let g = GATE.write().unwrap_or_else(|p| p.into_inner());
     HELD.with(|h| *h.borrow_mut() = Some(g));
+    // With the gate held no store operation is in flight: note which regions
+    // the child inherits, for it to lock (a closed object's memory is then
+    // kept while the child lives; `store/adopt.rs`).
+    crate::store::fork_snapshot();
 }
 
 extern "C" fn release() {
     HELD.with(|h| drop(h.borrow_mut().take()));
 }
 
+extern "C" fn child() {
+    release();
+    crate::store::lock_in_child();
+}
+
 /// Registers the fork handlers (once per process).
 pub fn install() {
     INSTALL.call_once(|| {
-        // The handlers neither allocate nor call into the store. Without them a
+        // The child handler neither allocates nor calls into the store (it
+        // only opens and locks the fds the prepare handler noted). Without them a
         // fork while another thread is inside the store could leave a lock held
         // in the child for ever; say so rather than fail the store.
-        if let Err(e) = shard_alloc::sys::process::at_fork(prepare, release, release) {
+        if let Err(e) = shard_alloc::sys::process::at_fork(prepare, release, child) {
             eprintln!(
                 "shard: pthread_atfork failed ({e}); fork() while another thread shares is unsafe"
             );

@@ -229,3 +229,88 @@ fn forked_child_attaches_without_mapping_and_parent_still_seals() {
     );
     say("FORK-OK");
 }
+
+/// Issue 12, finding 3 with a forked worker (as `mclapply` makes): the child
+/// reads a vector through the mapping it inherited and never enters the
+/// store. The owner closes the object and shares another of the same size:
+/// the closed object's memory is kept while the child lives (the child locked
+/// the regions it inherited, in the fork handler), so the child still reads
+/// the old values; once the child is gone the memory goes back.
+#[test]
+fn a_forked_reader_keeps_a_closed_objects_bytes() {
+    if role().is_none() {
+        let out = run_ok(child(
+            "a_forked_reader_keeps_a_closed_objects_bytes",
+            "fork",
+        ));
+        assert!(out.contains("QUARANTINE-OK"), "{out}");
+        return;
+    }
+    let s = Store::global().unwrap();
+    let opts = ShareOptions::default;
+    let keep = s
+        .share(Kind::F64, 10, b"", &f64_data(10, 9.0), opts())
+        .unwrap();
+    let a_data = f64_data(10, 1.0);
+    let a = s.share(Kind::F64, 10, b"", &a_data, opts()).unwrap();
+    let va = s.attach(&a).unwrap();
+    let (ptr, len) = (va.data_ptr() as usize, va.data_len() as usize);
+    let mut p2c = [0i32; 2];
+    let mut c2p = [0i32; 2];
+    // SAFETY: plain pipe(2) calls into 2-element arrays.
+    unsafe {
+        assert_eq!(libc::pipe(p2c.as_mut_ptr()), 0);
+        assert_eq!(libc::pipe(c2p.as_mut_ptr()), 0);
+    }
+    // SAFETY: this helper process runs one test on one thread; the child only
+    // reads inherited memory, uses the pipes and then _exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let mut b = [0u8; 1];
+        if read_exact(p2c[0], &mut b) {
+            // SAFETY: the parent's view mapping, inherited (not DONTFORK).
+            let d = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
+            write_all(c2p[1], &sum_f64(d).to_le_bytes());
+            let _ = read_exact(p2c[0], &mut b);
+        }
+        // SAFETY: _exit ends the child without running the parent's atexit/Drop.
+        unsafe { libc::_exit(0) };
+    }
+    // SAFETY: closing our copies of the child's pipe ends.
+    unsafe {
+        libc::close(p2c[0]);
+        libc::close(c2p[1]);
+    }
+    s.close(&a).unwrap();
+    assert_eq!(s.quarantined(), 1, "kept while the forked child lives");
+    let b = s
+        .share(Kind::F64, 10, b"", &f64_data(10, 500.0), opts())
+        .unwrap();
+    assert_ne!(
+        (b.region_id, b.offset),
+        (a.region_id, a.offset),
+        "a new object got the memory a forked child reads"
+    );
+    write_all(p2c[1], b"g");
+    let mut sum = [0u8; 8];
+    assert!(read_exact(c2p[0], &mut sum), "the child did not answer");
+    assert_eq!(
+        f64::from_le_bytes(sum),
+        sum_f64(&a_data),
+        "the child reads the old values"
+    );
+    write_all(p2c[1], b"x");
+    let mut status = 0;
+    // SAFETY: our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    let c = s
+        .share(Kind::F64, 10, b"", &f64_data(10, 7.0), opts())
+        .unwrap();
+    assert_eq!(s.quarantined(), 0, "freed once the child is gone");
+    drop(va);
+    for h in [b, c, keep] {
+        s.close(&h).unwrap();
+    }
+    say("QUARANTINE-OK");
+}

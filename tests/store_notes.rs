@@ -72,3 +72,48 @@ fn a_real_huge_page_fallback_leaves_one_note() {
         s.close(&h).unwrap();
     }
 }
+
+#[test]
+fn segment_writes_reach_readers_until_protect_then_are_refused() {
+    let s = Store::with_options(Options::default()).unwrap();
+    let h = s.create_segment(4096, ShareOptions::default()).unwrap();
+    s.segment_write(&h, 10, b"abc").unwrap();
+    let v = s.attach(&h).unwrap();
+    // SAFETY: the view maps the segment's 4096 data bytes while it lives.
+    let read = |at: usize| unsafe { std::slice::from_raw_parts(v.data_ptr().add(at), 3).to_vec() };
+    assert_eq!(read(10), b"abc");
+    s.protect(&h).unwrap();
+    s.protect(&h).unwrap(); // idempotent
+    let e = s.segment_write(&h, 10, b"xyz").unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e}");
+    assert!(e.to_string().contains("protected"), "{e}");
+    assert_eq!(read(10), b"abc", "a refused write changes nothing");
+    drop(v);
+    s.close(&h).unwrap();
+}
+
+/// A bad value of a store knob's variable is an error naming the variable
+/// and the value when a store is created (a child process: the environment
+/// is per process).
+#[test]
+fn a_bad_store_knob_value_names_the_variable() {
+    if role().is_some() {
+        let e = Store::with_options(Options::default()).unwrap_err();
+        say(&format!("ERR {} {e}", code(&e)));
+        return;
+    }
+    for (var, val) in [
+        ("SHARD_PREFAULT_AHEAD", "sometimes"),
+        ("SHARD_SPARE_REGION", "maybe"),
+    ] {
+        let mut c = child("a_bad_store_knob_value_names_the_variable", "bad");
+        c.env(var, val);
+        let out = run_ok(c);
+        assert!(
+            out.contains(&format!("ERR {} ", Code::InvalidArgument as i32))
+                && out.contains(var)
+                && out.contains(val),
+            "{out}"
+        );
+    }
+}

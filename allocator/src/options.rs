@@ -238,8 +238,11 @@ macro_rules! knobs {
             pub fn apply_env(&mut self) -> ::std::result::Result<(), $Err> {
                 for k in Self::KNOBS {
                     if let Some((var, v)) = $crate::options::env_value(k) {
-                        self.set_knob(k.name, &v)
-                            .map_err(|e| $crate::options::rename_error(e, var).into())?;
+                        // Typed: with an error type other than AllocError
+                        // `into()` and `?` would leave it ambiguous.
+                        self.set_knob(k.name, &v).map_err(|e| -> $Err {
+                            $crate::options::rename_error(e, var).into()
+                        })?;
                     }
                 }
                 Ok(())

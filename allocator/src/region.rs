@@ -505,11 +505,10 @@ impl Region {
     /// region is [write-protected](Region::is_write_protected), which regions
     /// for read-only objects are from creation: copy through the writer
     /// mapping instead ([`Allocator::write`](crate::Allocator::write)).
-    ///
-    /// **Deprecated** (kept while the store moves over; the attribute would
-    /// fail its `-D warnings` build): regions for read-only objects refuse
-    /// `write(2)` from creation.
-    pub fn writable_fd(&self) -> &OwnedFd {
+    /// Crate-private: writes go through the allocator
+    /// ([`Allocator::pwrite`](crate::Allocator::pwrite)), which decides them
+    /// against the seals.
+    pub(crate) fn writable_fd(&self) -> &OwnedFd {
         &self.fd
     }
     /// The read-only twin of the fd.
@@ -615,16 +614,6 @@ impl Region {
         seal::get(&self.fd).unwrap_or(Seals::empty())
     }
 
-    /// Drops the writer mapping and seals the file (memfd) or makes it 0400 (shm,
-    /// file). Idempotent.
-    ///
-    /// **Deprecated**: use [`Allocator::seal_own`](crate::Allocator::seal_own)
-    /// (the allocator decides sealing). Kept public while the store moves
-    /// over; it becomes crate-private then.
-    pub fn seal(&self) -> Result<()> {
-        self.seal_now()
-    }
-
     /// Drops the writer mapping and seals the file (memfd: `F_SEAL_WRITE|
     /// SHRINK|GROW|SEAL`) or makes it 0400 (shm, file). Idempotent.
     ///
@@ -634,6 +623,11 @@ impl Region {
     /// copy-on-write stand-in takes its place instead: [`Region::is_writable`]
     /// turns false, tombstones are skipped ([`crate::Allocator::tombstone`]),
     /// and a later call retries the seal.
+    ///
+    /// Crate-private (there is no public `Region::seal`): outside the
+    /// allocator, seal with [`Allocator::seal_own`](crate::Allocator::seal_own)
+    /// or [`Allocator::seal_all`](crate::Allocator::seal_all), so that every
+    /// seal is decided in one place.
     pub(crate) fn seal_now(&self) -> Result<()> {
         let seal = || match self.backing {
             Backing::Memfd => seal::add(&self.fd, Seals::IMMUTABLE),

@@ -405,7 +405,7 @@ fn other_processes_fault_pages_per_the_shared_policy() {
                 }
                 let q0 = query_page_nodes(b.read_ptr(), q, PAGE)?;
                 let q1 = fault_through_new_mapping(
-                    region.writable_fd(),
+                    region.readonly_fd(),
                     region_len,
                     off + q,
                     q,

@@ -2,7 +2,11 @@
 //! child does with the store it inherited from its parent (adopts every region
 //! the parent had mapped, so attaching the parent's objects maps nothing).
 
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+
+use shard_alloc::Backing;
 
 use shard_alloc::sys::process;
 use shard_alloc::Options;
@@ -13,6 +17,62 @@ use crate::error::Result;
 use crate::fork;
 
 static GLOBAL: Mutex<Option<Arc<Store>>> = Mutex::new(None);
+
+/// The read-only fds of this process's unsealed memfd regions that hold open
+/// or quarantined objects, taken just before a fork ([`fork_snapshot`]) for
+/// the child to lock ([`lock_in_child`]). Fixed-size: the child handler must
+/// not allocate. Regions beyond it are not locked by children (see
+/// `docs/ARCHITECTURE.md`, "Lifetime").
+static FORK_FDS: [AtomicI32; 256] = [const { AtomicI32::new(-1) }; 256];
+static FORK_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// In the parent, in the `pthread_atfork` prepare handler with the fork gate
+/// held (no store operation is in flight): records the regions a child will
+/// inherit mapped and may read through the parent's views (ALTREP vectors it
+/// holds, without ever entering the store). Never blocks: a busy lock skips
+/// the snapshot (the child then locks nothing, as before).
+pub(crate) fn fork_snapshot() {
+    FORK_COUNT.store(0, Relaxed);
+    let Ok(g) = GLOBAL.try_lock() else { return };
+    let Some(s) = g.as_ref() else { return };
+    if s.pid != process::pid() {
+        return;
+    }
+    let (Ok(owned), Ok(quarantine)) = (s.owned.try_lock(), s.quarantine.try_lock()) else {
+        return;
+    };
+    let regions = owned
+        .iter()
+        .map(|(_, o)| &o.block.region)
+        .chain(quarantine.iter().map(|b| &b.region));
+    let mut n = 0;
+    for r in regions {
+        if r.is_sealed() || *r.backing() != Backing::Memfd {
+            continue;
+        }
+        let fd = r.readonly_fd().as_raw_fd();
+        if FORK_FDS[..n].iter().any(|f| f.load(Relaxed) == fd) {
+            continue;
+        }
+        if n == FORK_FDS.len() {
+            break;
+        }
+        FORK_FDS[n].store(fd, Relaxed);
+        n += 1;
+    }
+    FORK_COUNT.store(n, Relaxed);
+}
+
+/// In a forked child, in the `pthread_atfork` child handler: takes a shared
+/// lock on a fresh description of every region of [`fork_snapshot`], so the
+/// parent keeps closed objects' bytes while this child lives (it may read
+/// them through inherited views). Allocates nothing.
+pub(crate) fn lock_in_child() {
+    let n = FORK_COUNT.load(Relaxed).min(FORK_FDS.len());
+    for f in &FORK_FDS[..n] {
+        let _ = shard_alloc::sys::flock::reopen_self_locked_shared(f.load(Relaxed));
+    }
+}
 
 impl Store {
     /// The process-wide store, created on first use from `Options::from_env()`.

@@ -111,6 +111,11 @@ impl Store {
             .watch(h.owner_pid, h.owner_start)
             .ok_or(StoreError::OwnerGone { pid: h.owner_pid })?;
         let file = self.open_region(h, &owner)?;
+        // Tell the owner this process may read the region: a shared lock on
+        // our own description, held while the fd (kept with the mapping)
+        // lives. The owner then keeps closed objects' bytes (`close.rs`).
+        shard_alloc::sys::flock::lock_shared(&file)
+            .map_err(|e| StoreError::io("flock of an attached region", e))?;
         // Check the region header and the object header with pread before mapping
         // anything: a forged, corrupted or stale handle maps nothing.
         let mut rb = [0u8; RegionHeader::ENCODED_LEN];

@@ -5,6 +5,8 @@
 
 use std::sync::atomic::Ordering;
 
+use shard_alloc::{Backing, Block};
+
 use super::options::ShareOptions;
 use super::registry::ObjKey;
 use super::{lock, Store};
@@ -13,6 +15,22 @@ use crate::fork;
 use crate::format::{Kind, CLOSED_MAGIC};
 use crate::handle::Handle;
 use crate::names;
+
+/// Whether another process may map `b`'s region now, so that freeing `b`
+/// could hand its bytes to a new object under that process's views (issue
+/// 12, finding 3). Every reader holds a shared `flock` on its own open file
+/// description of the region while it maps it (`attach.rs`); the owner probes
+/// with its read-only description. Sealed regions never reuse a slot, so they
+/// need no probe. Only memfd regions are kept: a name-based region's name
+/// must go at close (`docs/ARCHITECTURE.md`, "Lifetime", known limits).
+fn others_may_read(b: &Block) -> bool {
+    let r = &b.region;
+    if r.is_sealed() || *r.backing() != Backing::Memfd {
+        return false;
+    }
+    // A failed probe (it does not fail on a memfd) frees as before.
+    shard_alloc::sys::flock::others_hold_lock(r.readonly_fd()).unwrap_or(false)
+}
 
 impl Store {
     /// Closes an object.
@@ -37,20 +55,36 @@ impl Store {
         if let Some(n) = &o.name {
             names::unregister(n, h);
         }
-        {
-            let _s = lock(&self.core.seal_lock);
-            if !o.block.region.is_sealed() {
-                // SAFETY: the block is live and ours, and the region is unsealed
-                // under seal_lock, so its writer mapping exists; only the magic
-                // of this object's own header changes.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(CLOSED_MAGIC.as_ptr(), o.block.write_ptr(), 4)
-                };
-            }
+        // The allocator writes the mark under the region's writer lock, and
+        // skips it (Ok(false)) once the region is sealed: the bytes then stay
+        // as published and readers' own `closed` state is what refuses them.
+        self.core.alloc.tombstone(&o.block, 0, &CLOSED_MAGIC)?;
+        if others_may_read(&o.block) {
+            lock(&self.quarantine).push(o.block.clone());
+        } else {
+            self.core.free_block(&o.block)?;
         }
-        self.core.free_block(&o.block)?;
         self.counters.closes.fetch_add(1, Ordering::Relaxed);
+        self.drain_quarantine();
         Ok(())
+    }
+
+    /// Frees the quarantined blocks that no other process can read any more
+    /// (called on every close and every begin of a share: one `flock` probe per
+    /// block).
+    pub(super) fn drain_quarantine(&self) {
+        let free: Vec<Block> = {
+            let mut q = lock(&self.quarantine);
+            if q.is_empty() {
+                return;
+            }
+            let (free, keep) = q.drain(..).partition(|b| !others_may_read(b));
+            *q = keep;
+            free
+        };
+        for b in free {
+            let _ = self.core.free_block(&b);
+        }
     }
 
     /// Creates a writable segment of `size` zeroed bytes (a writable object in a
@@ -75,10 +109,14 @@ impl Store {
         self.check_owner(h, "write")?;
         let owned = lock(&self.owned);
         let o = owned.find(h)?;
-        if !h.writable || o.block.region.is_sealed() {
-            return Err(StoreError::PermissionDenied(
-                "the segment is read-only (protected)".into(),
-            ));
+        let protected = || {
+            StoreError::PermissionDenied(
+                "the segment is read-only (protected); only writes before protect() are allowed"
+                    .into(),
+            )
+        };
+        if !h.writable {
+            return Err(protected());
         }
         if !offset
             .checked_add(src.len() as u64)
@@ -90,16 +128,15 @@ impl Store {
                 o.data_len
             )));
         }
-        // SAFETY: the range lies in the data section of a writable block whose
-        // writer mapping lives until the region is sealed; only protect() seals a
-        // writable segment's region, and it holds the `owned` lock held here.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                src.as_ptr(),
-                o.block.write_ptr().add((o.data_off + offset) as usize),
-                src.len(),
-            )
-        };
+        // Through the allocator, under the region's writer lock: a write never
+        // lands after (or races) a seal; false means protect() sealed it.
+        if !self
+            .core
+            .alloc
+            .tombstone(&o.block, o.data_off + offset, src)?
+        {
+            return Err(protected());
+        }
         Ok(())
     }
 
@@ -121,15 +158,12 @@ impl Store {
         self.check_owner(h, "protect")?;
         let owned = lock(&self.owned);
         let o = owned.find(h)?;
-        let _s = lock(&self.core.seal_lock);
-        o.block.region.seal()?;
-        Ok(())
+        Ok(self.core.alloc.seal_own(&o.block)?)
     }
 
     /// Seals every slab region now (objects published so far become kernel-immutable).
     pub fn seal_all(&self) -> Result<()> {
         let _pass = fork::enter();
-        let _s = lock(&self.core.seal_lock);
         Ok(self.core.alloc.seal_all()?)
     }
 }

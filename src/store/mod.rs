@@ -42,7 +42,10 @@ mod spare;
 mod view;
 mod writer;
 
-pub use options::{default_prefault, set_default_prefault, BackingChoice, ShareOptions};
+pub(crate) use adopt::{fork_snapshot, lock_in_child};
+pub use options::{
+    default_prefault, set_default_prefault, BackingChoice, ShareOptions, StoreKnobs,
+};
 pub use registry::ObjState;
 pub use spare::SPARE_MIN;
 pub use view::{NumaNodes, PrivateMap, View, NUMA_SAMPLE_PAGES};
@@ -119,6 +122,9 @@ pub struct Store {
     core: Arc<Core>,
     spare: Arc<SpareSlot>,
     owned: Mutex<OwnedTable>,
+    /// Closed objects whose memory another process may still read: not freed
+    /// until no other process maps their region (see `close.rs`).
+    quarantine: Mutex<Vec<shard_alloc::Block>>,
     registry: Mutex<HashMap<RegionKey, Weak<Attached>>>,
     /// Regions inherited across fork: kept mapped so children attach for free.
     inherited: Mutex<HashMap<RegionKey, Arc<Attached>>>,
@@ -131,15 +137,13 @@ pub struct Store {
     has_note: AtomicBool,
 }
 
-/// The allocator and what guards its regions' writer mappings (shared with the
-/// thread that prepares spare regions).
+/// The allocator (shared with the thread that prepares spare regions). The
+/// store takes no lock of its own around it: every seal and every write after
+/// publish (tombstones, segment writes) goes through the allocator's API, which
+/// orders them under each region's writer lock.
+#[derive(Debug)]
 struct Core {
     alloc: Allocator,
-    /// Held around every allocator call that may seal a region (alloc, publish,
-    /// free, seal_all, Region::seal) and around writes through a region's writer
-    /// mapping after publish (tombstones): the writer mapping exists exactly
-    /// while the region is unsealed.
-    seal_lock: Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -161,10 +165,7 @@ impl Core {
     /// Reserves a block. (shard-alloc keeps every writer mapping out of forked
     /// children with `MADV_DONTFORK`.)
     fn alloc(&self, total: u64, req: &Request) -> Result<Block> {
-        let b = {
-            let _s = lock(&self.seal_lock);
-            self.alloc.alloc(total, req)?
-        };
+        let b = self.alloc.alloc(total, req)?;
         // Name-based backings: the tracker unlinks it if this process dies.
         if let Some(path) = link_path(&b.region) {
             crate::tracker::track(&path);
@@ -178,10 +179,7 @@ impl Core {
     /// for a closed object (the region's own drop would only unlink it once the
     /// last view of it in this process is gone).
     fn free_block(&self, b: &Block) -> Result<()> {
-        {
-            let _s = lock(&self.seal_lock);
-            self.alloc.free(b)?;
-        }
+        self.alloc.free(b)?;
         let r = &b.region;
         if self.alloc.region(r.id()).is_none() {
             if let Some(link) = r.link() {
@@ -205,6 +203,8 @@ impl Store {
     pub fn with_options(opts: Options) -> Result<Store> {
         fork::install();
         names::sweep_once_per_process();
+        let knobs = options::StoreKnobs::from_env()?;
+        options::init_default_prefault(&knobs);
         let pid = process::pid();
         Ok(Store {
             pid,
@@ -214,10 +214,10 @@ impl Store {
             node: crate::node::local(),
             core: Arc::new(Core {
                 alloc: Allocator::new(opts)?,
-                seal_lock: Mutex::new(()),
             }),
-            spare: Arc::new(SpareSlot::new(options::spare_default())),
+            spare: Arc::new(SpareSlot::new(knobs.spare_region)),
             owned: Mutex::new(OwnedTable::default()),
+            quarantine: Mutex::new(Vec::new()),
             registry: Mutex::new(HashMap::new()),
             inherited: Mutex::new(HashMap::new()),
             states: Mutex::new(States::default()),
@@ -272,6 +272,12 @@ impl Store {
     }
 
     /// Number of live objects owned by this process.
+    /// Closed objects of this process kept (not freed) because another
+    /// process may still read their bytes.
+    pub fn quarantined(&self) -> usize {
+        lock(&self.quarantine).len()
+    }
+
     pub fn live_objects(&self) -> usize {
         let _pass = fork::enter();
         lock(&self.owned).len()

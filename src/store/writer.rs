@@ -13,7 +13,7 @@ use shard_alloc::{Backing, Block, PageSize, Region};
 use super::options::{cpus, default_prefault, ShareOptions};
 use super::registry::{ObjKey, ObjState};
 use super::spare::SPARE_MIN;
-use super::{lock, Owned, Store};
+use super::{lock, Core, Owned, Store};
 use crate::copy::{self, CopyPlan};
 use crate::error::{Result, StoreError};
 use crate::fork;
@@ -24,6 +24,8 @@ use crate::names;
 /// An object being written: reserved, header in place, data not yet published.
 #[derive(Debug)]
 pub struct Writer {
+    /// The allocator the block came from (decides writes that bypass the mapping).
+    core: Arc<Core>,
     block: Block,
     header: ObjectHeader,
     opts: ShareOptions,
@@ -72,22 +74,19 @@ impl Writer {
                 self.header.data_len
             )));
         }
-        let r = &self.block.region;
+        // pwrite(2) where the allocator allows it (writable objects' regions
+        // with base pages); regions for read-only objects refuse write(2)
+        // from creation (F_SEAL_FUTURE_WRITE) and are copied through the
+        // writer mapping.
         if self.opts.pwrite
             && !self.from_spare
             && src.len() >= copy::PARALLEL_MIN
-            && r.page_size() == PageSize::Base
-            // Regions for read-only objects refuse write(2) from creation
-            // (F_SEAL_FUTURE_WRITE): those are copied through the mapping.
-            && !r.is_write_protected()
+            && self
+                .core
+                .alloc
+                .pwrite(&self.block, self.header.data_off + offset, src)?
         {
-            let at = self.block.offset + self.header.data_off + offset;
-            match shard_alloc::sys::io::pwrite_all(r.writable_fd(), at, src) {
-                Ok(()) => return Ok(()),
-                // A file system without write(2) (hugetlbfs): copy through the mapping.
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-                Err(e) => return Err(StoreError::io("pwrite into a region", e)),
-            }
+            return Ok(());
         }
         let plan = self.copy_plan();
         let dst = self.data_ptr().wrapping_add(offset as usize);
@@ -140,6 +139,9 @@ impl Store {
         opts: ShareOptions,
     ) -> Result<Writer> {
         let _pass = fork::enter();
+        // Closed objects no other process maps any more go back first, so
+        // their memory is there for this one.
+        self.drain_quarantine();
         if let Some(es) = kind.elem_size() {
             if elem_count.checked_mul(es) != Some(data_len) {
                 return Err(StoreError::InvalidArgument(format!(
@@ -194,6 +196,7 @@ impl Store {
             std::ptr::copy_nonoverlapping(meta.as_ptr(), w.add(HEADER_LEN as usize), meta.len());
         }
         Ok(Writer {
+            core: self.core.clone(),
             block,
             header,
             opts,
@@ -208,10 +211,7 @@ impl Store {
         let _pass = fork::enter();
         w.done = true;
         let readonly = w.opts.readonly;
-        let published = {
-            let _s = lock(&self.core.seal_lock);
-            self.core.alloc.publish(&w.block, readonly)
-        };
+        let published = self.core.alloc.publish(&w.block, readonly);
         if let Err(e) = published {
             let _ = self.core.free_block(&w.block);
             return Err(e.into());

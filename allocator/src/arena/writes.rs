@@ -2,7 +2,7 @@
 //! and sealing on request: the allocator decides every write that may race a
 //! seal. [`Allocator::write`] copies into an unpublished block (what the store
 //! did with `pwrite(2)`, which regions for read-only objects refuse from
-//! creation), [`Allocator::tombstone`] writes a small mark into a published
+//! creation), [`Allocator::pwrite`] keeps `pwrite(2)` where a region allows it, [`Allocator::tombstone`] writes a small mark into a published
 //! block while its region is unsealed, and [`Allocator::seal_own`] seals a
 //! writable object's own region (the store's `protect()`). Writes after
 //! publish and seals take the region's writer lock (`gate::WriterGate`), so a
@@ -87,6 +87,38 @@ impl Allocator {
         // block is never sealed); `src` cannot overlap an unpublished block.
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
         Ok(())
+    }
+
+    /// Copies `src` into the unpublished `block` at `offset` with `pwrite(2)`
+    /// into the region's fd, when the region still accepts `write(2)`:
+    /// regions of writable objects with base pages (a fresh region's page
+    /// faults then happen in the kernel, not in this process's mapping).
+    /// `Ok(false)`: nothing written, the region refuses `write(2)`
+    /// (write-protected from creation, as every region for read-only memfd
+    /// objects is, or a file system without `write(2)` such as hugetlbfs):
+    /// copy with [`Allocator::write`] or through [`Block::write_ptr`].
+    ///
+    /// Errors as [`Allocator::write`], and `Sys` for a failed `pwrite(2)`.
+    pub fn pwrite(&self, block: &Block, offset: u64, src: &[u8]) -> Result<bool> {
+        Self::check_range(block, offset, src.len())?;
+        if self.block_state(block) != Some(Live::Pending) {
+            return Err(AllocError::BadFree {
+                region: block.region.id(),
+                offset: block.offset,
+            });
+        }
+        let r = &block.region;
+        if r.is_write_protected() || r.page_size() != crate::PageSize::Base {
+            return Ok(false);
+        }
+        match crate::sys::io::pwrite_all(r.writable_fd(), block.offset + offset, src) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(false),
+            Err(source) => Err(AllocError::Sys {
+                op: "pwrite into a region",
+                source,
+            }),
+        }
     }
 
     /// Writes `bytes` (a small close mark, e.g. the object header's magic)

@@ -7,12 +7,14 @@
 //! | `memfd`    | `memfd_create(2)`, `ftruncate(2)`, `fstat(2)`, `open(2)` via `/proc` |
 //! | `seal`     | `fcntl(2)` `F_ADD_SEALS` / `F_GET_SEALS`                        |
 //! | `io`       | `pwrite(2)`                                                     |
+//! | `flock`    | `flock(2)` (who else maps a region)                             |
 //! | `mman`     | `mmap(2)`, `munmap(2)`, `madvise(2)`                            |
 //! | `shm`      | `shm_open(3)`, `shm_unlink(3)`, `open(2)` of plain files        |
 //! | `numa`     | `mbind(2)`, `move_pages(2)`, `get_mempolicy(2)`, `sched_setaffinity(2)`, sysfs topology |
 //! | `process`  | `getpid(2)`, `getppid(2)`, `/proc/<pid>/stat` start time, liveness, `pidfd_open(2)` + `poll(2)`, `pthread_atfork(3)`, `getrandom(2)`, `sysinfo(2)` |
 //! | `tracker`  | the resource tracker process (`socketpair(2)`, `clone(2)`, raw calls after fork), `statfs(2)` |
 
+pub mod flock;
 pub mod io;
 pub mod memfd;
 pub mod mman;

@@ -1,0 +1,92 @@
+//! Advisory whole-file locks: [`flock(2)`](https://man7.org/linux/man-pages/man2/flock.2.html).
+//! The store uses them to learn whether another process maps one of its
+//! regions: every reader holds a shared lock on its own open file description
+//! of the region while it maps it (the lock goes with its last close, so with
+//! the mapping and with the process), and the owner probes with a
+//! non-blocking exclusive lock on its own description.
+
+use std::io;
+
+use rustix::fd::AsFd;
+use rustix::fs::FlockOperation;
+use rustix::io::Errno;
+
+/// Takes a shared lock on `fd`'s open file description (waits while an
+/// exclusive one is held: the owner's probe holds one for an instant).
+pub fn lock_shared<Fd: AsFd>(fd: Fd) -> io::Result<()> {
+    loop {
+        match rustix::fs::flock(&fd, FlockOperation::LockShared) {
+            Err(Errno::INTR) => {}
+            r => return Ok(r?),
+        }
+    }
+}
+
+/// Whether another open file description of the same file holds a lock:
+/// tries a non-blocking exclusive lock on `fd` and releases it at once.
+pub fn others_hold_lock<Fd: AsFd>(fd: Fd) -> io::Result<bool> {
+    match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {
+            rustix::fs::flock(&fd, FlockOperation::Unlock)?;
+            Ok(false)
+        }
+        Err(Errno::WOULDBLOCK) => Ok(true),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// In a forked child: opens `/proc/self/fd/<fd>` read-only (a new open file
+/// description of the same file), takes a shared lock on it and leaves the
+/// new fd open for the rest of the process (`O_CLOEXEC`: an `exec` drops it),
+/// so the parent sees that this child may read the file. Allocates nothing
+/// (safe in a `pthread_atfork` child handler of a multi-threaded parent).
+pub fn reopen_self_locked_shared(fd: i32) -> io::Result<()> {
+    let mut buf = *b"/proc/self/fd/\0\0\0\0\0\0\0\0\0\0\0\0";
+    let mut digits = [0u8; 11];
+    let (mut v, mut n) = (fd.unsigned_abs(), 0);
+    loop {
+        digits[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let start = 14;
+    for i in 0..n {
+        buf[start + i] = digits[n - 1 - i];
+    }
+    let path = std::ffi::CStr::from_bytes_until_nul(&buf)
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let f = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    lock_shared(&f)?;
+    // Kept open on purpose: the lock lives as long as this description.
+    std::mem::forget(f);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_lock_on_another_description_is_seen() {
+        let path = std::env::temp_dir().join(format!("shard-flock-{}", std::process::id()));
+        let a = std::fs::File::create(&path).unwrap();
+        let b = std::fs::File::open(&path).unwrap();
+        assert!(!others_hold_lock(&a).unwrap());
+        lock_shared(&b).unwrap();
+        assert!(others_hold_lock(&a).unwrap());
+        drop(b);
+        assert!(!others_hold_lock(&a).unwrap());
+        // The reopened (and deliberately leaked) description counts too.
+        use std::os::fd::AsRawFd;
+        reopen_self_locked_shared(a.as_raw_fd()).unwrap();
+        assert!(others_hold_lock(&a).unwrap());
+        std::fs::remove_file(&path).unwrap();
+    }
+}
