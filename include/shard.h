@@ -395,6 +395,18 @@ int32_t shard_view_numa(const struct shard_view *v,
                         uint64_t *absent);
 
 /**
+ * Gives the kernel an access-pattern hint (`madvise(2)`) for the view's data
+ * pages: `advice` 0 normal, 1 random, 2 sequential, 3 will need, 4 don't need
+ * (drops this process's page-table entries; the shared bytes stay). Only this
+ * process is affected. `SHARD_CLOSED` after close, `SHARD_INVALID_ARGUMENT` for
+ * an unknown `advice`.
+ *
+ * # Safety
+ * `v` is a live view (or NULL: an error).
+ */
+int32_t shard_view_advise(const struct shard_view *v, int32_t advice);
+
+/**
  * Makes a private copy-on-write mapping of the view's data: `*out` (free with
  * `shard_private_free`) and `*data` (writable, `data_len` bytes). Returns 0 with
  * `*out = NULL` when no such mapping can be made (data not page-aligned, or no

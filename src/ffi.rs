@@ -548,6 +548,34 @@ pub unsafe extern "C" fn shard_view_numa(
     })
 }
 
+/// Gives the kernel an access-pattern hint (`madvise(2)`) for the view's data
+/// pages: `advice` 0 normal, 1 random, 2 sequential, 3 will need, 4 don't need
+/// (drops this process's page-table entries; the shared bytes stay). Only this
+/// process is affected. `SHARD_CLOSED` after close, `SHARD_INVALID_ARGUMENT` for
+/// an unknown `advice`.
+///
+/// # Safety
+/// `v` is a live view (or NULL: an error).
+#[no_mangle]
+pub unsafe extern "C" fn shard_view_advise(v: *const shard_view, advice: i32) -> i32 {
+    use shard_alloc::sys::mman::AccessAdvice;
+    guard(|| {
+        if v.is_null() {
+            return Err(invalid("NULL view"));
+        }
+        let a = match advice {
+            0 => AccessAdvice::Normal,
+            1 => AccessAdvice::Random,
+            2 => AccessAdvice::Sequential,
+            3 => AccessAdvice::WillNeed,
+            4 => AccessAdvice::DontNeed,
+            _ => return Err(invalid("advice must be 0 (normal) to 4 (don't need)")),
+        };
+        // SAFETY: caller promises a live view.
+        unsafe { &(*v).v }.advise(a)
+    })
+}
+
 /// Makes a private copy-on-write mapping of the view's data: `*out` (free with
 /// `shard_private_free`) and `*data` (writable, `data_len` bytes). Returns 0 with
 /// `*out = NULL` when no such mapping can be made (data not page-aligned, or no

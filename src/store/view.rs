@@ -105,6 +105,29 @@ impl View {
         // alive. The owner does not write an object's bytes while it is open.
         Ok(unsafe { std::slice::from_raw_parts(self.data_ptr(), self.header.data_len as usize) })
     }
+    /// An access-pattern hint (`madvise(2)`) for the pages of this object's data,
+    /// or `Closed`. Only this process's mapping is affected; the bytes never
+    /// change (the view maps the region shared and read-only).
+    pub fn advise(&self, advice: shard_alloc::sys::mman::AccessAdvice) -> Result<()> {
+        if self.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        // SAFETY: data_ptr()..+data_len, rounded out to the region's pages, lies
+        // in this view's shared read-only mapping of the region (check_object/attach checked the bounds; the
+        // mapping lives as long as self.region), so the hint changes no contents.
+        unsafe {
+            shard_alloc::sys::mman::advise_range(
+                self.data_ptr(),
+                self.header.data_len as usize,
+                self.region.page_size() as usize,
+                advice,
+            )
+        }
+        .map_err(|source| StoreError::Io {
+            op: "madvise".into(),
+            source,
+        })
+    }
     /// The metadata blob, or `Closed`.
     pub fn meta(&self) -> Result<&[u8]> {
         if self.is_closed() {

@@ -147,6 +147,66 @@ pub unsafe fn populate_write_range(p: *mut u8, len: usize) -> io::Result<()> {
     }
 }
 
+/// An access-pattern hint for [`advise_range`]: `madvise(2)`'s `MADV_NORMAL`,
+/// `MADV_RANDOM`, `MADV_SEQUENTIAL`, `MADV_WILLNEED` and `MADV_DONTNEED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessAdvice {
+    /// No special treatment (the kernel's default read-ahead).
+    Normal,
+    /// Random access: read-ahead off.
+    Random,
+    /// Sequential access: aggressive read-ahead, pages freed behind.
+    Sequential,
+    /// Fault the range in soon (asynchronous read-ahead).
+    WillNeed,
+    /// This process does not need the pages now: its page-table entries are
+    /// dropped. For shared file and memfd mappings the data stay in the file;
+    /// the next access faults them in again.
+    DontNeed,
+}
+
+/// `madvise(2)` with `advice` on `len` bytes at `p`, rounded out to whole pages
+/// of `page` bytes (the mapping's page size: hugetlb mappings refuse ranges that
+/// are not huge-page aligned). Changes no memory contents for shared mappings
+/// (`DontNeed` only drops this process's page-table entries; the file keeps the
+/// data).
+///
+/// # Safety
+/// `p..p + len`, rounded out to `page`, lies in live shared (not private
+/// anonymous or copy-on-write) mappings: `DontNeed` on a private mapping would
+/// discard its private pages.
+pub unsafe fn advise_range(
+    p: *const u8,
+    len: usize,
+    page: usize,
+    advice: AccessAdvice,
+) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let page = page.max(4096);
+    if !page.is_power_of_two() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let start = p as usize & !(page - 1);
+    let end = (p as usize + len + page - 1) & !(page - 1);
+    let a = match advice {
+        AccessAdvice::Normal => libc::MADV_NORMAL,
+        AccessAdvice::Random => libc::MADV_RANDOM,
+        AccessAdvice::Sequential => libc::MADV_SEQUENTIAL,
+        AccessAdvice::WillNeed => libc::MADV_WILLNEED,
+        AccessAdvice::DontNeed => libc::MADV_DONTNEED,
+    };
+    // SAFETY: the caller's contract: the range is inside live shared mappings,
+    // for which these hints change no contents.
+    let rc = unsafe { libc::madvise(start as *mut libc::c_void, end - start, a) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: ptr/len came from a successful mmap and are unmapped exactly once.
