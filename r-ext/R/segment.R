@@ -250,13 +250,11 @@ segment_advise <- function(seg, advice = c("normal", "sequential", "random", "wi
   view_advise(holder, advice)
 }
 
-# madvise(2) on a view's mapping, through the C entry C_view_advise(holder, code) when
-# this build has it (it belongs in allocator/src/sys with the other madvise calls);
-# FALSE, "the hint was not applied", where it does not.
+# madvise(2) on a view's pages (r-ext/src/advise.c -> shard_view_advise ->
+# allocator/src/sys/mman.rs); TRUE when the kernel took the hint. Only this
+# process's mapping is affected; the shared bytes never change.
 view_advise <- function(holder, advice) {
-  sym <- tryCatch(getNativeSymbolInfo("C_view_advise", "shard"), error = function(e) NULL)
-  if (is.null(sym)) return(FALSE)
-  isTRUE(.Call(sym, holder, .advice[[advice]]))
+  isTRUE(.Call(C_view_advise, holder, .advice[[advice]]))
 }
 
 #' @export

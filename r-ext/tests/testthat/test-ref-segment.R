@@ -155,7 +155,7 @@ test_that("segment_advise() checks its arguments and returns a logical scalar", 
   on.exit(segment_close(seg))
   for (a in c("normal", "sequential", "random", "willneed", "dontneed")) {
     r <- segment_advise(seg, a)
-    expect_true(is.logical(r) && length(r) == 1L && !is.na(r))
+    expect_true(r)                                   # the kernel took the hint
   }
   expect_identical(segment_read(seg, 0, 4), raw(4))   # advice never changes the data
   expect_error(segment_advise(seg, "fast"), "`advice` must be one of")
