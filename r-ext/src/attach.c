@@ -19,9 +19,57 @@ void view_finalize(SEXP p) {
     if (v) { shard_view_free(v); R_ClearExternalPtr(p); }
 }
 
+/* The byte of a handle that holds its version (docs/FORMAT.md). */
+#define HANDLE_VERSION_AT 4
+
+/* Checks that `handle` is a raw vector of SHARD_HANDLE_LEN bytes. A handle of
+ * another version has another length: when its magic is right and its version
+ * byte differs, Rust decodes it and says which version made it ("share it
+ * again"), rather than this file reporting a bare length. */
+void check_handle(SEXP handle) {
+    if (TYPEOF(handle) == RAWSXP && XLENGTH(handle) == SHARD_HANDLE_LEN) return;
+    if (TYPEOF(handle) == RAWSXP && XLENGTH(handle) > HANDLE_VERSION_AT &&
+        memcmp(RAW(handle), "SHH1", 4) == 0) {
+        shard_node_info ni;
+        if (shard_handle_node(RAW(handle), (uint64_t) XLENGTH(handle), &ni) != SHARD_OK) rust_error("handle");
+    }
+    Rf_error("shard: a handle must be a raw vector of %d bytes", SHARD_HANDLE_LEN);
+}
+
+/* The length of a handle of this build, for R (segment_open's argument check). */
+SEXP C_handle_len(void) { return Rf_ScalarInteger(SHARD_HANDLE_LEN); }
+
+/* A node as R sees it: list(hostname, id, local). */
+static SEXP node_sexp(const shard_node_info *ni) {
+    const char *names[] = {"hostname", "id", "local", ""};
+    SEXP r = PROTECT(Rf_mkNamed(VECSXP, names));
+    char host[sizeof ni->hostname + 1], id[sizeof ni->id + 1];
+    memcpy(host, ni->hostname, sizeof ni->hostname); host[sizeof ni->hostname] = 0;
+    memcpy(id, ni->id, sizeof ni->id); id[sizeof ni->id] = 0;
+    SET_VECTOR_ELT(r, 0, Rf_mkString(host));
+    SET_VECTOR_ELT(r, 1, Rf_mkString(id));
+    SET_VECTOR_ELT(r, 2, Rf_ScalarLogical(ni->local != 0));
+    UNPROTECT(1);
+    return r;
+}
+
+/* This process's node (shard_node_info_get). */
+SEXP C_node_info(void) {
+    shard_node_info ni;
+    if (shard_node_info_get(&ni) != SHARD_OK) rust_error("node info");
+    return node_sexp(&ni);
+}
+
+/* The node a handle was shared on (shard_handle_node; decodes, attaches nothing). */
+SEXP C_handle_node(SEXP handle) {
+    if (TYPEOF(handle) != RAWSXP) Rf_error("shard: a handle must be a raw vector of %d bytes", SHARD_HANDLE_LEN);
+    shard_node_info ni;
+    if (shard_handle_node(RAW(handle), (uint64_t) XLENGTH(handle), &ni) != SHARD_OK) rust_error("handle");
+    return node_sexp(&ni);
+}
+
 SEXP attach_holder(SEXP handle) {
-    if (TYPEOF(handle) != RAWSXP || XLENGTH(handle) != SHARD_HANDLE_LEN)
-        Rf_error("shard: a handle must be a raw vector of %d bytes", SHARD_HANDLE_LEN);
+    check_handle(handle);
     shard_view *v = NULL;
     if (shard_attach(RAW(handle), (uint64_t) XLENGTH(handle), &v) != SHARD_OK) return R_NilValue;
     SEXP h = PROTECT(R_MakeExternalPtr(v, Rf_install("shard_view"), R_NilValue));
@@ -228,8 +276,7 @@ static SEXP u32_sexp(uint64_t v) {
 
 /* The fields of a handle that R reports (see docs/FORMAT.md). */
 SEXP C_decode_handle(SEXP handle) {
-    if (TYPEOF(handle) != RAWSXP || XLENGTH(handle) != SHARD_HANDLE_LEN)
-        Rf_error("shard: a handle must be a raw vector of %d bytes", SHARD_HANDLE_LEN);
+    check_handle(handle);
     const uint8_t *h = RAW(handle);
     static const char *backings[] = {"memfd", "shm", "mmap"};
     const char *names[] = {"kind", "writable", "backing", "owner_pid", "region_id", "owner_start", "fd",

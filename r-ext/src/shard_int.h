@@ -153,6 +153,7 @@ static inline str_layout str_read(const uint8_t *base) {
 void rust_error(const char *what);
 void view_finalize(SEXP p);
 SEXP attach_holder(SEXP handle);
+void check_handle(SEXP handle);
 /* vec.c */
 void vec_finalize(SEXP p);
 int vec_closed(SEXP x);
@@ -190,6 +191,9 @@ SEXP C_share_vector(SEXP x, SEXP meta, SEXP opts);
 SEXP C_share_serialized(SEXP x, SEXP meta, SEXP opts);
 SEXP C_share_composite(SEXP leaves, SEXP meta, SEXP opts);
 SEXP C_attach(SEXP handle);
+SEXP C_handle_len(void);
+SEXP C_node_info(void);
+SEXP C_handle_node(SEXP handle);
 SEXP C_view_info(SEXP holder);
 SEXP C_view_meta(SEXP holder);
 SEXP C_view_vector(SEXP holder, SEXP handle, SEXP strict);
