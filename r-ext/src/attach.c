@@ -298,14 +298,50 @@ SEXP C_decode_handle(SEXP handle) {
 }
 
 /* The handle and position of a shard ALTREP vector, or NULL for other vectors. */
+static int is_ours(SEXP x) {
+    return ALTREP(x) && (R_altrep_inherits(x, cls_real) || R_altrep_inherits(x, cls_int) ||
+                         R_altrep_inherits(x, cls_lgl) || R_altrep_inherits(x, cls_raw) ||
+                         R_altrep_inherits(x, cls_cplx) || R_altrep_inherits(x, cls_str));
+}
+
+/* Our vector inside R's wrapper ALTREP (wrap_real ...: what R's shallow
+ * duplicate of a long vector, or attribute setting, makes), else x. A wrapper
+ * keeps the wrapped vector in data1 until it is written (then data1 becomes a
+ * plain copy), so data1 of the same type and length that is one of ours is the
+ * shared vector still read through. */
+static SEXP unwrap_vec(SEXP x) {
+    if (!ALTREP(x) || is_ours(x)) return x;
+    SEXP d = R_altrep_data1(x);
+    if (d != R_NilValue && ALTREP(d) && TYPEOF(d) == TYPEOF(x) && is_ours(d) && XLENGTH(d) == XLENGTH(x)) return d;
+    return x;
+}
+
+/* Sets a vector's cow = "deny" flag (see writable_data in cow.c). */
+SEXP C_vector_set_deny(SEXP x, SEXP deny) {
+    x = unwrap_vec(x);
+    if (!is_ours(x)) return Rf_ScalarLogical(FALSE);
+    vec_state(x)->deny = Rf_asLogical(deny) == TRUE;
+    return Rf_ScalarLogical(TRUE);
+}
+
+/* shared_reset_diagnostics(): zeroes a vector's dataptr_calls. */
+SEXP C_vector_reset_counts(SEXP x) {
+    x = unwrap_vec(x);
+    if (is_ours(x)) vec_state(x)->dataptr_calls = 0;
+    return R_NilValue;
+}
+
 SEXP C_vector_handle(SEXP x) {
+    x = unwrap_vec(x);
     if (!ALTREP(x)) return R_NilValue;
     if (!(R_altrep_inherits(x, cls_real) || R_altrep_inherits(x, cls_int) || R_altrep_inherits(x, cls_lgl) ||
           R_altrep_inherits(x, cls_raw) || R_altrep_inherits(x, cls_cplx) || R_altrep_inherits(x, cls_str)))
         return R_NilValue;
     shard_vec *s = vec_state(x);
-    const char *names[] = {"handle", "byte_offset", "byte_len", "closed", "changed", ""};
+    const char *names[] = {"handle", "byte_offset", "byte_len", "closed", "changed", "deny", "dataptr_calls", ""};
     SEXP r = PROTECT(Rf_mkNamed(VECSXP, names));
+    SET_VECTOR_ELT(r, 5, Rf_ScalarLogical(s->deny));
+    SET_VECTOR_ELT(r, 6, Rf_ScalarReal(s->dataptr_calls));
     SET_VECTOR_ELT(r, 0, HANDLE(x));
     SET_VECTOR_ELT(r, 1, Rf_ScalarReal((double) s->byte_offset));
     SET_VECTOR_ELT(r, 2, Rf_ScalarReal((double) s->byte_len));
