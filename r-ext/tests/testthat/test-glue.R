@@ -164,3 +164,37 @@ test_that("C_vector_handle() sees our vector inside R's wrapper ALTREP", {
   expect_identical(x[[1]], 1)
   expect_false(is_shared_vector(1:10))
 })
+
+test_that("a single-node pool sends borrow= inputs the normal way; a multi-node pool through share(cluster =)", {
+  pool <- pool_create(2)
+  on.exit(pool_stop(pool))
+  me <- shard:::node_identity()$key
+  expect_identical(pool$node_keys, rep(me, 2))      # every worker reported its node
+  expect_false(shard:::pool_multi_node(pool))
+  big <- as.double(1:1e5)
+  cleanup <- new.env()
+  cleanup$shared <- list()
+  b <- shard:::runtime_borrow(list(X = big, small = 1:3), cleanup, pool = pool)
+  expect_s3_class(b$X, "shard_shared")                # the normal path
+  expect_identical(b$small, 1:3)
+  for (s in cleanup$shared) close(s)
+  res <- shard_map(shards(4, block_size = 1), function(shard, X) sum(X), borrow = list(X = big), workers = 2)
+  expect_identical(unlist(results(res)), rep(sum(big), 4))
+  # A worker reported on another node (forged: the test machine has one node):
+  # large and shared inputs go out with share(x, cluster = ), one copy per node,
+  # and each worker's fetch() resolves its own node's copy.
+  pool$node_keys[2] <- "0000-forged-node/1"
+  expect_true(shard:::pool_multi_node(pool))
+  cleanup$shared <- list()
+  sx <- share(big)
+  b <- shard:::runtime_borrow(list(X = big, S = sx, small = 1:3), cleanup, pool = pool)
+  expect_s3_class(b$X, "shard_cluster_shared")
+  expect_s3_class(b$S, "shard_cluster_shared")
+  expect_identical(b$small, 1:3)
+  expect_identical(fetch(b$X)[1:3], c(1, 2, 3))
+  for (s in cleanup$shared) close(s)
+  res <- shard_map(shards(4, block_size = 1), function(shard, X, S) sum(X) + sum(S),
+                   borrow = list(X = big, S = sx), workers = 2)
+  expect_identical(unlist(results(res)), rep(2 * sum(big), 4))
+  close(sx)
+})
