@@ -137,6 +137,9 @@ test_that("timeout= stops a shard that runs too long (its worker is replaced)", 
 
 test_that("mem_cap= recycles a worker whose private memory passes it, between tasks", {
   stop_pool()
+  # min_recycle_interval = 0: the default (1 s) defers recycling a worker younger
+  # than that, and four short shards can finish inside it (see the test below)
+  pool_create(1, min_recycle_interval = 0)
   res <- shard_map(shards(4, block_size = 1), function(shard) {
     .GlobalEnv$.keep <- c(.GlobalEnv$.keep, list(runif(3e7)))   # ~240 MB kept per task
     shard$id
