@@ -26,7 +26,8 @@ shared_info <- function(x) {
   if (inherits(holder, "error")) {
     msg <- conditionMessage(holder)
     return(list(path = handle_path(h, NULL), backing = h$backing, size = h$len, owner_pid = h$owner_pid,
-                attached = FALSE, closed = grepl("has been closed", msg, fixed = TRUE), error = msg))
+                attached = FALSE, closed = grepl("has been closed", msg, fixed = TRUE), error = msg,
+                node = handle_node(handle)))
   }
   v <- .Call(C_view_info, holder)
   seals <- seal_names(v$seals)
@@ -48,7 +49,8 @@ shared_info <- function(x) {
     region_id = h$region_id,
     offset = h$offset,
     region_size = v$region_size,
-    kind = names(.kind)[match(v$kind, .kind)]
+    kind = names(.kind)[match(v$kind, .kind)],
+    node = handle_node(handle)
   )
   ci <- if (inherits(x, "shard_shared")) x$class_info else
     list(class = class(x), type = typeof(x), length = length(x), dim = dim(x), layout = "vector")

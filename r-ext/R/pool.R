@@ -105,6 +105,7 @@ pool_create <- function(n = .default_workers(), rss_limit = "2GB", rss_drift_thr
   pool$cl <- vector("list", n)
   # per worker slot
   pool$pids <- rep(NA_integer_, n)
+  pool$node_keys <- rep(NA_character_, n)  # each worker's node (R/cluster.R's node_identity()$key)
   pool$dead <- rep(FALSE, n)
   pool$job_of <- rep(NA_integer_, n)     # the job each worker holds
   pool$tasks <- integer(n)               # tasks run
@@ -136,7 +137,7 @@ pool_create <- function(n = .default_workers(), rss_limit = "2GB", rss_drift_thr
   ok <- FALSE
   on.exit(if (!ok) pool_stop(pool))
   pids <- pool_init_nodes(pool, cl)
-  for (i in seq_len(n)) pool_slot_started(pool, i, cl[[i]], pids[i])
+  for (i in seq_len(n)) pool_slot_started(pool, i, cl[[i]], pids[i], attr(pids, "nodes")[i])
   pool$startup_s <- proc.time()[["elapsed"]] - t0
   reg.finalizer(pool, pool_finalize, onexit = TRUE)
   ok <- TRUE

@@ -40,7 +40,9 @@ pool_init_nodes <- function(pool, cl) {
     }
     if (is.function(init_expr)) init_expr() else if (!is.null(init_expr)) eval(init_expr, globalenv())
     invisible(gc(verbose = FALSE))   # a clean heap for the RSS baseline
-    Sys.getpid()
+    # the worker's node (boot id / PID namespace, R/cluster.R): a pool with
+    # workers on other nodes sends borrow= inputs with share(cluster =)
+    list(pid = Sys.getpid(), node = get("node_identity", envir = asNamespace(pkg))()$key)
   }
   environment(init) <- globalenv()
   pids <- tryCatch(transport_call_all(cl, init, pool$libs, "shard", pool$packages, pool$init_expr),
@@ -48,15 +50,17 @@ pool_init_nodes <- function(pool, cl) {
                                             if (!is.null(pool$init_expr) || length(pool$packages))
                                               " (check `packages` and `init_expr` of pool_create())",
                                             call. = FALSE))
-  as.integer(unlist(pids))
+  structure(vapply(pids, function(p) as.integer(p$pid), 0L),
+            nodes = vapply(pids, function(p) as.character(p$node), ""))
 }
 
 # Records the freshly started worker `node` (pid `pid`) in slot `i`.
-pool_slot_started <- function(pool, i, node, pid) {
+pool_slot_started <- function(pool, i, node, pid, node_key = NA_character_) {
   cl <- pool$cl
   cl[[i]] <- node
   pool$cl <- cl
   pool$pids[i] <- pid
+  pool$node_keys[i] <- node_key
   pool$dead[i] <- FALSE
   pool$job_of[i] <- NA_integer_
   pool$spawned_at[i] <- proc.time()[["elapsed"]]
@@ -75,7 +79,7 @@ pool_start_worker <- function(pool, i) {
     try(parallel::stopCluster(cl1), silent = TRUE)
     stop(e)
   })
-  pool_slot_started(pool, i, cl1[[1L]], newpid)
+  pool_slot_started(pool, i, cl1[[1L]], newpid[1L], attr(newpid, "nodes")[1L])
 }
 
 # Replaces worker slot `i`, whose worker died (or is killed here if still
@@ -302,4 +306,22 @@ proc_memory <- function(pid) {
     out[[k]] <- if (length(hit)) val[hit[1]] else 0
   }
   out
+}
+
+# ---------------------------------------------------------------------------
+# Nodes
+
+# Whether some worker of the pool runs on another node than this process (its
+# node key, reported at start-up, differs): shared memory cannot reach it, so
+# borrow= inputs go out with share(x, cluster = ) (one copy per node).
+pool_multi_node <- function(pool) {
+  keys <- pool$node_keys
+  any(!is.na(keys) & keys != node_identity()$key)
+}
+
+# The pool's workers as a parallel cluster (they run parallel's worker loop
+# between tasks), for share(x, cluster = ).
+pool_as_cluster <- function(pool) {
+  cl <- unclass(pool$cl)[!pool$dead]
+  structure(cl, class = c("SOCKcluster", "cluster"))
 }

@@ -187,9 +187,26 @@ runtime_streams <- function(seed, n) {
 
 # The borrow= list as sent to workers: shared objects stay (they travel as
 # handles); a large object that is not shared is shared now (closed by
-# `cleanup` at the end of the call).
-runtime_borrow <- function(borrow, cleanup, min_bytes = getOption("shard.borrow_share_min", 64 * 1024)) {
+# `cleanup` at the end of the call). A pool with workers on other nodes
+# (pool_multi_node()) gets every large or shared input as share(x, cluster = ):
+# one copy per node, which each worker's fetch() resolves to its own node's.
+runtime_borrow <- function(borrow, cleanup, min_bytes = getOption("shard.borrow_share_min", 64 * 1024),
+                           pool = NULL) {
   out <- borrow
+  if (!is.null(pool) && pool_multi_node(pool)) {
+    cl <- pool_as_cluster(pool)
+    for (nm in names(borrow)) {
+      x <- borrow[[nm]]
+      if (inherits(x, "shard_buffer") || is.function(x) || is.environment(x) || is.null(x)) next
+      shared <- inherits(x, c("shard_shared", "shard_deep_shared", "shard_cluster_shared"))
+      if (shared || ((is.atomic(x) || is.list(x)) && as.numeric(utils::object.size(x)) >= min_bytes)) {
+        s <- share(x, cluster = cl)
+        cleanup$shared[[length(cleanup$shared) + 1L]] <- s
+        out[[nm]] <- s
+      }
+    }
+    return(out)
+  }
   for (nm in names(borrow)) {
     x <- borrow[[nm]]
     if (inherits(x, c("shard_shared", "shard_deep_shared", "shard_buffer")) || is.function(x) || is.environment(x))
@@ -224,7 +241,7 @@ runtime_check_named_list <- function(x, what) {
 
 # What a worker resolves for its job: borrowed shared objects fetched (zero-copy).
 runtime_fetch <- function(x) {
-  if (inherits(x, c("shard_shared", "shard_deep_shared"))) return(fetch(x))
+  if (inherits(x, c("shard_shared", "shard_deep_shared", "shard_cluster_shared"))) return(fetch(x))
   if (is.list(x) && !is.object(x) && length(x) &&
       any(vapply(x, function(e) inherits(e, c("shard_shared", "shard_deep_shared")), TRUE)))
     return(lapply(x, runtime_fetch))

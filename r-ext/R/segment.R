@@ -71,9 +71,12 @@ segment_open <- function(path, backing = c("mmap", "shm"), readonly = TRUE, x = 
     handle <- x$handle
     name <- x$name
   } else if (is.raw(x)) {
-    if (length(x) != 92L)
-      stop(sprintf("shard: `%s` must be a segment handle (a raw vector of 92 bytes), not a raw vector of ", arg),
-           length(x), " bytes", call. = FALSE)
+    if (length(x) != handle_len()) {
+      # A handle of another version has another length: C (Rust) names the version.
+      if (length(x) > 4L && identical(x[1:4], charToRaw("SHH1"))) .Call(C_handle_node, x)
+      stop(sprintf("shard: `%s` must be a segment handle (a raw vector of %d bytes), not a raw vector of ",
+                   arg, handle_len()), length(x), " bytes", call. = FALSE)
+    }
     handle <- x
   } else if (one_string && !is.null(known <- registry_find(.shard_segments, x))) {
     handle <- known$handle    # a path from segment_path() in this session
@@ -351,3 +354,6 @@ print.shard_segment <- function(x, ...) {
 }
 
 seal_names <- function(bits) names(.seal_bits)[bitwAnd(bits, .seal_bits) != 0L]
+
+# The length of a handle of this build (SHARD_HANDLE_LEN in shard.h), from C.
+handle_len <- function() .Call(C_handle_len)

@@ -28,7 +28,7 @@ shard_map <- function(shards, fun = NULL, borrow = list(), out = list(), kernel 
   desc <- runtime_descriptor(shards, a, pool)
   cleanup <- runtime_limits(pool, a)
   on.exit(runtime_cleanup(pool, cleanup), add = TRUE)
-  borrow_sent <- runtime_borrow(borrow, cleanup)
+  borrow_sent <- runtime_borrow(borrow, cleanup, pool = pool)
   glob <- pool_prepare_fun(a$fun)
   job <- list(fun = glob$fun, dots = list(...), globals = glob$globals, packages = union(glob$packages, a$packages),
               init_expr = a$init_expr, borrow = borrow_sent, out = out, mode = "map", cow = a$cow,
@@ -302,7 +302,7 @@ shard_reduce <- function(shards, map, combine, init, borrow = list(), out = list
   if (is.na(a$chunk_size)) a$chunk_size <- as.integer(max(1, ceiling(K / (pool$n * 4))))
   cleanup <- runtime_limits(pool, a)
   on.exit(runtime_cleanup(pool, cleanup), add = TRUE)
-  borrow_sent <- runtime_borrow(borrow, cleanup)
+  borrow_sent <- runtime_borrow(borrow, cleanup, pool = pool)
   glob <- pool_prepare_fun(map)
   globc <- pool_prepare_fun(combine)
   job <- list(fun = glob$fun, dots = list(), globals = c(glob$globals, globc$globals[setdiff(names(globc$globals), names(glob$globals))]),

@@ -216,12 +216,58 @@ materialize.default <- function(x) {
   materialize_value(x)
 }
 
+# A private copy of x: every shard vector in it (list elements, S4 slots) copied
+# to ordinary memory. Iterative, so an object of any depth works: a stack of the
+# lists being copied, each an environment (its source, attributes, the copied
+# elements so far and the next index); a list is finished (its attributes set
+# back) once all its elements are. The copied elements are taken out of their
+# environment before each write so R updates them in place (as sched_set()).
 materialize_value <- function(x) {
-  if (typeof(x) == "list") {
-    a <- .Call(C_get_attrib, x)
-    out <- lapply(seq_along(x), function(i) materialize_value(.subset2(x, i)))
-    return(.Call(C_set_attrib, out, a, FALSE))
+  if (typeof(x) != "list") return(materialize_leaf(x))
+  frame <- function(l) {
+    f <- new.env(parent = emptyenv())
+    f$src <- l
+    f$attr <- .Call(C_get_attrib, l)
+    f$out <- vector("list", length(l))
+    f$i <- 1L
+    f
   }
+  stack <- list()
+  fr <- frame(x)
+  repeat {
+    src <- fr$src
+    out <- fr$out
+    fr$out <- NULL
+    i <- fr$i
+    down <- NULL
+    while (i <= length(src)) {
+      el <- .subset2(src, i)
+      if (typeof(el) == "list") { down <- el; break }
+      out[i] <- list(materialize_leaf(el))
+      i <- i + 1L
+    }
+    fr$out <- out
+    out <- NULL
+    fr$i <- i
+    if (!is.null(down)) {
+      stack[[length(stack) + 1L]] <- fr
+      fr <- frame(down)
+      next
+    }
+    done <- .Call(C_set_attrib, fr$out, fr$attr, FALSE)
+    if (!length(stack)) return(done)
+    fr <- stack[[length(stack)]]
+    stack[[length(stack)]] <- NULL
+    out <- fr$out
+    fr$out <- NULL
+    out[fr$i] <- list(done)
+    fr$out <- out
+    out <- NULL
+    fr$i <- fr$i + 1L
+  }
+}
+
+materialize_leaf <- function(x) {
   if (isS4(x) && typeof(x) == "S4") {
     for (nm in setdiff(names(attributes(x)), "class")) attr(x, nm) <- materialize_value(attr(x, nm))
     return(x)
@@ -238,8 +284,18 @@ print.shard_shared <- function(x, ...) {
   cat("  backing: ", x$backing, "   size: ", format_bytes(x$size),
       "   readonly: ", x$readonly, "   layout: ", ci$layout, "\n", sep = "")
   cat("  path: ", x$path, if (!is.null(x$name)) paste0("   name: ", x$name), "\n", sep = "")
+  nd <- handle_node(x$handle)
+  if (!is.null(nd))
+    cat("  node: ", nd$hostname, " (", nd$id, if (nd$local) ", this node" else ", ANOTHER node", ")\n", sep = "")
   invisible(x)
 }
+
+# The node a handle was shared on: list(hostname, id, local) (shard_handle_node:
+# decodes the handle, attaches nothing); NULL for a handle that does not decode.
+handle_node <- function(handle) tryCatch(.Call(C_handle_node, handle), error = function(e) NULL)
+
+#' @export
+shard_node <- function() .Call(C_node_info)
 
 format_bytes <- function(n) {
   units <- c("B", "KiB", "MiB", "GiB", "TiB")

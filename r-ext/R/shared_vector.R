@@ -66,19 +66,10 @@ shared_vector <- function(segment, type = c("double", "integer", "logical", "raw
          call. = FALSE)
   state <- list(object = NULL, segment = segment, cow = cow, readonly = readonly, type = type,
                 offset = offset, snapshot = FALSE)
-  if (type == "raw" && offset == 0 && length == total) {
-    # The whole segment as bytes: a zero-copy view that sees later segment_write()s.
-    v <- fetch(segment)
-  } else {
-    # A typed or partial view needs a typed view entry point in C (C_view_typed, see
-    # docs/ARCHITECTURE.md); until then it is a shared snapshot of those bytes: a new
-    # shared object (zero-copy for every reader from then on), which does not see
-    # later segment_write()s to `segment`.
-    vals <- segment_read(segment, offset = offset, length = length, type = type)
-    state$object <- share(vals)
-    state$snapshot <- TRUE
-    v <- fetch(state$object)
-  }
+  # A zero-copy view of those bytes (C_view_typed, views.c: a shard vector at a
+  # byte offset of the segment's mapping): it sees later segment_write()s.
+  v <- fetch(segment)
+  if (!(type == "raw" && offset == 0 && length == total)) v <- .Call(C_view_typed, v, offset, length, type)
   wrap_shared_vector(v, NULL, state)
 }
 
@@ -99,7 +90,11 @@ wrap_shared_vector <- function(v, cls, state) {
   a$shard_state <- st
   a$class <- c("shard_shared_vector", cls)
   # v is ours alone (fresh from fetch()): set attributes in place, no duplicate.
-  .Call(C_set_attrib, v, as.pairlist(a), TRUE)
+  out <- .Call(C_set_attrib, v, as.pairlist(a), TRUE)
+  # cow = "deny" is also enforced in C (writable_data, cow.c): C code asking for
+  # a writable pointer never gets a private copy of a denied vector.
+  .Call(C_vector_set_deny, out, identical(state$cow, "deny"))
+  out
 }
 
 shared_state <- function(x) {
@@ -154,13 +149,15 @@ shared_diagnostics <- function(x) {
   if (is.null(vh)) vh <- list(byte_offset = 0, changed = TRUE, closed = NA)
   st <- shared_state(x)
   list(
-    # Counting DATAPTR calls needs a per-vector counter in the ALTREP class (C);
-    # NA: not counted by this build.
-    dataptr_calls = NA_real_,
+    # Dataptr requests of this vector (counted in C, vec.c; Elt is not counted).
+    # NA once R copied the vector to ordinary memory.
+    dataptr_calls = if (is.null(vh$dataptr_calls)) NA_real_ else vh$dataptr_calls,
     materialize_calls = if (is.null(st)) NA_real_ else st$materialize_calls,
     coerce_calls = if (is.null(st)) NA_real_ else st$coerce_calls,
     length = length(x),
-    offset = (if (is.null(st)) 0 else st$offset) + vh$byte_offset,
+    # A shared_vector() of a segment is a view at its byte offset in the
+    # segment's data (vh$byte_offset); R's private copy has none: the state's.
+    offset = if (!is.na(vh$closed)) vh$byte_offset else if (is.null(st)) 0 else st$offset,
     readonly = if (is.null(st)) TRUE else st$readonly,
     type = typeof(x),
     cow = if (is.null(st)) NA_character_ else st$cow,
@@ -180,6 +177,7 @@ shared_reset_diagnostics <- function(x) {
     st$materialize_calls <- 0
     st$coerce_calls <- 0
   }
+  .Call(C_vector_reset_counts, x)
   invisible(x)
 }
 
@@ -243,8 +241,11 @@ as.raw.shard_shared_vector <- function(x) { coerce_note(x, "raw"); strip_shared(
 #' @export
 as.character.shard_shared_vector <- function(x, ...) { coerce_note(x, "character"); strip_shared(NextMethod()) }
 
-# materialize() of a shard_shared_vector (called from share.R's materialize()): an
-# ordinary copy without the wrapper, counted in shared_diagnostics()$materialize_calls.
+# materialize() of a shard_shared_vector: an ordinary copy without the wrapper
+# (class, policy), counted in shared_diagnostics()$materialize_calls.
+#' @export
+materialize.shard_shared_vector <- function(x) materialize_shared_vector(x)
+
 materialize_shared_vector <- function(x) {
   st <- shared_state(x)
   if (!is.null(st)) st$materialize_calls <- st$materialize_calls + 1

@@ -40,22 +40,13 @@ arg_count <- function(value, arg, min = 0) {
 }
 
 # Refuses what cannot be shared as data: functions, external pointers, weak refs,
-# anywhere in lists, data.frame columns, attributes or S4 slots (the error names the
-# path). Environments are not walked: serialization copies them.
+# anywhere in lists, data.frame columns, attributes, S4 slots or component
+# environments (the error names the path). find_unshareable() (deep.R) walks
+# iteratively, so any depth works.
 check_shareable <- function(x, path) {
-  bad <- unshareable_type(x)
+  bad <- find_unshareable(x, path)
   if (!is.null(bad))
-    stop(sprintf("shard: cannot share %s (at %s): share data, not code or pointers", bad, path), call. = FALSE)
-  if (typeof(x) == "list") {
-    nms <- names(x)
-    for (i in seq_along(x)) check_shareable(.subset2(x, i), child_path(path, nms, i))
-  }
-  a <- attributes(x)
-  if (length(a)) {
-    sep <- if (isS4(x)) "@" else "attr:"
-    for (nm in setdiff(names(a), c("names", "dim", "dimnames", "class", "levels", "row.names", "tsp", "comment")))
-      check_shareable(a[[nm]], if (sep == "@") paste0(path, "@", nm) else sprintf("attr(%s, \"%s\")", path, nm))
-  }
+    stop(sprintf("shard: cannot share %s (at %s): share data, not code or pointers", bad$what, bad$path), call. = FALSE)
   invisible(TRUE)
 }
 

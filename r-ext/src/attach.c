@@ -19,9 +19,57 @@ void view_finalize(SEXP p) {
     if (v) { shard_view_free(v); R_ClearExternalPtr(p); }
 }
 
+/* The byte of a handle that holds its version (docs/FORMAT.md). */
+#define HANDLE_VERSION_AT 4
+
+/* Checks that `handle` is a raw vector of SHARD_HANDLE_LEN bytes. A handle of
+ * another version has another length: when its magic is right and its version
+ * byte differs, Rust decodes it and says which version made it ("share it
+ * again"), rather than this file reporting a bare length. */
+void check_handle(SEXP handle) {
+    if (TYPEOF(handle) == RAWSXP && XLENGTH(handle) == SHARD_HANDLE_LEN) return;
+    if (TYPEOF(handle) == RAWSXP && XLENGTH(handle) > HANDLE_VERSION_AT &&
+        memcmp(RAW(handle), "SHH1", 4) == 0) {
+        shard_node_info ni;
+        if (shard_handle_node(RAW(handle), (uint64_t) XLENGTH(handle), &ni) != SHARD_OK) rust_error("handle");
+    }
+    Rf_error("shard: a handle must be a raw vector of %d bytes", SHARD_HANDLE_LEN);
+}
+
+/* The length of a handle of this build, for R (segment_open's argument check). */
+SEXP C_handle_len(void) { return Rf_ScalarInteger(SHARD_HANDLE_LEN); }
+
+/* A node as R sees it: list(hostname, id, local). */
+static SEXP node_sexp(const shard_node_info *ni) {
+    const char *names[] = {"hostname", "id", "local", ""};
+    SEXP r = PROTECT(Rf_mkNamed(VECSXP, names));
+    char host[sizeof ni->hostname + 1], id[sizeof ni->id + 1];
+    memcpy(host, ni->hostname, sizeof ni->hostname); host[sizeof ni->hostname] = 0;
+    memcpy(id, ni->id, sizeof ni->id); id[sizeof ni->id] = 0;
+    SET_VECTOR_ELT(r, 0, Rf_mkString(host));
+    SET_VECTOR_ELT(r, 1, Rf_mkString(id));
+    SET_VECTOR_ELT(r, 2, Rf_ScalarLogical(ni->local != 0));
+    UNPROTECT(1);
+    return r;
+}
+
+/* This process's node (shard_node_info_get). */
+SEXP C_node_info(void) {
+    shard_node_info ni;
+    if (shard_node_info_get(&ni) != SHARD_OK) rust_error("node info");
+    return node_sexp(&ni);
+}
+
+/* The node a handle was shared on (shard_handle_node; decodes, attaches nothing). */
+SEXP C_handle_node(SEXP handle) {
+    if (TYPEOF(handle) != RAWSXP) Rf_error("shard: a handle must be a raw vector of %d bytes", SHARD_HANDLE_LEN);
+    shard_node_info ni;
+    if (shard_handle_node(RAW(handle), (uint64_t) XLENGTH(handle), &ni) != SHARD_OK) rust_error("handle");
+    return node_sexp(&ni);
+}
+
 SEXP attach_holder(SEXP handle) {
-    if (TYPEOF(handle) != RAWSXP || XLENGTH(handle) != SHARD_HANDLE_LEN)
-        Rf_error("shard: a handle must be a raw vector of %d bytes", SHARD_HANDLE_LEN);
+    check_handle(handle);
     shard_view *v = NULL;
     if (shard_attach(RAW(handle), (uint64_t) XLENGTH(handle), &v) != SHARD_OK) return R_NilValue;
     SEXP h = PROTECT(R_MakeExternalPtr(v, Rf_install("shard_view"), R_NilValue));
@@ -228,8 +276,7 @@ static SEXP u32_sexp(uint64_t v) {
 
 /* The fields of a handle that R reports (see docs/FORMAT.md). */
 SEXP C_decode_handle(SEXP handle) {
-    if (TYPEOF(handle) != RAWSXP || XLENGTH(handle) != SHARD_HANDLE_LEN)
-        Rf_error("shard: a handle must be a raw vector of %d bytes", SHARD_HANDLE_LEN);
+    check_handle(handle);
     const uint8_t *h = RAW(handle);
     static const char *backings[] = {"memfd", "shm", "mmap"};
     const char *names[] = {"kind", "writable", "backing", "owner_pid", "region_id", "owner_start", "fd",
@@ -251,14 +298,50 @@ SEXP C_decode_handle(SEXP handle) {
 }
 
 /* The handle and position of a shard ALTREP vector, or NULL for other vectors. */
+static int is_ours(SEXP x) {
+    return ALTREP(x) && (R_altrep_inherits(x, cls_real) || R_altrep_inherits(x, cls_int) ||
+                         R_altrep_inherits(x, cls_lgl) || R_altrep_inherits(x, cls_raw) ||
+                         R_altrep_inherits(x, cls_cplx) || R_altrep_inherits(x, cls_str));
+}
+
+/* Our vector inside R's wrapper ALTREP (wrap_real ...: what R's shallow
+ * duplicate of a long vector, or attribute setting, makes), else x. A wrapper
+ * keeps the wrapped vector in data1 until it is written (then data1 becomes a
+ * plain copy), so data1 of the same type and length that is one of ours is the
+ * shared vector still read through. */
+static SEXP unwrap_vec(SEXP x) {
+    if (!ALTREP(x) || is_ours(x)) return x;
+    SEXP d = R_altrep_data1(x);
+    if (d != R_NilValue && ALTREP(d) && TYPEOF(d) == TYPEOF(x) && is_ours(d) && XLENGTH(d) == XLENGTH(x)) return d;
+    return x;
+}
+
+/* Sets a vector's cow = "deny" flag (see writable_data in cow.c). */
+SEXP C_vector_set_deny(SEXP x, SEXP deny) {
+    x = unwrap_vec(x);
+    if (!is_ours(x)) return Rf_ScalarLogical(FALSE);
+    vec_state(x)->deny = Rf_asLogical(deny) == TRUE;
+    return Rf_ScalarLogical(TRUE);
+}
+
+/* shared_reset_diagnostics(): zeroes a vector's dataptr_calls. */
+SEXP C_vector_reset_counts(SEXP x) {
+    x = unwrap_vec(x);
+    if (is_ours(x)) vec_state(x)->dataptr_calls = 0;
+    return R_NilValue;
+}
+
 SEXP C_vector_handle(SEXP x) {
+    x = unwrap_vec(x);
     if (!ALTREP(x)) return R_NilValue;
     if (!(R_altrep_inherits(x, cls_real) || R_altrep_inherits(x, cls_int) || R_altrep_inherits(x, cls_lgl) ||
           R_altrep_inherits(x, cls_raw) || R_altrep_inherits(x, cls_cplx) || R_altrep_inherits(x, cls_str)))
         return R_NilValue;
     shard_vec *s = vec_state(x);
-    const char *names[] = {"handle", "byte_offset", "byte_len", "closed", "changed", ""};
+    const char *names[] = {"handle", "byte_offset", "byte_len", "closed", "changed", "deny", "dataptr_calls", ""};
     SEXP r = PROTECT(Rf_mkNamed(VECSXP, names));
+    SET_VECTOR_ELT(r, 5, Rf_ScalarLogical(s->deny));
+    SET_VECTOR_ELT(r, 6, Rf_ScalarReal(s->dataptr_calls));
     SET_VECTOR_ELT(r, 0, HANDLE(x));
     SET_VECTOR_ELT(r, 1, Rf_ScalarReal((double) s->byte_offset));
     SET_VECTOR_ELT(r, 2, Rf_ScalarReal((double) s->byte_len));

@@ -35,6 +35,19 @@ void strict_error(void) {
  * The shared bytes are never writable through either. */
 void *writable_data(SEXP x, shard_vec *s) {
     if (s->priv_data) return s->priv_data;
+    /* cow = "deny" (a shard_shared_vector's policy, enforced here for C callers
+     * too): no private copy is ever made. A vector R may still share
+     * (MAYBE_SHARED: every fetched vector, marked not mutable) gets the read-only
+     * shared pointer: R and well-behaved C code only read through it (they
+     * duplicate before writing, and a duplicate is a new vector of their own).
+     * A request for a vector the caller could modify in place is the
+     * modification itself: an R error. */
+    if (s->deny) {
+        if (!MAYBE_SHARED(x))
+            Rf_error("shard: cannot modify a shared vector under cow = \"deny\": shared inputs are read-only. "
+                     "Use materialize(x) for a private copy, or create it with cow = \"audit\" or \"allow\"");
+        return (void *) s->base;
+    }
     /* R's c() and others ask for the pointer once per element: the decision
      * costs a flag test after the first request. */
     if (s->huge == 1 && MAYBE_SHARED(x)) return (void *) s->base;

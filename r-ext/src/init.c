@@ -18,6 +18,11 @@ static const R_CallMethodDef call_methods[] = {
     {"C_share_serialized", (DL_FUNC) &C_share_serialized, 3},
     {"C_share_composite", (DL_FUNC) &C_share_composite, 3},
     {"C_attach", (DL_FUNC) &C_attach, 1},
+    {"C_vector_set_deny", (DL_FUNC) &C_vector_set_deny, 2},
+    {"C_vector_reset_counts", (DL_FUNC) &C_vector_reset_counts, 1},
+    {"C_handle_len", (DL_FUNC) &C_handle_len, 0},
+    {"C_node_info", (DL_FUNC) &C_node_info, 0},
+    {"C_handle_node", (DL_FUNC) &C_handle_node, 1},
     {"C_view_info", (DL_FUNC) &C_view_info, 1},
     {"C_view_meta", (DL_FUNC) &C_view_meta, 1},
     {"C_view_vector", (DL_FUNC) &C_view_vector, 3},
@@ -52,6 +57,7 @@ static const R_CallMethodDef call_methods[] = {
     {"C_buffer_vector", (DL_FUNC) &C_buffer_vector, 2},
     {"C_is_shard_vector", (DL_FUNC) &C_is_shard_vector, 1},
     {"C_view_range", (DL_FUNC) &C_view_range, 3},
+    {"C_view_typed", (DL_FUNC) &C_view_typed, 4},
     {"C_view_span", (DL_FUNC) &C_view_span, 1},
     {NULL, NULL, 0}};
 

@@ -63,6 +63,9 @@ typedef struct {
     int granted;              /* counted in n_ro_grants already */
     uint64_t open_epoch;      /* close_epoch when the view was last found open
                                * (0: never checked; close_epoch starts at 1) */
+    int deny;                 /* cow = "deny" (set from R, C_vector_set_deny): the
+                               * writable path never makes a private copy */
+    double dataptr_calls;     /* Dataptr requests (not Elt: the hot path is untouched) */
 } shard_vec;
 
 /* Element reads (Elt, and so R's subsetting loops) find a vector's data through
@@ -153,6 +156,7 @@ static inline str_layout str_read(const uint8_t *base) {
 void rust_error(const char *what);
 void view_finalize(SEXP p);
 SEXP attach_holder(SEXP handle);
+void check_handle(SEXP handle);
 /* vec.c */
 void vec_finalize(SEXP p);
 int vec_closed(SEXP x);
@@ -190,6 +194,11 @@ SEXP C_share_vector(SEXP x, SEXP meta, SEXP opts);
 SEXP C_share_serialized(SEXP x, SEXP meta, SEXP opts);
 SEXP C_share_composite(SEXP leaves, SEXP meta, SEXP opts);
 SEXP C_attach(SEXP handle);
+SEXP C_vector_set_deny(SEXP x, SEXP deny);
+SEXP C_vector_reset_counts(SEXP x);
+SEXP C_handle_len(void);
+SEXP C_node_info(void);
+SEXP C_handle_node(SEXP handle);
 SEXP C_view_info(SEXP holder);
 SEXP C_view_meta(SEXP holder);
 SEXP C_view_vector(SEXP holder, SEXP handle, SEXP strict);
@@ -225,6 +234,7 @@ SEXP C_buffer_sweep(void);
 SEXP C_buffer_vector(SEXP p, SEXP kind);
 /* views.c (zero-copy ranges of shard vectors) */
 SEXP C_is_shard_vector(SEXP x);
+SEXP C_view_typed(SEXP x, SEXP byte_off, SEXP n, SEXP type);
 SEXP C_view_range(SEXP x, SEXP start, SEXP n);
 SEXP C_view_span(SEXP x);
 

@@ -84,6 +84,7 @@ static R_xlen_t vec_length(SEXP x) { return vec_state(x)->length; }
 static void *vec_dataptr(SEXP x, Rboolean writable) {
     shard_vec *s = vec_state(x);
     check_open_vec(s);
+    s->dataptr_calls += 1;
     if (s->priv_data) return s->priv_data;
     if (writable) return writable_data(x, s);
     return (void *) s->base;

@@ -4,6 +4,7 @@
  * make_vec() (vec.c) at a byte offset. O(1): no element is read or copied. A
  * block of whole columns of a column-major matrix is such a range.
  */
+#include <math.h>
 #include "shard_int.h"
 
 static int is_shard_vec(SEXP x) {
@@ -37,6 +38,35 @@ SEXP C_view_range(SEXP x, SEXP start_, SEXP n_) {
     uint64_t es = elt_size(s->kind);
     SEXP r = PROTECT(make_vec(HOLDER(x), HANDLE(x), s->kind, s->byte_offset + (uint64_t) st * es,
                               (uint64_t) n * es, (R_xlen_t) n));
+    MARK_NOT_MUTABLE(r);
+    UNPROTECT(1);
+    return r;
+}
+
+/* A typed view of the bytes of shard vector x (usually a segment's raw vector):
+ * `n` elements of `type` ("double", "integer", "logical" or "raw") from byte
+ * `byte_off` of x, a new shard vector over the same shared bytes (O(1), no copy;
+ * it sees later writes to a writable segment). shared_vector() (R) checks that
+ * byte_off is a multiple of the element size, so the data stays aligned. */
+SEXP C_view_typed(SEXP x, SEXP byte_off_, SEXP n_, SEXP type_) {
+    if (!is_shard_vec(x))
+        Rf_error("shard: a typed view needs a shared vector (a segment's bytes); got a %s",
+                 ALTREP(x) ? "vector that is not shared" : Rf_type2char(TYPEOF(x)));
+    shard_vec *s = vec_state(x);
+    check_open_vec(s);
+    if (s->priv_data || s->priv)
+        Rf_error("shard: this vector was modified in this process (it holds a private copy); views read the shared bytes only");
+    const char *t = CHAR(STRING_ELT(type_, 0));
+    int kind = !strcmp(t, "double") ? K_F64 : !strcmp(t, "integer") ? K_I32 : !strcmp(t, "logical") ? K_LGL
+             : !strcmp(t, "raw") ? K_RAW : -1;
+    if (kind < 0) Rf_error("shard: a typed view is double, integer, logical or raw, not \"%s\"", t);
+    uint64_t es = elt_size(kind);
+    double off = Rf_asReal(byte_off_), n = Rf_asReal(n_);
+    if (!(off >= 0) || !(n >= 0) || off + n * (double) es > (double) s->byte_len || fmod(off, (double) es) != 0)
+        Rf_error("shard: a view of %.0f %s values at byte %.0f does not fit the %.0f bytes (or is not aligned)",
+                 n, t, off, (double) s->byte_len);
+    SEXP r = PROTECT(make_vec(HOLDER(x), HANDLE(x), kind, s->byte_offset + (uint64_t) off, (uint64_t) n * es,
+                              (R_xlen_t) n));
     MARK_NOT_MUTABLE(r);
     UNPROTECT(1);
     return r;

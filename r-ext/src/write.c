@@ -330,8 +330,7 @@ static SEXP type_string(SEXP x) {
  * class_info is computed here for a plain (non-object) vector, else given. */
 SEXP C_shared_object(SEXP handle, SEXP x, SEXP layout, SEXP readonly, SEXP name, SEXP opts,
                      SEXP class_info) {
-    if (TYPEOF(handle) != RAWSXP || XLENGTH(handle) != SHARD_HANDLE_LEN)
-        Rf_error("shard: a handle must be a raw vector of %d bytes", SHARD_HANDLE_LEN);
+    check_handle(handle);
     const uint8_t *h = RAW(handle);
     if (h[7] > 2) Rf_error("shard: corrupt handle");
     SEXP r = PROTECT(Rf_allocVector(VECSXP, 8));

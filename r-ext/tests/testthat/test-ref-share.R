@@ -3,7 +3,7 @@
 
 test_that("share() has the reference's arguments and defaults", {
   f <- formals(share)
-  expect_identical(names(f), c("x", "backing", "readonly", "name", "deep", "min_bytes", "cycle", "mode"))
+  expect_identical(names(f), c("x", "backing", "readonly", "name", "deep", "min_bytes", "cycle", "mode", "cluster"))
   expect_identical(f$backing, quote(c("auto", "mmap", "shm")))
   expect_true(f$readonly)
   expect_null(f$name)

@@ -145,7 +145,7 @@ test_that("strict mode (options(shard.cow = \"error\")) also stops allowed modif
   close(x)
 })
 
-test_that("shared_vector(): whole segment as raw is a live view; typed views are shared snapshots", {
+test_that("shared_vector(): whole-segment and typed/offset views are zero-copy and live", {
   seg <- segment_create(400)
   segment_write(seg, 1:100, offset = 0)
   x <- shared_vector(seg, "integer", length = 100)
@@ -153,13 +153,18 @@ test_that("shared_vector(): whole segment as raw is a live view; typed views are
   expect_true(is_shared_vector(x))
   expect_identical(shared_segment(x), seg)
   d <- shared_diagnostics(x)
-  expect_true(d$snapshot)
+  expect_false(d$snapshot)
   expect_identical(d$length, 100L)
   expect_identical(d$type, "integer")
   expect_identical(d$cow, "deny")
   y <- shared_vector(seg, "integer", offset = 40, length = 5)
   expect_identical(y[1:5], 11:15)
   expect_identical(shared_diagnostics(y)$offset, 40)
+  # typed views read the segment's bytes in place: a later write shows through
+  segment_write(seg, 99L, offset = 40)
+  expect_identical(y[1], 99L)
+  expect_identical(x[11], 99L)
+  expect_true(.Call(shard:::C_is_shard_vector, y))   # the shared bytes, not a copy
   expect_identical(length(shared_vector(seg, "numeric")), 50L)
   r <- shared_vector(seg, "raw")
   expect_false(shared_diagnostics(r)$snapshot)

@@ -51,8 +51,8 @@ rel_matrix <- function(progress) {
     "env" = new.env(), "function" = function() 1, "externalptr" = xp, "symbol" = quote(a),
     "formula" = y ~ x, "\"../../etc/passwd\"" = "../../etc/passwd", "\"a\\nb\"" = "a\nb",
     "long string" = strrep("z", 5000), "UTF-8 string" = "\u00e9\u4e2d",
-    "fake shard_shared" = structure(list(handle = as.raw(1:92)), class = "shard_shared"),
-    "fake shard_segment" = structure(list(handle = as.raw(1:92)), class = "shard_segment"),
+    "fake shard_shared" = structure(list(handle = as.raw(seq_len(shard:::handle_len()) %% 256L)), class = "shard_shared"),
+    "fake shard_segment" = structure(list(handle = as.raw(seq_len(shard:::handle_len()) %% 256L)), class = "shard_segment"),
     "data.frame" = data.frame(a = 1)
   )
   s <- share(as.double(1:100))
@@ -153,7 +153,7 @@ rel_corrupt <- function(progress) {
   }
   out <- list()
   add <- function(what, r) out[[length(out) + 1L]] <<- data.frame(what = what, result = r, stringsAsFactors = FALSE)
-  # every single-bit flip of the 92-byte handle
+  # every single-bit flip of the handle (shard:::handle_len() bytes)
   for (bit in 0:(length(h) * 8L - 1L)) {
     b <- h
     i <- bit %/% 8L + 1L
@@ -166,16 +166,16 @@ rel_corrupt <- function(progress) {
   add("doubled", try_fetch(c(h, h), "doubled"))
   # random bytes of many lengths
   for (k in 1:300) {
-    n <- sample(c(92L, sample.int(300L, 1L)), 1L)
+    n <- sample(c(shard:::handle_len(), sample.int(300L, 1L)), 1L)
     add(sprintf("random %d bytes", n), try_fetch(as.raw(sample.int(256L, n, TRUE) - 1L), sprintf("random %d", k)))
   }
   # wrong R types in the handle slot
-  for (v in list(NULL, NA, 1:92, as.character(h), list(h), as.double(h), TRUE)) {
+  for (v in list(NULL, NA, seq_len(shard:::handle_len()), as.character(h), list(h), as.double(h), TRUE)) {
     add(paste("handle of type", typeof(v)), try_fetch(v, paste("type", typeof(v))))
   }
   # other functions that take the object: shared_info, is_shared, materialize, close
   bad <- s
-  bad$handle <- as.raw(sample.int(256L, 92L, TRUE) - 1L)
+  bad$handle <- as.raw(sample.int(256L, shard:::handle_len(), TRUE) - 1L)
   for (f in c("shared_info", "is_shared", "materialize", "close")) {
     note(f)
     add(paste(f, "of a corrupted handle"),

@@ -137,6 +137,9 @@ test_that("timeout= stops a shard that runs too long (its worker is replaced)", 
 
 test_that("mem_cap= recycles a worker whose private memory passes it, between tasks", {
   stop_pool()
+  # min_recycle_interval = 0: the default (1 s) defers recycling a worker younger
+  # than that, and four short shards can finish inside it (see the test below)
+  pool_create(1, min_recycle_interval = 0)
   res <- shard_map(shards(4, block_size = 1), function(shard) {
     .GlobalEnv$.keep <- c(.GlobalEnv$.keep, list(runif(3e7)))   # ~240 MB kept per task
     shard$id
@@ -158,7 +161,11 @@ test_that("recycle= sets the drift threshold (FALSE turns drift recycling off)",
   off <- shard_map(shards(3, block_size = 1), f, workers = 1, recycle = FALSE)
   expect_identical(off$diagnostics$recycles, 0L)
   pool_stop()
-  # health_check_interval = 1: the worker's memory is read after every shard
+  # health_check_interval = 1: the worker's memory is read after every shard.
+  # The pool's min_recycle_interval (default 1 s) defers recycling a worker
+  # younger than that: three short shards can all finish inside it, so the
+  # pool is made with 0 here (shard_map() uses the ambient pool of that size).
+  pool_create(1, min_recycle_interval = 0)
   on <- shard_map(shards(3, block_size = 1), f, workers = 1, recycle = 0.5, health_check_interval = 1)
   expect_gte(on$diagnostics$recycles, 1L)
   expect_error(shard_map(2, function(s) 1, recycle = "yes"), "recycle")

@@ -89,7 +89,7 @@ test_that("segment functions validate their arguments with clear errors", {
   expect_error(segment_read(seg, length = -1), "`length`")
   expect_error(segment_read(list()), "must be a shard_segment")
   expect_error(segment_write(1:3, 1), "must be a shard_segment")
-  expect_error(segment_open(raw(10)), "92 bytes")
+  expect_error(segment_open(raw(10)), sprintf("raw vector of %d bytes", shard:::handle_len()))
   expect_error(segment_open(42), "must be a shard_segment, a segment handle")
   expect_error(segment_open("no-such-segment-xyz"), "no shared object named")
   s <- share(1:10, name = "shard-test-notseg")
