@@ -31,7 +31,7 @@ suite=trixie
 debs=(r-base-dev r-cran-testthat r-cran-callr r-cran-ps r-cran-foreach r-cran-doparallel
       r-cran-future r-cran-future.apply r-cran-furrr r-bioc-biocparallel r-cran-bigmemory
       r-cran-bench r-cran-progress r-cran-withr r-cran-cli r-cran-knitr r-cran-rmarkdown
-      r-cran-processx pandoc tidy qpdf devscripts xz-utils numactl util-linux mount passwd procps
+      r-cran-processx r-cran-rmpi r-cran-snow pandoc tidy qpdf devscripts xz-utils numactl util-linux mount passwd procps
       ca-certificates)
 
 mirror() {
