@@ -48,7 +48,7 @@ test_that("finding 1: a forged length in a serialized shared vector is a clean e
     list(hits = length(hits), msg = msg, calls = calls, refused = refused, restored = restored, wrong = wrong,
          intact = identical(unserialize(b), as.numeric(1:1000)))
   })
-  skip_if(is.null(res))
+  if (is.null(res)) return(invisible())   # the child failed: already a failure
   expect_gte(res$hits, 1L)
   expect_match(res$msg, "cannot restore a shared vector.*1000000000000", info = res$msg)
   expect_gt(res$calls, 600L)
@@ -87,7 +87,7 @@ test_that("finding 1: a serialized state of the wrong shape is a clean error", {
       paste("restored", sum(v))
     }, error = function(e) conditionMessage(e)), "")
   })
-  skip_if(is.null(res))
+  if (is.null(res)) return(invisible())   # the child failed: already a failure
   expect_equal(unname(res["good"]), "restored 55")
   bad <- res[names(res) != "good"]
   for (k in names(bad)) expect_match(bad[[k]], "shard: cannot restore a shared vector", info = paste(k, ":", bad[[k]]))
@@ -118,7 +118,7 @@ test_that("finding 2: a write into a writable data.frame or character vector nev
     out$tries <- n; out$wrong <- bad
     out
   })
-  skip_if(is.null(res))
+  if (is.null(res)) return(invisible())   # the child failed: already a failure
   # Refused (the layout has headers) or, if written, readers still never crash
   # and never return data outside the object.
   expect_true(res$df$write != "written" || is.character(res$df$read) || res$df$read == 6,
@@ -209,7 +209,7 @@ test_that("finding 6: pre-created (squatted) shm names of the old scheme do not 
     r$squatted <- r$path %in% squat
     r
   })
-  skip_if(is.null(res))
+  if (is.null(res)) return(invisible())   # the child failed: already a failure
   expect_equal(res$made, 1024L)
   expect_true(res$ok, info = res$path)
   expect_false(res$squatted)
@@ -250,4 +250,51 @@ test_that("finding 7: kill -9 of an owner leaves nothing in /dev/shm or the per-
     Sys.sleep(0.1)
   }
   expect_equal(left(), character(), info = "the resource tracker unlinks a dead owner's entries")
+})
+
+test_that("finding 7 (isolated): a dead owner's entries go at once even when no other process of its user runs", {
+  # On a shared machine any later process of the same user sweeps a dead owner's
+  # entries; run the owner as another user, with a private SHARD_TMPDIR, so that
+  # only the resource tracker can have removed them.
+  other <- Sys.getenv("SHARD_TEST_OTHER_USER")
+  if (!nzchar(other)) {
+    message("SKIPPED: SHARD_TEST_OTHER_USER is not set: cannot isolate the owner from this user's sweeps")
+    skip("SHARD_TEST_OTHER_USER is not set")
+  }
+  if (Sys.info()[["effective_user"]] != "root") skip("needs root to run R as SHARD_TEST_OTHER_USER")
+  if (!nzchar(Sys.which("runuser"))) skip("runuser not found")
+  d <- tempfile("trust-f7-", tmpdir = "/tmp")
+  dir.create(d)
+  Sys.chmod(d, "0777", use_umask = FALSE)
+  on.exit(unlink(d, recursive = TRUE), add = TRUE)
+  script <- file.path(d, "owner.R")
+  writeLines(c("suppressMessages(library(shard))",
+               "a <- share(runif(1000), backing = 'shm'); b <- share(runif(1000), backing = 'mmap')",
+               "c <- share(runif(5e5), backing = 'shm')",
+               sprintf("writeLines(c(Sys.getpid(), shared_info(a)$path, shared_info(b)$path, shared_info(c)$path), '%s/p.tmp')", d),
+               sprintf("file.rename('%s/p.tmp', '%s/p')", d, d),
+               "Sys.sleep(600)"), script)
+  Sys.chmod(script, "0644")
+  p <- processx::process$new("runuser", c("-u", other, "--", "env", paste0("R_LIBS=", paste(.libPaths(), collapse = ":")),
+                                          paste0("SHARD_TMPDIR=", d), file.path(R.home("bin"), "Rscript"), script),
+                             stdout = file.path(d, "out"), stderr = "2>&1")
+  on.exit(p$kill(), add = TRUE, after = FALSE)
+  for (i in 1:600) {                      # a generous start-up deadline (60 s)
+    if (file.exists(file.path(d, "p")) || !p$is_alive()) break
+    Sys.sleep(0.1)
+  }
+  if (!file.exists(file.path(d, "p")))
+    skip(paste("the other user's R could not share:", paste(readLines(file.path(d, "out")), collapse = " ")))
+  info <- readLines(file.path(d, "p"))
+  pid <- as.integer(info[1]); paths <- info[-1]
+  expect_length(paths, 3L)
+  expect_true(all(file.exists(paths)))
+  tools::pskill(pid, tools::SIGKILL)
+  p$wait(10000)
+  for (i in 1:300) {                      # a generous deadline (30 s); usually at once
+    if (!any(file.exists(paths))) break
+    Sys.sleep(0.1)
+  }
+  expect_equal(paths[file.exists(paths)], character(), info = "the resource tracker unlinks a dead owner's entries")
+  unlink(paths[file.exists(paths)])       # not left behind when the test fails
 })
