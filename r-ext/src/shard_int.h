@@ -3,7 +3,8 @@
  *
  * Files and what each owns:
  *   vec.c     numeric ALTREP classes: vector state, methods, make_vec()
- *   string.c  the character ALTREP class and the arena layout of strings
+ *   string.c  the character ALTREP class (its layout is decoded by Rust:
+ *             shard_payload_strings() in make_vec())
  *   cow.c     writable / copy-on-write paths, strict mode, copy counters
  *   write.c   writing vectors, blobs and composites into the arena; share options
  *   attach.c  handles, attach, fetch, close, view info, stats
