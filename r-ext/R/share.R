@@ -136,8 +136,10 @@ share_one <- function(x, backing, readonly, name, meta = NULL) {
                if (plain) NULL else list(class = class(x), type = typeof(x), length = length(x),
                                          dim = dim(x), layout = layout))
   if (is.null(out$path)) out$path <- handle_path(decode_handle(handle), name)
-  done <- TRUE
+  # The fallback warning comes before `done`: where it becomes an error
+  # (options(warn = 2), a calling handler), the object is closed, not orphaned.
   if (!is.null(what <- .Call(C_take_fallback))) warn_fallback(what)
+  done <- TRUE
   out
 }
 

@@ -94,8 +94,7 @@ SEXP C_fetch(SEXP handle) {
     shard_view_info i;
     if (shard_view_info_get(v, &i) != SHARD_OK) rust_error("view info");
     if (i.meta_len != 0 || i.closed || i.kind < K_F64 || i.kind > K_STR) { UNPROTECT(1); return holder; }
-    R_xlen_t n = i.kind == K_STR ? (R_xlen_t) str_read(shard_view_data(v)).n
-                                 : (R_xlen_t) (i.data_len / elt_size(i.kind));
+    R_xlen_t n = i.kind == K_STR ? -1 /* make_vec decodes */ : (R_xlen_t) (i.data_len / elt_size(i.kind));
     SEXP r = make_vec(holder, handle, i.kind, 0, i.data_len, n);
     MARK_NOT_MUTABLE(r);
     UNPROTECT(1);
@@ -151,24 +150,26 @@ SEXP C_view_vector(SEXP holder, SEXP handle, SEXP strict) {
     if (shard_view_info_get(v, &i) != SHARD_OK) rust_error("view info");
     if (i.closed) Rf_error("shard: the shared object has been closed");
     int mark = Rf_asLogical(strict) == TRUE;
-    if (i.kind != K_COMPOSITE) {
-        R_xlen_t n = i.kind == K_STR ? (R_xlen_t) str_read(shard_view_data(v)).n
-                                     : (R_xlen_t) (i.data_len / (elt_size(i.kind) ? elt_size(i.kind) : 1));
+    if (i.kind != SHARD_KIND_COMPOSITE) {
+        /* Strings: make_vec() takes the count from shard_payload_strings(). */
+        R_xlen_t n = i.kind == SHARD_KIND_STRINGS
+                         ? -1
+                         : (R_xlen_t) (i.data_len / (elt_size(i.kind) ? elt_size(i.kind) : 1));
         SEXP r = make_vec(holder, handle, i.kind, 0, i.data_len, n);
         if (mark) MARK_NOT_MUTABLE(r);
         return r;
     }
-    const uint8_t *d = shard_view_data(v);
-    uint64_t n;
-    memcpy(&n, d, 8);
-    if (8 + LEAF_ENTRY_BYTES * n > i.data_len) Rf_error("shard: corrupt composite object");
+    /* The column table, decoded and checked by Rust (src/payload.rs): every column
+     * lies inside the data, is a vector kind and holds the bytes its count needs. */
+    uint64_t n = 0;
+    if (shard_payload_composite(v, NULL, 0, &n) != SHARD_OK) rust_error("composite");
+    shard_leaf *L = (shard_leaf *) R_alloc(n ? (size_t) n : 1, sizeof(shard_leaf));
+    uint64_t got = n;
+    if (shard_payload_composite(v, L, n, &got) != SHARD_OK) rust_error("composite");
+    if (got != n) Rf_error("shard: the composite object changed while it was read");
     SEXP out = PROTECT(Rf_allocVector(VECSXP, (R_xlen_t) n));
     for (uint64_t j = 0; j < n; j++) {
-        const uint8_t *e = d + 8 + LEAF_ENTRY_BYTES * j;
-        uint32_t k; uint64_t cnt, off, b;
-        memcpy(&k, e, 4); memcpy(&cnt, e + 8, 8); memcpy(&off, e + 16, 8); memcpy(&b, e + 24, 8);
-        if (off + b > i.data_len || kind_type((int) k) == NILSXP) Rf_error("shard: corrupt composite object");
-        SEXP leaf = make_vec(holder, handle, (int) k, off, b, (R_xlen_t) cnt);
+        SEXP leaf = make_vec(holder, handle, L[j].kind, L[j].offset, L[j].len, (R_xlen_t) L[j].count);
         if (mark) MARK_NOT_MUTABLE(leaf);
         SET_VECTOR_ELT(out, (R_xlen_t) j, leaf);
     }

@@ -3,7 +3,8 @@
  *
  * Files and what each owns:
  *   vec.c     numeric ALTREP classes: vector state, methods, make_vec()
- *   string.c  the character ALTREP class and the arena layout of strings
+ *   string.c  the character ALTREP class (its layout is decoded by Rust:
+ *             shard_payload_strings() in make_vec())
  *   cow.c     writable / copy-on-write paths, strict mode, copy counters
  *   write.c   writing vectors, blobs and composites into the arena; share options
  *   attach.c  handles, attach, fetch, close, view info, stats
@@ -33,10 +34,13 @@
 #include <Rversion.h>
 #include "shard.h"
 
-/* Object kinds (match shard::format::Kind). */
-enum { K_BYTES = 0, K_F64 = 1, K_I32 = 2, K_LGL = 3, K_RAW = 4, K_CPLX = 5,
-       K_STR = 6, K_COMPOSITE = 7, K_SERIALIZED = 8 };
-#define STR_NA_FLAG 255
+/* Object kinds: the SHARD_KIND_* constants of shard.h (defined once, in Rust's
+ * shard::format::Kind); the short names are aliases for the C code. */
+enum { K_BYTES = SHARD_KIND_BYTES, K_F64 = SHARD_KIND_F64, K_I32 = SHARD_KIND_I32, K_LGL = SHARD_KIND_LOGICAL,
+       K_RAW = SHARD_KIND_RAW, K_CPLX = SHARD_KIND_COMPLEX, K_STR = SHARD_KIND_STRINGS,
+       K_COMPOSITE = SHARD_KIND_COMPOSITE, K_SERIALIZED = SHARD_KIND_SERIALIZED };
+/* Writer side only (write.c lays objects out; every reader decodes them with
+ * shard_payload_* in Rust): bytes of one composite column-table entry. */
 #define LEAF_ENTRY_BYTES 32
 
 /* The state of one shard vector, owned by the external pointer in data1
@@ -66,6 +70,8 @@ typedef struct {
     int deny;                 /* cow = "deny" (set from R, C_vector_set_deny): the
                                * writable path never makes a private copy */
     double dataptr_calls;     /* Dataptr requests (not Elt: the hot path is untouched) */
+    shard_strings str;        /* strings: the layout as shard_payload_strings()
+                               * validated it (pointers into the view) */
 } shard_vec;
 
 /* Element reads (Elt, and so R's subsetting loops) find a vector's data through
@@ -122,27 +128,19 @@ static inline shard_view *holder_view(SEXP holder) {
     return (shard_view *) R_ExternalPtrAddr(holder);
 }
 
-/* A little-endian unsigned integer of n bytes. */
+/* A little-endian unsigned integer of n bytes: only for the handle's fields
+ * (C_decode_handle, the segment path); the C ABI has no handle decoder yet. */
 static inline uint64_t le_u64(const uint8_t *p, int n) {
     uint64_t v = 0;
     for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
     return v;
 }
 
-/* Strings: [n u64][offsets u64 x (n+1)][encoding u8 x n, padded to 8][bytes]. */
-typedef struct { uint64_t n; const uint64_t *off; const uint8_t *enc; const char *bytes; } str_layout;
-
+/* Strings, as write.c lays them out: [n u64][offsets u64 x (n+1)][encoding u8 x
+ * n, padded to 8][bytes]. Readers never parse this: shard_payload_strings()
+ * (Rust, src/payload.rs) decodes and validates it. */
 static inline uint64_t str_header_bytes(uint64_t n) {
     return 8 + 8 * (n + 1) + ((n + 7) & ~(uint64_t) 7);
-}
-
-static inline str_layout str_read(const uint8_t *base) {
-    str_layout l;
-    memcpy(&l.n, base, 8);
-    l.off = (const uint64_t *) (base + 8);
-    l.enc = base + 8 + 8 * (l.n + 1);
-    l.bytes = (const char *) (base + str_header_bytes(l.n));
-    return l;
 }
 
 /* Whether x has any attribute (ATTRIB is not API from R 4.5; ANY_ATTRIB is). */

@@ -1,7 +1,7 @@
 /*
  * The character ALTREP class. A character vector lies in the arena as
- * [n u64][offsets u64 x (n+1)][encoding u8 x n, padded to 8][bytes] (see
- * str_read() in shard_int.h). R needs a CHARSXP per element; each is made once
+ * [n u64][offsets u64 x (n+1)][encoding u8 x n, padded to 8][bytes], decoded
+ * and validated by shard_payload_strings() (Rust) in make_vec(). R needs a CHARSXP per element; each is made once
  * (mkCharLenCE: hash plus R's global CHARSXP cache) on first access and kept in
  * a per-vector cache, an ordinary STRSXP in data2, so later reads are a load
  * (Elt through elt_slots). The cache counts as unfilled where it holds "" (what
@@ -29,17 +29,22 @@ static SEXP str_cache(SEXP x, shard_vec *s) {
     return c;
 }
 
-/* Element i from the arena. The layout is checked as far as this element uses it,
- * so a corrupt or reused object cannot make a read leave its data section. */
+/* Element i from the arena. The layout was validated by shard_payload_strings()
+ * when the vector was made; a writable object can change after that, so the two
+ * offsets are read once each (volatile: not re-read after the check) and checked
+ * again, and a read never leaves the strings' byte section. */
 static SEXP str_from_arena(shard_vec *s, R_xlen_t i) {
-    str_layout l = str_read(s->base);
-    uint8_t e = l.enc[i];
-    if (e == STR_NA_FLAG) return NA_STRING;
-    uint64_t a = l.off[i], b = l.off[i + 1], room = s->byte_len - str_header_bytes(l.n);
-    if (a > b || b > room || b - a > INT_MAX) Rf_error("shard: corrupt character data in a shared object");
+    const shard_strings *t = &s->str;
+    uint8_t e = ((const volatile uint8_t *) t->encodings)[i];
+    if (e == SHARD_STRING_NA) return NA_STRING;
+    const volatile uint64_t *off = (const volatile uint64_t *) t->offsets;
+    uint64_t a = off[i], b = off[i + 1];
+    if (!(a <= b && b <= t->bytes_len) || b - a > INT_MAX)
+        Rf_error("shard: corrupt character data in a shared object (string %.0f lies outside its data); "
+                 "the object was changed after it was shared", (double) i + 1);
     if (a == b) return R_BlankString;
     cetype_t ce = e == 1 ? CE_UTF8 : e == 2 ? CE_LATIN1 : e == 3 ? CE_BYTES : CE_NATIVE;
-    return Rf_mkCharLenCE(l.bytes + a, (int) (b - a), ce);
+    return Rf_mkCharLenCE((const char *) t->bytes + a, (int) (b - a), ce);
 }
 
 /* A cache miss: make element i (the object must be open: the arena is read).

@@ -135,7 +135,19 @@ SEXP vec_serialized_state(SEXP x) {
     return st;
 }
 
+/* The state is what vec_serialized_state() wrote, or bytes someone forged: its
+ * shape is checked here and its offset, length, count and kind against the
+ * attached object by Rust (shard_validate_vector_state) before a vector is made. */
 static SEXP vec_unserialize(SEXP cls, SEXP st) {
+    if (TYPEOF(st) != VECSXP || XLENGTH(st) != 5 || TYPEOF(VECTOR_ELT(st, 0)) != RAWSXP ||
+        XLENGTH(VECTOR_ELT(st, 0)) != SHARD_HANDLE_LEN || TYPEOF(VECTOR_ELT(st, 4)) != INTSXP ||
+        XLENGTH(VECTOR_ELT(st, 4)) != 1)
+        Rf_error("shard: cannot restore a shared vector: its serialized state is malformed (not a handle, "
+                 "offset, length, count and kind); the bytes were changed or come from another version");
+    for (int k = 1; k <= 3; k++)
+        if (TYPEOF(VECTOR_ELT(st, k)) != REALSXP || XLENGTH(VECTOR_ELT(st, k)) != 1)
+            Rf_error("shard: cannot restore a shared vector: its serialized state is malformed (element %d is "
+                     "not a number); the bytes were changed or come from another version", k + 1);
     SEXP handle = VECTOR_ELT(st, 0);
     SEXP holder = PROTECT(attach_holder(handle));
     if (holder == R_NilValue) {
@@ -147,8 +159,17 @@ static SEXP vec_unserialize(SEXP cls, SEXP st) {
                  "not as values: to save or send the values, call materialize() on it first or set "
                  "options(shard.serialize = \"data\") before serializing", buf);
     }
-    SEXP r = PROTECT(make_vec(holder, handle, INTEGER(VECTOR_ELT(st, 4))[0], (uint64_t) REAL(VECTOR_ELT(st, 1))[0],
-                      (uint64_t) REAL(VECTOR_ELT(st, 2))[0], (R_xlen_t) REAL(VECTOR_ELT(st, 3))[0]));
+    shard_leaf L;
+    int rc = shard_validate_vector_state(holder_view(holder), INTEGER(VECTOR_ELT(st, 4))[0], REAL(VECTOR_ELT(st, 1))[0],
+                                         REAL(VECTOR_ELT(st, 2))[0], REAL(VECTOR_ELT(st, 3))[0], &L);
+    if (rc != SHARD_OK) {
+        const char *m = shard_last_error();
+        size_t n = strlen(m) + 1;
+        char *buf = R_alloc(n, 1);
+        memcpy(buf, m, n);
+        Rf_error("shard: cannot restore a shared vector: %s", buf);
+    }
+    SEXP r = PROTECT(make_vec(holder, handle, (int) L.kind, L.offset, L.len, (R_xlen_t) L.count));
     /* Not mutable, as from fetch(): R duplicates (O(1)) before modifying it. */
     MARK_NOT_MUTABLE(r);
     UNPROTECT(1);
@@ -290,6 +311,16 @@ SEXP make_vec(SEXP holder, SEXP handle, int kind, uint64_t byte_offset, uint64_t
     case K_STR: c = cls_str; break;
     default: Rf_error("shard: kind %d is not a vector", kind);
     }
+    /* Strings: the layout is decoded and checked against the object by Rust
+     * (src/payload.rs) before any element is read; n < 0 takes its count. */
+    shard_strings st;
+    memset(&st, 0, sizeof st);
+    if (kind == K_STR) {
+        if (shard_payload_strings(v, byte_offset, byte_len, &st) != SHARD_OK) rust_error("strings");
+        if (n < 0) n = (R_xlen_t) st.n;
+        if ((uint64_t) n != st.n) Rf_error("shard: corrupt character data in a shared object (%.0f strings, %.0f expected)",
+                                           (double) st.n, (double) n);
+    }
     shard_vec *s = (shard_vec *) calloc(1, sizeof(shard_vec));
     if (!s) Rf_error("shard: out of memory");
     s->base = shard_view_data(v) + byte_offset;
@@ -300,6 +331,7 @@ SEXP make_vec(SEXP holder, SEXP handle, int kind, uint64_t byte_offset, uint64_t
     s->kind = kind;
     s->byte_offset = byte_offset;
     s->byte_len = byte_len;
+    s->str = st;
     SEXP p = PROTECT(R_MakeExternalPtr(s, handle, holder));
     R_RegisterCFinalizerEx(p, vec_finalize, TRUE);
     SEXP r = R_new_altrep(c, p, R_NilValue);

@@ -51,7 +51,7 @@ static void write_strings(SEXP x, uint8_t *dst) {
     for (uint64_t i = 0; i < n; i++) {
         SEXP c = STRING_ELT(x, (R_xlen_t) i);
         off[i] = pos;
-        if (c == NA_STRING) { enc[i] = STR_NA_FLAG; continue; }
+        if (c == NA_STRING) { enc[i] = SHARD_STRING_NA; continue; }
         cetype_t ce = Rf_getCharCE(c);
         enc[i] = ce == CE_UTF8 ? 1 : ce == CE_LATIN1 ? 2 : ce == CE_BYTES ? 3 : 0;
         memcpy(bytes + pos, CHAR(c), (size_t) LENGTH(c));
