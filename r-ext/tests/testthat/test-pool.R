@@ -282,7 +282,10 @@ test_that("pool_stop() leaves no worker processes, sockets or shared objects beh
     close(s)
     diag1 <- shard_diagnostics()
     expect_equal(diag1$live_objects, diag0$live_objects, info = type)
-    expect_equal(diag1$regions, diag0$regions, info = type)
+    # No region is left behind; there may be fewer than before, because closing
+    # also frees earlier objects that were quarantined while another process
+    # still mapped their region (docs/ARCHITECTURE.md, "Lifetime").
+    expect_lte(diag1$regions, diag0$regions)
     expect_false(any(pool_status(p)$alive))
   }
 })
