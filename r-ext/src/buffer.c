@@ -130,7 +130,12 @@ static void random_hex(char *out, int n) {
         uint64_t x = (uint64_t) getpid() * 0x9E3779B97F4A7C15ull ^ (uint64_t) (uintptr_t) out;
         for (int i = 0; i < 16; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; r[i] = (unsigned char) x; }
     }
-    for (int i = 0; i < n && i < 16; i++) sprintf(out + 2 * i, "%02x", r[i]);
+    static const char hex[] = "0123456789abcdef";   /* no sprintf: R CMD check --as-cran */
+    for (int i = 0; i < n && i < 16; i++) {
+        out[2 * i] = hex[r[i] >> 4];
+        out[2 * i + 1] = hex[r[i] & 15];
+    }
+    out[2 * (n < 16 ? n : 16)] = '\0';
 }
 
 /* Creates a zero-filled buffer of `bytes` bytes; returns the mapping. */

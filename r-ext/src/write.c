@@ -409,7 +409,7 @@ static void plain_cleanup(void *d, Rboolean jump) {
 }
 
 SEXP C_share_plain(SEXP x) {
-    if (vec_kind(x) < 0 || OBJECT(x) || HAS_ATTRIB(x)) return R_NilValue;
+    if (vec_kind(x) < 0 || Rf_isObject(x) || HAS_ATTRIB(x)) return R_NilValue;
     SEXP opts = PROTECT(C_share_opts(konst(KS_ZERO), Rf_ScalarLogical(TRUE), R_NilValue));
     if (opts == R_NilValue) { UNPROTECT(1); return R_NilValue; }
     plain_args a;

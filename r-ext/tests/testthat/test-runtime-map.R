@@ -140,6 +140,10 @@ test_that("mem_cap= recycles a worker whose private memory passes it, between ta
   # min_recycle_interval = 0: the default (1 s) defers recycling a worker younger
   # than that, and four short shards can finish inside it (see the test below)
   pool_create(1, min_recycle_interval = 0)
+  # and read worker memory after every task (the default reads it at most once a
+  # second per worker, so short tasks can all finish before the first reading)
+  old_opt <- options(shard.pool_check_interval = 0)
+  on.exit(options(old_opt), add = TRUE)
   res <- shard_map(shards(4, block_size = 1), function(shard) {
     .GlobalEnv$.keep <- c(.GlobalEnv$.keep, list(runif(3e7)))   # ~240 MB kept per task
     shard$id
@@ -166,6 +170,10 @@ test_that("recycle= sets the drift threshold (FALSE turns drift recycling off)",
   # younger than that: three short shards can all finish inside it, so the
   # pool is made with 0 here (shard_map() uses the ambient pool of that size).
   pool_create(1, min_recycle_interval = 0)
+  # and read worker memory after every task (the default reads it at most once a
+  # second per worker, so short tasks can all finish before the first reading)
+  old_opt <- options(shard.pool_check_interval = 0)
+  on.exit(options(old_opt), add = TRUE)
   on <- shard_map(shards(3, block_size = 1), f, workers = 1, recycle = 0.5, health_check_interval = 1)
   expect_gte(on$diagnostics$recycles, 1L)
   expect_error(shard_map(2, function(s) 1, recycle = "yes"), "recycle")
