@@ -526,6 +526,18 @@ int32_t shard_stats_get(struct shard_stats *out);
 int32_t shard_node_info_get(struct shard_node_info *out);
 
 /**
+ * Writes the per-user directory this process uses for names and `mmap`
+ * backing files (`<SHARD_TMPDIR or TMPDIR>/shard-<uid>`, plus
+ * `node-<boot id>-<pid namespace>` where it is node-scoped) into `out` as a
+ * NUL-terminated string of at most `cap` bytes. Does not create it.
+ * `SHARD_INVALID_ARGUMENT` when it does not fit.
+ *
+ * # Safety
+ * `out` has room for `cap` bytes.
+ */
+int32_t shard_user_dir(char *out, uintptr_t cap);
+
+/**
  * Fills `*out` with the node a handle was shared on (its `local` field says
  * whether that is this process's node). Decodes the handle only: attaches
  * nothing.

@@ -843,6 +843,34 @@ pub unsafe extern "C" fn shard_node_info_get(out: *mut shard_node_info) -> i32 {
     })
 }
 
+/// Writes the per-user directory this process uses for names and `mmap`
+/// backing files (`<SHARD_TMPDIR or TMPDIR>/shard-<uid>`, plus
+/// `node-<boot id>-<pid namespace>` where it is node-scoped) into `out` as a
+/// NUL-terminated string of at most `cap` bytes. Does not create it.
+/// `SHARD_INVALID_ARGUMENT` when it does not fit.
+///
+/// # Safety
+/// `out` has room for `cap` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn shard_user_dir(out: *mut c_char, cap: usize) -> i32 {
+    guard(|| {
+        if out.is_null() {
+            return Err(invalid("NULL buffer"));
+        }
+        let p = crate::names::user_dir_path();
+        let b = p.as_os_str().as_encoded_bytes();
+        if b.len() + 1 > cap || b.contains(&0) {
+            return Err(invalid("the per-user directory path does not fit"));
+        }
+        // SAFETY: b.len() + 1 <= cap bytes, which the caller promises.
+        unsafe {
+            std::ptr::copy_nonoverlapping(b.as_ptr(), out.cast::<u8>(), b.len());
+            *out.add(b.len()) = 0;
+        }
+        Ok(())
+    })
+}
+
 /// Fills `*out` with the node a handle was shared on (its `local` field says
 /// whether that is this process's node). Decodes the handle only: attaches
 /// nothing.

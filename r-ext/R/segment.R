@@ -265,8 +265,11 @@ available_backings <- function() {
   # memfd is what "auto" chooses; "mmap" needs the per-user directory, "shm" /dev/shm.
   out <- "auto"
   if (dir.exists("/dev/shm") && file.access("/dev/shm", 2L) == 0L) out <- c(out, "shm")
-  base <- dirname(shard_tmpdir())
-  if (dir.exists(base) && file.access(base, 2L) == 0L) out <- c(out, "mmap")
+  # the per-user directory, or the nearest existing directory above it (it is
+  # created on first use): writable means "mmap" can work
+  d <- shard_tmpdir()
+  while (!dir.exists(d) && dirname(d) != d) d <- dirname(d)
+  if (file.access(d, 2L) == 0L) out <- c(out, "mmap")
   c("auto", "mmap", "shm")[c("auto", "mmap", "shm") %in% out]
 }
 

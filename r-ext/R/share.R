@@ -328,10 +328,9 @@ user_id <- function() {
   .shard_state$uid
 }
 
-shard_tmpdir <- function() {
-  base <- Sys.getenv("SHARD_TMPDIR", Sys.getenv("TMPDIR", "/tmp"))
-  file.path(base, paste0("shard-", user_id()))
-}
+# The per-user directory (names, mmap backing files) exactly as the store uses
+# it: node-scoped on shared filesystems (docs/CLUSTERS.md), so never rebuilt here.
+shard_tmpdir <- function() .Call(C_user_dir)
 
 .shard_state <- new.env(parent = emptyenv())
 .shard_state$warned_fallback <- FALSE

@@ -1,7 +1,8 @@
 /*
- * Access-pattern hints (segment_advise(), shared_advise()): madvise(2) on the
- * pages of one attached object, through the store (shard_view_advise); only
- * this process's mapping is affected and the shared bytes never change.
+ * Small queries of the store that have no better home: access-pattern hints
+ * (segment_advise(), shared_advise(): madvise(2) on the pages of one attached
+ * object through shard_view_advise; only this process's mapping is affected and
+ * the shared bytes never change), and the per-user directory (shard_user_dir).
  */
 #include "shard_int.h"
 
@@ -14,4 +15,12 @@ SEXP C_view_advise(SEXP holder, SEXP code) {
         Rf_error("shard: the advice code must be one integer");
     if (shard_view_advise(v, INTEGER(code)[0]) != SHARD_OK) rust_error("advise");
     return Rf_ScalarLogical(TRUE);
+}
+
+/* The per-user directory for names and mmap backing files, as the store
+ * computes it (node-scoped on shared filesystems): R never rebuilds it. */
+SEXP C_user_dir(void) {
+    char buf[4096];
+    if (shard_user_dir(buf, sizeof buf) != SHARD_OK) rust_error("per-user directory");
+    return Rf_mkString(buf);
 }

@@ -42,6 +42,7 @@ static const R_CallMethodDef call_methods[] = {
     {"C_decode_handle", (DL_FUNC) &C_decode_handle, 1},
     {"C_share_plain", (DL_FUNC) &C_share_plain, 1},
     {"C_view_advise", (DL_FUNC) &C_view_advise, 2},
+    {"C_user_dir", (DL_FUNC) &C_user_dir, 0},
     /* runtime: buffer.c, views.c */
     {"C_buffer_create", (DL_FUNC) &C_buffer_create, 1},
     {"C_buffer_open", (DL_FUNC) &C_buffer_open, 3},

@@ -216,6 +216,7 @@ SEXP C_share_opts(SEXP backing, SEXP readonly, SEXP name);
 SEXP C_decode_handle(SEXP handle);
 SEXP C_share_plain(SEXP x);
 SEXP C_view_advise(SEXP holder, SEXP code); /* advise.c */
+SEXP C_user_dir(void);                       /* advise.c */
 /* buffer.c (writable shared buffers) */
 void buffer_init_classes(DllInfo *dll);
 SEXP C_buffer_create(SEXP bytes);

@@ -10,6 +10,11 @@ set -uo pipefail
 if ! why=$(nodes_possible); then skip "shared-filesystem sweep ($why)"; exit 0; fi
 out=$( . "$ROOT/scripts/nodes/nodes.sh"; nodes_up node1 node2 || exit 2
   export SHARD_TMPDIR=$NODES_DIR/shared-tmpdir; mkdir -p "$SHARD_TMPDIR"
+  # On NFS, Lustre, GPFS, CIFS, ... the store detects the shared directory
+  # (statfs) and scopes it per node by itself; this stand-in is a tmpfs that both
+  # pretend nodes see, which statfs cannot tell from a local one: say it is
+  # shared, as a user of an undetected shared filesystem must (docs/CLUSTERS.md).
+  export SHARD_NODE_SCOPED=1
   "$ENTER" node1 Rscript -e '
     library(shard); x <- seq_len(1e5) + 0.5
     s <- share(x, backing = "mmap", name = "nodes-sweep-a")
