@@ -11,7 +11,9 @@ debs=(r-base-dev r-cran-testthat r-cran-callr r-cran-ps r-cran-foreach r-cran-do
       # interop tests (test-interop.R), vignettes (R CMD build), the R 4.5 chroot
       # (scripts/r45-chroot.sh) and the vendored crates (tools/vendor-rust.sh)
       r-cran-future.apply r-cran-furrr r-bioc-biocparallel r-cran-processx r-cran-withr
-      r-cran-knitr r-cran-rmarkdown pandoc mmdebstrap xz-utils)
+      r-cran-knitr r-cran-rmarkdown pandoc mmdebstrap xz-utils
+      # R CMD check --as-cran needs checkbashisms (devscripts) and qpdf
+      devscripts qpdf)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
