@@ -125,6 +125,19 @@ pub fn doc_table(knobs: &[Knob]) -> String {
     t
 }
 
+/// The table rows (`|`-lines) of a module doc (`//!` lines at the top of
+/// `source`, a file's text from `include_str!`), trimmed: what a test compares
+/// with [`doc_table`] so that a knobs table in the docs cannot drift from the
+/// declaration.
+pub fn module_doc_table(source: &str) -> Vec<&str> {
+    source
+        .lines()
+        .take_while(|l| l.starts_with("//!"))
+        .map(|l| l.trim_start_matches("//!").trim())
+        .filter(|l| l.starts_with('|'))
+        .collect()
+}
+
 /// The knob called `name` (by its name or an old one).
 pub fn find_knob<'a>(knobs: &'a [Knob], name: &str) -> Option<&'a Knob> {
     knobs
@@ -531,12 +544,7 @@ mod tests {
     /// (same knobs, env vars, old names, defaults and meanings, in order).
     #[test]
     fn doc_table_matches_the_module_doc() {
-        let doc: Vec<&str> = include_str!("options.rs")
-            .lines()
-            .take_while(|l| l.starts_with("//!"))
-            .map(|l| l.trim_start_matches("//!").trim())
-            .filter(|l| l.starts_with('|'))
-            .collect();
+        let doc = module_doc_table(include_str!("options.rs"));
         let generated = Options::doc_table();
         let generated: Vec<&str> = generated.lines().collect();
         assert_eq!(

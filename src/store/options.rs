@@ -195,12 +195,7 @@ mod tests {
 
     #[test]
     fn doc_table_matches_the_module_doc() {
-        let doc: Vec<&str> = include_str!("options.rs")
-            .lines()
-            .take_while(|l| l.starts_with("//!"))
-            .map(|l| l.trim_start_matches("//!").trim())
-            .filter(|l| l.starts_with('|'))
-            .collect();
+        let doc = shard_alloc::options::module_doc_table(include_str!("options.rs"));
         let generated = StoreKnobs::doc_table();
         let generated: Vec<&str> = generated.lines().collect();
         assert_eq!(
