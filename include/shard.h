@@ -232,6 +232,50 @@ typedef struct shard_node_info {
 } shard_node_info;
 
 /**
+ * The fields of a handle that R shows (`shard_handle_decode`), as
+ * [`Handle::decode`] read and checked them: the C side never reads a handle
+ * byte by offset.
+ */
+typedef struct shard_handle_fields {
+  /**
+   * Non-zero when the bytes start with a shard handle's magic but carry
+   * another format version: decoding then fails with a message that names
+   * the version and says what to do (share the object again). Set also on
+   * failure, so a caller can tell that case from bytes that are no handle.
+   */
+  int32_t other_version;
+  /**
+   * The object's kind (`SHARD_KIND_*`).
+   */
+  uint8_t kind;
+  /**
+   * Non-zero: a writable object (segment).
+   */
+  int32_t writable;
+  /**
+   * 0 memfd, 1 shm, 2 mmap (file).
+   */
+  uint8_t backing;
+  uint32_t owner_pid;
+  uint32_t region_id;
+  /**
+   * The owner's start time (clock ticks since boot).
+   */
+  uint64_t owner_start;
+  /**
+   * The owner's fd number for the region.
+   */
+  uint32_t fd;
+  uint32_t generation;
+  /**
+   * The object's block: offset in the region and length.
+   */
+  uint64_t offset;
+  uint64_t len;
+  uint64_t region_size;
+} shard_handle_fields;
+
+/**
  * A validated strings layout inside a view: string `i` is
  * `bytes[offsets[i] .. offsets[i + 1]]` with encoding `encodings[i]` (0
  * native, 1 UTF-8, 2 latin1, 3 bytes, `SHARD_STRING_NA`: NA). When it was
@@ -546,6 +590,18 @@ int32_t shard_user_dir(char *out, uintptr_t cap);
  * `handle..handle+len` is readable; `out` is writable.
  */
 int32_t shard_handle_node(const uint8_t *handle, uint64_t len, struct shard_node_info *out);
+
+/**
+ * Decodes a handle (every check of [`Handle::decode`]: exact length, magic,
+ * version, CRC, field ranges) and fills `*out` with its fields. Attaches
+ * nothing. On failure (`SHARD_BAD_HANDLE`) `*out` is zeroed except
+ * `other_version`, and `shard_last_error()` says what is wrong (for a handle
+ * of another version: which one, and to share the object again).
+ *
+ * # Safety
+ * `handle..handle+len` is readable (or `len` is 0); `out` is writable.
+ */
+int32_t shard_handle_decode(const uint8_t *handle, uint64_t len, struct shard_handle_fields *out);
 
 /**
  * Checks that a view's object is still the one attached: `SHARD_OK`, or

@@ -896,6 +896,89 @@ pub unsafe extern "C" fn shard_handle_node(
     })
 }
 
+/// The fields of a handle that R shows (`shard_handle_decode`), as
+/// [`Handle::decode`] read and checked them: the C side never reads a handle
+/// byte by offset.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct shard_handle_fields {
+    /// Non-zero when the bytes start with a shard handle's magic but carry
+    /// another format version: decoding then fails with a message that names
+    /// the version and says what to do (share the object again). Set also on
+    /// failure, so a caller can tell that case from bytes that are no handle.
+    pub other_version: i32,
+    /// The object's kind (`SHARD_KIND_*`).
+    pub kind: u8,
+    /// Non-zero: a writable object (segment).
+    pub writable: i32,
+    /// 0 memfd, 1 shm, 2 mmap (file).
+    pub backing: u8,
+    pub owner_pid: u32,
+    pub region_id: u32,
+    /// The owner's start time (clock ticks since boot).
+    pub owner_start: u64,
+    /// The owner's fd number for the region.
+    pub fd: u32,
+    pub generation: u32,
+    /// The object's block: offset in the region and length.
+    pub offset: u64,
+    pub len: u64,
+    pub region_size: u64,
+}
+
+impl From<&Handle> for shard_handle_fields {
+    fn from(h: &Handle) -> Self {
+        shard_handle_fields {
+            other_version: 0,
+            kind: h.kind as u8,
+            writable: h.writable as i32,
+            backing: h.backing as u8,
+            owner_pid: h.owner_pid,
+            region_id: h.region_id,
+            owner_start: h.owner_start,
+            fd: h.fd,
+            generation: h.generation,
+            offset: h.offset,
+            len: h.len,
+            region_size: h.region_size,
+        }
+    }
+}
+
+/// Decodes a handle (every check of [`Handle::decode`]: exact length, magic,
+/// version, CRC, field ranges) and fills `*out` with its fields. Attaches
+/// nothing. On failure (`SHARD_BAD_HANDLE`) `*out` is zeroed except
+/// `other_version`, and `shard_last_error()` says what is wrong (for a handle
+/// of another version: which one, and to share the object again).
+///
+/// # Safety
+/// `handle..handle+len` is readable (or `len` is 0); `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn shard_handle_decode(
+    handle: *const u8,
+    len: u64,
+    out: *mut shard_handle_fields,
+) -> i32 {
+    guard(|| {
+        if out.is_null() {
+            return Err(invalid("NULL out"));
+        }
+        // SAFETY: caller promises handle..handle+len is readable.
+        let b = unsafe { bytes(handle, len)? };
+        let mut f = shard_handle_fields {
+            // The test `Handle::decode` makes before it names the version.
+            other_version: (b.len() > 4
+                && b[0..4] == crate::handle::HANDLE_MAGIC
+                && b[4] != crate::handle::HANDLE_VERSION) as i32,
+            ..Default::default()
+        };
+        let r = Handle::decode(b).map(|h| f = shard_handle_fields::from(&h));
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { *out = f };
+        r
+    })
+}
+
 /// Checks that a view's object is still the one attached: `SHARD_OK`, or
 /// `SHARD_CLOSED` when it was closed here or its owner closed it (while the
 /// region was writable), or `SHARD_BAD_HANDLE` when its memory was reused. Views

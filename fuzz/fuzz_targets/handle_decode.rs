@@ -1,4 +1,6 @@
-//! Fuzz target: `shard::Handle::decode` on arbitrary bytes.
+//! Fuzz target: `shard::Handle::decode` on arbitrary bytes, and the C ABI
+//! entry point over it (`shard_handle_decode`, what the R package's C code
+//! reads a handle's fields with).
 //!
 //! Two modes, chosen by the first input byte, so the fuzzer reaches the field
 //! checks behind the CRC (random bytes almost never pass a CRC-32):
@@ -9,14 +11,44 @@
 //!
 //! Properties: never panics; an accepted handle re-encodes to exactly the input
 //! bytes; its fields are consistent (offset 64-aligned, offset+len <= region_size,
-//! len > 0, pid > 0).
+//! len > 0, pid > 0); `shard_handle_decode` accepts exactly what `Handle::decode`
+//! accepts, fills exactly its fields, and sets `other_version` only for bytes
+//! with shard's magic and another version byte.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use shard::ffi::{shard_handle_decode, shard_handle_fields, SHARD_BAD_HANDLE, SHARD_OK};
 use shard::Handle;
 
+/// The ABI entry point agrees with the Rust decoder on every input.
+fn check_abi(bytes: &[u8], decoded: &Option<Handle>) {
+    let mut f = shard_handle_fields::default();
+    // SAFETY: bytes is a live buffer of its length; f is writable.
+    let rc = unsafe { shard_handle_decode(bytes.as_ptr(), bytes.len() as u64, &mut f) };
+    let other = bytes.len() > 4
+        && bytes[0..4] == shard::handle::HANDLE_MAGIC
+        && bytes[4] != shard::handle::HANDLE_VERSION;
+    assert_eq!(f.other_version, other as i32, "other_version");
+    match decoded {
+        Some(h) => {
+            assert_eq!(rc, SHARD_OK);
+            assert_eq!(f, shard_handle_fields::from(h), "fields differ from Handle::decode");
+        }
+        None => {
+            assert_eq!(rc, SHARD_BAD_HANDLE);
+            let zero = shard_handle_fields {
+                other_version: f.other_version,
+                ..Default::default()
+            };
+            assert_eq!(f, zero, "a refused handle leaves no field behind");
+        }
+    }
+}
+
 fn check(bytes: &[u8]) {
-    if let Ok(h) = Handle::decode(bytes) {
+    let decoded = Handle::decode(bytes).ok();
+    check_abi(bytes, &decoded);
+    if let Some(h) = decoded {
         assert_eq!(
             &h.encode()[..],
             bytes,

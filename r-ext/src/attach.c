@@ -19,21 +19,27 @@ void view_finalize(SEXP p) {
     if (v) { shard_view_free(v); R_ClearExternalPtr(p); }
 }
 
-/* The byte of a handle that holds its version (docs/FORMAT.md). */
-#define HANDLE_VERSION_AT 4
-
 /* Checks that `handle` is a raw vector of SHARD_HANDLE_LEN bytes. A handle of
- * another version has another length: when its magic is right and its version
- * byte differs, Rust decodes it and says which version made it ("share it
- * again"), rather than this file reporting a bare length. */
+ * another version has another length: Rust decodes it (shard_handle_decode) and,
+ * when it is a shard handle of another version, says which version made it
+ * ("share it again"), rather than this file reporting a bare length. */
 void check_handle(SEXP handle) {
     if (TYPEOF(handle) == RAWSXP && XLENGTH(handle) == SHARD_HANDLE_LEN) return;
-    if (TYPEOF(handle) == RAWSXP && XLENGTH(handle) > HANDLE_VERSION_AT &&
-        memcmp(RAW(handle), "SHH1", 4) == 0) {
-        shard_node_info ni;
-        if (shard_handle_node(RAW(handle), (uint64_t) XLENGTH(handle), &ni) != SHARD_OK) rust_error("handle");
+    if (TYPEOF(handle) == RAWSXP) {
+        shard_handle_fields f;
+        if (shard_handle_decode(RAW(handle), (uint64_t) XLENGTH(handle), &f) != SHARD_OK && f.other_version)
+            rust_error("handle");
     }
     Rf_error("shard: a handle must be a raw vector of %d bytes", SHARD_HANDLE_LEN);
+}
+
+/* A handle's fields, decoded and checked by Rust (length, magic, version, CRC,
+ * ranges): an error for anything that is not an intact handle of this build. */
+shard_handle_fields handle_fields(SEXP handle) {
+    check_handle(handle);
+    shard_handle_fields f;
+    if (shard_handle_decode(RAW(handle), (uint64_t) XLENGTH(handle), &f) != SHARD_OK) rust_error("handle");
+    return f;
 }
 
 /* The length of a handle of this build, for R (segment_open's argument check). */
@@ -275,25 +281,25 @@ static SEXP u32_sexp(uint64_t v) {
     return v <= INT_MAX ? Rf_ScalarInteger((int) v) : Rf_ScalarReal((double) v);
 }
 
-/* The fields of a handle that R reports (see docs/FORMAT.md). */
+/* The fields of a handle that R reports (see docs/FORMAT.md), as Rust decoded
+ * them (shard_handle_decode). */
 SEXP C_decode_handle(SEXP handle) {
-    check_handle(handle);
-    const uint8_t *h = RAW(handle);
+    shard_handle_fields f = handle_fields(handle);
     static const char *backings[] = {"memfd", "shm", "mmap"};
     const char *names[] = {"kind", "writable", "backing", "owner_pid", "region_id", "owner_start", "fd",
                            "generation", "offset", "len", "region_size", ""};
     SEXP r = PROTECT(Rf_mkNamed(VECSXP, names));
-    SET_VECTOR_ELT(r, 0, Rf_ScalarInteger(h[5]));
-    SET_VECTOR_ELT(r, 1, Rf_ScalarLogical(h[6] == 1));
-    SET_VECTOR_ELT(r, 2, h[7] < 3 ? Rf_mkString(backings[h[7]]) : Rf_ScalarString(NA_STRING));
-    SET_VECTOR_ELT(r, 3, u32_sexp(le_u64(h + 8, 4)));
-    SET_VECTOR_ELT(r, 4, u32_sexp(le_u64(h + 12, 4)));
-    SET_VECTOR_ELT(r, 5, Rf_ScalarReal((double) le_u64(h + 16, 8)));
-    SET_VECTOR_ELT(r, 6, u32_sexp(le_u64(h + 24, 4)));
-    SET_VECTOR_ELT(r, 7, u32_sexp(le_u64(h + 28, 4)));
-    SET_VECTOR_ELT(r, 8, Rf_ScalarReal((double) le_u64(h + 64, 8)));
-    SET_VECTOR_ELT(r, 9, Rf_ScalarReal((double) le_u64(h + 72, 8)));
-    SET_VECTOR_ELT(r, 10, Rf_ScalarReal((double) le_u64(h + 80, 8)));
+    SET_VECTOR_ELT(r, 0, Rf_ScalarInteger(f.kind));
+    SET_VECTOR_ELT(r, 1, Rf_ScalarLogical(f.writable != 0));
+    SET_VECTOR_ELT(r, 2, f.backing < 3 ? Rf_mkString(backings[f.backing]) : Rf_ScalarString(NA_STRING));
+    SET_VECTOR_ELT(r, 3, u32_sexp(f.owner_pid));
+    SET_VECTOR_ELT(r, 4, u32_sexp(f.region_id));
+    SET_VECTOR_ELT(r, 5, Rf_ScalarReal((double) f.owner_start));
+    SET_VECTOR_ELT(r, 6, u32_sexp(f.fd));
+    SET_VECTOR_ELT(r, 7, u32_sexp(f.generation));
+    SET_VECTOR_ELT(r, 8, Rf_ScalarReal((double) f.offset));
+    SET_VECTOR_ELT(r, 9, Rf_ScalarReal((double) f.len));
+    SET_VECTOR_ELT(r, 10, Rf_ScalarReal((double) f.region_size));
     UNPROTECT(1);
     return r;
 }

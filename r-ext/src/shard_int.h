@@ -128,14 +128,6 @@ static inline shard_view *holder_view(SEXP holder) {
     return (shard_view *) R_ExternalPtrAddr(holder);
 }
 
-/* A little-endian unsigned integer of n bytes: only for the handle's fields
- * (C_decode_handle, the segment path); the C ABI has no handle decoder yet. */
-static inline uint64_t le_u64(const uint8_t *p, int n) {
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-
 /* Strings, as write.c lays them out: [n u64][offsets u64 x (n+1)][encoding u8 x
  * n, padded to 8][bytes]. Readers never parse this: shard_payload_strings()
  * (Rust, src/payload.rs) decodes and validates it. */
@@ -155,6 +147,7 @@ void rust_error(const char *what);
 void view_finalize(SEXP p);
 SEXP attach_holder(SEXP handle);
 void check_handle(SEXP handle);
+shard_handle_fields handle_fields(SEXP handle);
 /* vec.c */
 void vec_finalize(SEXP p);
 int vec_closed(SEXP x);

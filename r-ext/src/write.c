@@ -330,18 +330,17 @@ static SEXP type_string(SEXP x) {
  * class_info is computed here for a plain (non-object) vector, else given. */
 SEXP C_shared_object(SEXP handle, SEXP x, SEXP layout, SEXP readonly, SEXP name, SEXP opts,
                      SEXP class_info) {
-    check_handle(handle);
-    const uint8_t *h = RAW(handle);
-    if (h[7] > 2) Rf_error("shard: corrupt handle");
+    shard_handle_fields h = handle_fields(handle); /* decoded by Rust */
+    if (h.backing > 2) Rf_error("shard: corrupt handle");
     SEXP r = PROTECT(Rf_allocVector(VECSXP, 8));
     Rf_setAttrib(r, R_NamesSymbol, konst(KS_NAMES_OBJ));
-    if (h[7] == 0) {
+    if (h.backing == 0) {
         char buf[64];
-        snprintf(buf, sizeof buf, "/proc/%u/fd/%u", (unsigned) le_u64(h + 8, 4), (unsigned) le_u64(h + 24, 4));
+        snprintf(buf, sizeof buf, "/proc/%u/fd/%u", (unsigned) h.owner_pid, (unsigned) h.fd);
         SET_VECTOR_ELT(r, 0, Rf_mkString(buf));
     }
-    SET_VECTOR_ELT(r, 1, konst(KS_MEMFD + h[7]));
-    SET_VECTOR_ELT(r, 2, Rf_ScalarReal((double) le_u64(h + 72, 8)));
+    SET_VECTOR_ELT(r, 1, konst(KS_MEMFD + h.backing));
+    SET_VECTOR_ELT(r, 2, Rf_ScalarReal((double) h.len));
     SET_VECTOR_ELT(r, 3, readonly);
     if (class_info == R_NilValue) {
         SEXP ci = PROTECT(Rf_allocVector(VECSXP, 5));
