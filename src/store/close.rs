@@ -19,10 +19,20 @@ use crate::names;
 /// Whether another process may map `b`'s region now, so that freeing `b`
 /// could hand its bytes to a new object under that process's views (issue
 /// 12, finding 3). Every reader holds a shared `flock` on its own open file
-/// description of the region while it maps it (`attach.rs`); the owner probes
-/// with its read-only description. Sealed regions never reuse a slot, so they
-/// need no probe. Only memfd regions are kept: a name-based region's name
-/// must go at close (`docs/ARCHITECTURE.md`, "Lifetime", known limits).
+/// description of the region while it maps it (`attach.rs`; a forked child
+/// holds one too, `adopt.rs`); the owner probes with its read-only
+/// description.
+///
+/// Only the allocator's *shared* regions (slabs and large regions, which
+/// hold read-only memfd objects only) reuse a freed slot, so only their
+/// blocks are probed (`close` skips writable objects; this skips the rest). Every other block is the one block of a region of its own
+/// (`shard_alloc::arena`: writable objects, the name-based `shm`/`mmap`
+/// backings, the largest objects): freeing it releases the region, whose
+/// memory is never handed to another object — a reader's mapping keeps the
+/// old pages (an unlinked file's, for `shm`/`mmap`), a new object gets a new
+/// file. So a name-based object's name still goes at close while another
+/// process reads it (`tests/quarantine.rs`). Sealed regions never reuse a
+/// slot either.
 fn others_may_read(b: &Block) -> bool {
     let r = &b.region;
     if r.is_sealed() || *r.backing() != Backing::Memfd {
@@ -59,7 +69,8 @@ impl Store {
         // skips it (Ok(false)) once the region is sealed: the bytes then stay
         // as published and readers' own `closed` state is what refuses them.
         self.core.alloc.tombstone(&o.block, 0, &CLOSED_MAGIC)?;
-        if others_may_read(&o.block) {
+        // A writable object has a region of its own: never reused (above).
+        if !o.handle.writable && others_may_read(&o.block) {
             lock(&self.quarantine).push(o.block.clone());
         } else {
             self.core.free_block(&o.block)?;
