@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
 
 use common::*;
 use shard::{Handle, Kind, ShareOptions, Store};
@@ -45,6 +45,90 @@ fn read_exact(fd: i32, b: &mut [u8]) -> bool {
         done += n as usize;
     }
     true
+}
+
+/// A forked child and the parent's ends of two pipes to it: the fork+pipe
+/// handshake both tests use. The child runs `body(from_parent, to_parent)`
+/// (its pipe ends) and `_exit`s with 0; dropping a `Forked` that was not
+/// waited for kills and reaps the child (a failed check must not leave it
+/// waiting).
+struct Forked {
+    pid: i32,
+    to_child: i32,
+    from_child: i32,
+}
+
+impl Forked {
+    /// # Safety
+    /// The caller's process must be safe to fork here: this helper process
+    /// runs one test on one thread, so no other thread holds a lock.
+    unsafe fn spawn(body: impl FnOnce(i32, i32)) -> Forked {
+        let mut p2c = [0i32; 2];
+        let mut c2p = [0i32; 2];
+        // SAFETY: plain pipe(2) calls into 2-element arrays.
+        unsafe {
+            assert_eq!(libc::pipe(p2c.as_mut_ptr()), 0);
+            assert_eq!(libc::pipe(c2p.as_mut_ptr()), 0);
+        }
+        // SAFETY: the caller promises a fork-safe process (one thread).
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            // SAFETY: closing our copies of the parent's pipe ends.
+            unsafe {
+                libc::close(p2c[1]);
+                libc::close(c2p[0]);
+            }
+            body(p2c[0], c2p[1]);
+            // SAFETY: _exit ends the child without running the parent's atexit/Drop.
+            unsafe { libc::_exit(0) };
+        }
+        // SAFETY: closing our copies of the child's pipe ends.
+        unsafe {
+            libc::close(p2c[0]);
+            libc::close(c2p[1]);
+        }
+        Forked {
+            pid,
+            to_child: p2c[1],
+            from_child: c2p[0],
+        }
+    }
+
+    fn send(&self, b: &[u8]) {
+        write_all(self.to_child, b);
+    }
+
+    /// Fills `b` from the child; false if it went quiet or away.
+    fn recv(&self, b: &mut [u8]) -> bool {
+        read_exact(self.from_child, b)
+    }
+
+    /// Waits for the child; its wait status.
+    fn wait(mut self) -> i32 {
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        assert_eq!(unsafe { libc::waitpid(self.pid, &mut status, 0) }, self.pid);
+        self.pid = 0;
+        status
+    }
+}
+
+impl Drop for Forked {
+    fn drop(&mut self) {
+        if self.pid > 0 {
+            // SAFETY: our own child.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+            }
+        }
+        // SAFETY: our pipe ends, closed once.
+        unsafe {
+            libc::close(self.to_child);
+            libc::close(self.from_child);
+        }
+    }
 }
 
 /// The forked child's checks: returns a bit per failure.
@@ -145,49 +229,16 @@ fn forked_child_attaches_without_mapping_and_parent_still_seals() {
             .unwrap();
         early.push((h, sum_f64(&data)));
     }
-    let mut p2c = [0i32; 2];
-    let mut c2p = [0i32; 2];
-    // SAFETY: plain pipe(2) calls into 2-element arrays.
-    unsafe {
-        assert_eq!(libc::pipe(p2c.as_mut_ptr()), 0);
-        assert_eq!(libc::pipe(c2p.as_mut_ptr()), 0);
-    }
     // SAFETY: this helper process runs one test on one thread; the child only
     // uses the store (malloc and std locks are fork-safe here) and then _exits.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        // SAFETY: closing our copies of the parent's pipe ends.
-        unsafe {
-            libc::close(p2c[1]);
-            libc::close(c2p[0]);
-        }
-        let fails = in_child(&early, p2c[0], c2p[1]);
-        write_all(c2p[1], &fails.to_le_bytes());
-        // SAFETY: _exit ends the child without running the parent's atexit/Drop.
-        unsafe { libc::_exit(0) };
-    }
-    /// Kills the forked child if the parent's checks fail (it would wait).
-    struct Reap(i32);
-    impl Drop for Reap {
-        fn drop(&mut self) {
-            if self.0 > 0 {
-                // SAFETY: our own child.
-                unsafe {
-                    libc::kill(self.0, libc::SIGKILL);
-                    libc::waitpid(self.0, std::ptr::null_mut(), 0);
-                }
-            }
-        }
-    }
-    let mut reap = Reap(pid);
-    // SAFETY: closing our copies of the child's pipe ends.
-    unsafe {
-        libc::close(p2c[0]);
-        libc::close(c2p[1]);
-    }
+    let child = unsafe {
+        Forked::spawn(|from_parent, to_parent| {
+            let fails = in_child(&early, from_parent, to_parent);
+            write_all(to_parent, &fails.to_le_bytes());
+        })
+    };
     let mut b = [0u8; 1];
-    assert!(read_exact(c2p[0], &mut b), "child died before attaching");
+    assert!(child.recv(&mut b), "child died before attaching");
     // A small object shared now lands in the slab region the child inherited.
     let small = s
         .share(
@@ -210,18 +261,16 @@ fn forked_child_attaches_without_mapping_and_parent_still_seals() {
             ShareOptions::default(),
         )
         .unwrap();
-    write_all(p2c[1], &small.encode());
-    write_all(p2c[1], &large.encode());
-    let mut status = 0;
-    // SAFETY: waits for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    reap.0 = 0;
+    child.send(&small.encode());
+    child.send(&large.encode());
+    let mut f = [0u8; 4];
+    let report = child.recv(&mut f);
+    let status = child.wait();
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "child crashed: status {status:#x}"
     );
-    let mut f = [0u8; 4];
-    assert!(read_exact(c2p[0], &mut f), "no report from the child");
+    assert!(report, "no report from the child");
     assert_eq!(
         u32::from_le_bytes(f),
         0,
@@ -230,11 +279,26 @@ fn forked_child_attaches_without_mapping_and_parent_still_seals() {
     say("FORK-OK");
 }
 
+/// The read end of the pipe [`held_in_child`] waits on (-1: do not wait).
+static HOLD_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// A `pthread_atfork` child handler: waits for one byte on [`HOLD_FD`].
+extern "C" fn held_in_child() {
+    let fd = HOLD_FD.load(Relaxed);
+    if fd >= 0 {
+        let mut b = 0u8;
+        // SAFETY: read(2) of one byte into a local, in the forked child.
+        while unsafe { libc::read(fd, (&mut b as *mut u8).cast(), 1) } < 0 {}
+    }
+}
+
 /// Issue 12, finding 3 with a forked worker (as `mclapply` makes): the child
 /// reads a vector through the mapping it inherited and never enters the
-/// store. The owner closes the object and shares another of the same size:
-/// the closed object's memory is kept while the child lives (the child locked
-/// the regions it inherited, in the fork handler), so the child still reads
+/// store. The owner closes the object *at once* after `fork()` returns —
+/// before the child has necessarily run at all — and shares another of the
+/// same size: the closed object's memory is kept while the child lives (the
+/// prepare handler locked the region on a description the child inherited,
+/// so the lock is the child's from the fork on), so the child still reads
 /// the old values; once the child is gone the memory goes back.
 #[test]
 fn a_forked_reader_keeps_a_closed_objects_bytes() {
@@ -246,6 +310,18 @@ fn a_forked_reader_keeps_a_closed_objects_bytes() {
         assert!(out.contains("QUARANTINE-OK"), "{out}");
         return;
     }
+    // Hold every forked child in an atfork child handler of the test's own,
+    // registered before the store's (so it runs first: child handlers run in
+    // registration order), until the parent has closed and shared: the parent
+    // so acts in the fork-to-handler window on purpose, every time.
+    let mut hold = [0i32; 2];
+    // SAFETY: pipe(2) into a 2-element array; pthread_atfork with a child
+    // handler that only read(2)s (async-signal-safe).
+    unsafe {
+        assert_eq!(libc::pipe(hold.as_mut_ptr()), 0);
+        HOLD_FD.store(hold[0], Relaxed);
+        assert_eq!(libc::pthread_atfork(None, None, Some(held_in_child)), 0);
+    }
     let s = Store::global().unwrap();
     let opts = ShareOptions::default;
     let keep = s
@@ -255,43 +331,21 @@ fn a_forked_reader_keeps_a_closed_objects_bytes() {
     let a = s.share(Kind::F64, 10, b"", &a_data, opts()).unwrap();
     let va = s.attach(&a).unwrap();
     let (ptr, len) = (va.data_ptr() as usize, va.data_len() as usize);
-    let mut p2c = [0i32; 2];
-    let mut c2p = [0i32; 2];
-    // SAFETY: plain pipe(2) calls into 2-element arrays.
-    unsafe {
-        assert_eq!(libc::pipe(p2c.as_mut_ptr()), 0);
-        assert_eq!(libc::pipe(c2p.as_mut_ptr()), 0);
-    }
-    // SAFETY: this helper process runs one test on one thread; the child only
-    // reads inherited memory, uses the pipes and then _exits.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        // The store's atfork child handler (which locks the regions this child
-        // maps) ran before this line: say so, so the parent closes only after.
-        write_all(c2p[1], b"r");
+    let body = |from_parent, to_parent| {
         let mut b = [0u8; 1];
-        if read_exact(p2c[0], &mut b) {
+        if read_exact(from_parent, &mut b) {
             // SAFETY: the parent's view mapping, inherited (not DONTFORK).
             let d = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
-            write_all(c2p[1], &sum_f64(d).to_le_bytes());
-            let _ = read_exact(p2c[0], &mut b);
+            write_all(to_parent, &sum_f64(d).to_le_bytes());
+            let _ = read_exact(from_parent, &mut b);
         }
-        // SAFETY: _exit ends the child without running the parent's atexit/Drop.
-        unsafe { libc::_exit(0) };
-    }
-    // SAFETY: closing our copies of the child's pipe ends.
-    unsafe {
-        libc::close(p2c[0]);
-        libc::close(c2p[1]);
-    }
-    // Close only once the child runs (see docs/ARCHITECTURE.md, known limits:
-    // a close in the instant between fork() and the child's handler is not covered).
-    let mut ready = [0u8; 1];
-    assert!(
-        read_exact(c2p[0], &mut ready) && ready[0] == b'r',
-        "the child did not start"
-    );
+    };
+    // SAFETY: this helper process runs one test on one thread; the child only
+    // reads inherited memory, uses the pipes and then _exits.
+    let child = unsafe { Forked::spawn(body) };
+
+    // The child is held before its handlers: the lock must already be its
+    // own, taken by the prepare handler on a description it inherited.
     s.close(&a).unwrap();
     assert_eq!(s.quarantined(), 1, "kept while the forked child lives");
     let b = s
@@ -302,18 +356,17 @@ fn a_forked_reader_keeps_a_closed_objects_bytes() {
         (a.region_id, a.offset),
         "a new object got the memory a forked child reads"
     );
-    write_all(p2c[1], b"g");
+    write_all(hold[1], b"h");
+    child.send(b"g");
     let mut sum = [0u8; 8];
-    assert!(read_exact(c2p[0], &mut sum), "the child did not answer");
+    assert!(child.recv(&mut sum), "the child did not answer");
     assert_eq!(
         f64::from_le_bytes(sum),
         sum_f64(&a_data),
         "the child reads the old values"
     );
-    write_all(p2c[1], b"x");
-    let mut status = 0;
-    // SAFETY: our own child.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    child.send(b"x");
+    child.wait();
     let c = s
         .share(Kind::F64, 10, b"", &f64_data(10, 7.0), opts())
         .unwrap();

@@ -18,20 +18,24 @@ use crate::fork;
 
 static GLOBAL: Mutex<Option<Arc<Store>>> = Mutex::new(None);
 
-/// The read-only fds of this process's unsealed memfd regions that hold open
-/// or quarantined objects, taken just before a fork ([`fork_snapshot`]) for
-/// the child to lock ([`lock_in_child`]). Fixed-size: the child handler must
-/// not allocate. Regions beyond it are not locked by children (see
+/// Fds opened by the `pthread_atfork` prepare handler ([`fork_prepare`]): for
+/// each unsealed memfd region of this process that holds open or quarantined
+/// objects, a new read-only open file description holding `LOCK_SH`. The fork
+/// copies them into the child; the parent closes its copies right after
+/// ([`fork_parent`]), so each lock is then the child's, from the instant
+/// `fork()` returns (no window before a child handler runs). Fixed-size, no
+/// allocation; regions beyond it are not locked for children (see
 /// `docs/ARCHITECTURE.md`, "Lifetime").
 static FORK_FDS: [AtomicI32; 256] = [const { AtomicI32::new(-1) }; 256];
 static FORK_COUNT: AtomicUsize = AtomicUsize::new(0);
 
 /// In the parent, in the `pthread_atfork` prepare handler with the fork gate
-/// held (no store operation is in flight): records the regions a child will
-/// inherit mapped and may read through the parent's views (ALTREP vectors it
-/// holds, without ever entering the store). Never blocks: a busy lock skips
-/// the snapshot (the child then locks nothing, as before).
-pub(crate) fn fork_snapshot() {
+/// held (no store operation is in flight): locks, on a new description each,
+/// the regions a child will inherit mapped and may read through the parent's
+/// views (ALTREP vectors it holds, without ever entering the store). Never
+/// waits on a store lock: a busy one skips this (the child then holds no
+/// lock, as with a region past the table's end).
+pub(crate) fn fork_prepare() {
     FORK_COUNT.store(0, Relaxed);
     let Ok(g) = GLOBAL.try_lock() else { return };
     let Some(s) = g.as_ref() else { return };
@@ -45,33 +49,49 @@ pub(crate) fn fork_snapshot() {
         .iter()
         .map(|(_, o)| &o.block.region)
         .chain(quarantine.iter().map(|b| &b.region));
+    // The regions' own fds, to lock each region once.
+    let mut seen = [-1i32; 256];
     let mut n = 0;
     for r in regions {
+        // Only shared (slab, large) regions reuse a freed slot (`close.rs`).
         if r.is_sealed() || *r.backing() != Backing::Memfd {
             continue;
         }
         let fd = r.readonly_fd().as_raw_fd();
-        if FORK_FDS[..n].iter().any(|f| f.load(Relaxed) == fd) {
+        if seen[..n].contains(&fd) {
             continue;
         }
         if n == FORK_FDS.len() {
             break;
         }
-        FORK_FDS[n].store(fd, Relaxed);
+        let Ok(locked) = shard_alloc::sys::flock::open_self_locked_shared(fd) else {
+            continue;
+        };
+        seen[n] = fd;
+        FORK_FDS[n].store(locked, Relaxed);
         n += 1;
     }
     FORK_COUNT.store(n, Relaxed);
 }
 
-/// In a forked child, in the `pthread_atfork` child handler: takes a shared
-/// lock on a fresh description of every region of [`fork_snapshot`], so the
-/// parent keeps closed objects' bytes while this child lives (it may read
-/// them through inherited views). Allocates nothing.
-pub(crate) fn lock_in_child() {
-    let n = FORK_COUNT.load(Relaxed).min(FORK_FDS.len());
+/// In the parent after the fork (and after a failed fork), in the
+/// `pthread_atfork` parent handler: closes this process's copies of the
+/// descriptions [`fork_prepare`] locked. The child's copies keep the locks;
+/// after a failed fork nothing holds them any more.
+pub(crate) fn fork_parent() {
+    let n = FORK_COUNT.swap(0, Relaxed).min(FORK_FDS.len());
     for f in &FORK_FDS[..n] {
-        let _ = shard_alloc::sys::flock::reopen_self_locked_shared(f.load(Relaxed));
+        shard_alloc::sys::flock::close_fd(f.swap(-1, Relaxed));
     }
+}
+
+/// In a forked child, in the `pthread_atfork` child handler: keeps the
+/// inherited locked descriptions open for the rest of its life (`O_CLOEXEC`:
+/// an `exec` drops them), so the parent keeps closed objects' bytes while
+/// this child may read them. Forgets their numbers only (a fork of this
+/// child must not close them). Allocates nothing.
+pub(crate) fn fork_child() {
+    FORK_COUNT.store(0, Relaxed);
 }
 
 impl Store {

@@ -42,7 +42,7 @@ mod spare;
 mod view;
 mod writer;
 
-pub(crate) use adopt::{fork_snapshot, lock_in_child};
+pub(crate) use adopt::{fork_child, fork_parent, fork_prepare};
 pub use options::{
     default_prefault, set_default_prefault, BackingChoice, ShareOptions, StoreKnobs,
 };

@@ -35,12 +35,16 @@ pub fn others_hold_lock<Fd: AsFd>(fd: Fd) -> io::Result<bool> {
     }
 }
 
-/// In a forked child: opens `/proc/self/fd/<fd>` read-only (a new open file
-/// description of the same file), takes a shared lock on it and leaves the
-/// new fd open for the rest of the process (`O_CLOEXEC`: an `exec` drops it),
-/// so the parent sees that this child may read the file. Allocates nothing
-/// (safe in a `pthread_atfork` child handler of a multi-threaded parent).
-pub fn reopen_self_locked_shared(fd: i32) -> io::Result<()> {
+/// For a fork about to happen (a `pthread_atfork` prepare handler): opens
+/// `/proc/self/fd/<fd>` read-only (a new open file description of the same
+/// file, `O_CLOEXEC`), takes a shared lock on it and returns the new fd. The
+/// fork copies that fd into the child, and a `flock` lock belongs to the
+/// description, so it holds until the *last* copy is closed: once the parent
+/// closes its own ([`close_fd`]) right after the fork, the lock lives exactly
+/// as long as the child keeps its copy (for the rest of its life, or until it
+/// `exec`s) — from the instant `fork()` returns, with no window before a
+/// child handler runs. Allocates nothing.
+pub fn open_self_locked_shared(fd: i32) -> io::Result<i32> {
     let mut buf = *b"/proc/self/fd/\0\0\0\0\0\0\0\0\0\0\0\0";
     let mut digits = [0u8; 11];
     let (mut v, mut n) = (fd.unsigned_abs(), 0);
@@ -63,10 +67,21 @@ pub fn reopen_self_locked_shared(fd: i32) -> io::Result<()> {
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )?;
+    // Never blocks here: only the region's owner (this process, which is
+    // forking and so probing nothing) ever takes the exclusive lock.
     lock_shared(&f)?;
-    // Kept open on purpose: the lock lives as long as this description.
-    std::mem::forget(f);
-    Ok(())
+    Ok(rustix::fd::IntoRawFd::into_raw_fd(f))
+}
+
+/// Closes an fd that [`open_self_locked_shared`] returned (this process's
+/// copy; the lock stays while another process holds a copy).
+pub fn close_fd(fd: i32) {
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: `fd` came from `open_self_locked_shared` and is closed once:
+    // its caller owns it and forgets the number after this call.
+    drop(unsafe { <rustix::fd::OwnedFd as rustix::fd::FromRawFd>::from_raw_fd(fd) });
 }
 
 #[cfg(test)]
@@ -83,10 +98,20 @@ mod tests {
         assert!(others_hold_lock(&a).unwrap());
         drop(b);
         assert!(!others_hold_lock(&a).unwrap());
-        // The reopened (and deliberately leaked) description counts too.
+        // A description opened for a fork counts while any copy of it is
+        // open: a dup stands in for the child's copy.
         use std::os::fd::AsRawFd;
-        reopen_self_locked_shared(a.as_raw_fd()).unwrap();
+        let fd = open_self_locked_shared(a.as_raw_fd()).unwrap();
         assert!(others_hold_lock(&a).unwrap());
+        let copy = rustix::io::dup(
+            // SAFETY: fd is open for the duration of this borrow.
+            unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) },
+        )
+        .unwrap();
+        close_fd(fd);
+        assert!(others_hold_lock(&a).unwrap(), "the copy keeps the lock");
+        drop(copy);
+        assert!(!others_hold_lock(&a).unwrap(), "the last copy ends it");
         std::fs::remove_file(&path).unwrap();
     }
 }
