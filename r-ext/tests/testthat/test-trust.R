@@ -165,6 +165,30 @@ test_that("finding 3: a stale vector in a worker never shows a later object's va
   close(s2); close(keep)
 })
 
+test_that("finding 3, name-based backings: a stale vector keeps its values and the name goes at close", {
+  skip_if_no_callr()
+  w <- callr::r_session$new(callr::r_session_options(
+    libpath = .libPaths(), env = c(callr::rcmd_safe_env(), R_LIBS = paste(.libPaths(), collapse = ":"))))
+  on.exit(w$close(), add = TRUE)
+  for (b in c("shm", "mmap")) {
+    keep <- share(runif(10), backing = b)
+    s1 <- share(as.numeric(1:10), backing = b)   # sum 55
+    expect_true(file.exists(s1$path), info = b)
+    first <- w$run(function(s) { library(shard); cached <<- fetch(s); sum(cached) }, list(s1))
+    expect_equal(first, 55)
+    close(s1)
+    # Its own region: released at close, so its shm object / file goes now,
+    # although the worker still maps it (the worker's mapping keeps the pages).
+    expect_false(file.exists(s1$path), info = b)
+    s2 <- share(as.numeric(1:10) + 100, backing = b)   # same size: sum 1055
+    expect_equal(sum(fetch(s2)), 1055)
+    expect_false(identical(s2$path, s1$path), info = b)
+    after <- w$run(function() tryCatch(sum(cached), error = function(e) paste("error:", conditionMessage(e))))
+    expect_identical(after, 55, info = b)
+    close(s2); close(keep)
+  }
+})
+
 test_that("finding 5: a fallback warning turned into an error does not orphan the object", {
   free_f <- "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"
   if (!file.exists(free_f)) {
