@@ -2,10 +2,10 @@
 # string / data.frame / huge-page / small-object cases, on three copies of the
 # same data in one process:
 #   resident  an ordinary R object
-#   fetched   fetch(share(x)) as ALTREP vectors over shared memory
-#             (options(shard.plain_min_bytes = Inf))
+#   fetched   fetch(share(x)) as ALTREP vectors over shared memory (the default)
 #   plain     fetch(share(x)) as plain R vectors over the shared pages
-#             (r-ext/src/mapped.c; numeric vectors of >= 64 KiB; strings stay ALTREP)
+#             (r-ext/src/mapped.c; options(shard.plain_min_bytes = 65536):
+#             numeric vectors of >= 64 KiB; strings stay ALTREP)
 #   wrapper   R's own ALTREP wrapper class over the resident object,
 #             .Internal(wrap_meta(x, 0L, 0L)) (per column for data.frames)
 # Methods are interleaved round-robin, REPS repeats, medians; ratios are
@@ -25,7 +25,7 @@ suppressPackageStartupMessages({
   library(shard)
   library(bench)
 })
-options(shard.huge_pages = FALSE)
+options(shard.huge_pages = FALSE, shard.plain_min_bytes = 65536)
 now <- function() as.numeric(bench::hires_time())
 env_bytes <- function(name, default) {
   v <- toupper(Sys.getenv(name, ""))

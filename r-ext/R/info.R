@@ -61,8 +61,8 @@ shared_info <- function(x) {
     c(out, list(private_copy = vh$changed, plain = isTRUE(vh$plain)))
 }
 
-# Fetched vectors of at least getOption("shard.plain_min_bytes") bytes (default
-# 64 KiB) are plain R vectors over the object's pages (r-ext/src/mapped.c); the
+# Fetched vectors of at least getOption("shard.plain_min_bytes") bytes (unset:
+# none) are plain R vectors over the object's pages (r-ext/src/mapped.c); the
 # callers that need the ALTREP class's hooks (the cow policy of shared vectors and
 # of shard_map's borrowed inputs: Dataptr and Duplicate are where "deny" and
 # "audit" act) fetch under this.

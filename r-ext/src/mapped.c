@@ -23,11 +23,11 @@
  * other ordinary vectors (shared_info(), is_shared_vector(), materialize(),
  * views): plain_lookup().
  *
- * When it applies (plain_make): option shard.plain_min_bytes (default 64 KiB;
- * Inf turns it off) or more bytes, a read-only object on 4 KiB pages (a private
- * mapping of hugetlb pages needs a reservation: those stay ALTREP), not under
- * options(shard.cow = "error") (strict mode needs ALTREP's Duplicate hook).
- * Strings stay ALTREP.
+ * When it applies (plain_make): option shard.plain_min_bytes (unset: off; e.g.
+ * 65536 turns it on for vectors of 64 KiB or more; never below 4096) or more
+ * bytes, a read-only object on 4 KiB pages (a private mapping of hugetlb pages
+ * needs a reservation: those stay ALTREP), not under options(shard.cow =
+ * "error") (strict mode needs ALTREP's Duplicate hook). Strings stay ALTREP.
  */
 #include <R_ext/Rallocators.h>
 #include "shard_int.h"
@@ -90,12 +90,15 @@ static void plain_free(R_allocator_t *al, void *block) {
     free(c);
 }
 
-/* Option shard.plain_min_bytes: vectors of at least this many bytes are plain. */
+/* Option shard.plain_min_bytes: vectors of at least this many bytes are plain.
+ * Unset: Inf (off; see docs/ARCHITECTURE.md "Reading fetched objects" for why
+ * it is not the default: a plain vector serializes as its values, not as a
+ * handle, and reads its old values after close() instead of erroring). */
 static double plain_min_bytes(void) {
     static SEXP sym = NULL;
     if (sym == NULL) sym = Rf_install("shard.plain_min_bytes");
     SEXP o = Rf_GetOption1(sym);
-    if (o == R_NilValue) return 65536;
+    if (o == R_NilValue) return R_PosInf;
     if ((TYPEOF(o) != REALSXP && TYPEOF(o) != INTSXP) || XLENGTH(o) != 1 || ISNAN(Rf_asReal(o)) ||
         Rf_asReal(o) < 0)
         Rf_error("shard: options(shard.plain_min_bytes) must be one number of bytes >= 0 (Inf: fetched vectors "
@@ -108,7 +111,9 @@ static double plain_min_bytes(void) {
  * callers do that. */
 SEXP plain_make(shard_view *v, SEXP handle, int kind, uint64_t byte_offset, uint64_t byte_len, R_xlen_t n) {
     if (kind != K_F64 && kind != K_I32 && kind != K_LGL && kind != K_RAW && kind != K_CPLX) return R_NilValue;
-    if (n <= 0 || (double) byte_len < plain_min_bytes() || strict_mode()) return R_NilValue;
+    /* Below a page a mapping costs more than it saves (and small objects'
+     * round trip stays free of the option lookup). */
+    if (n <= 0 || byte_len < 4096 || (double) byte_len < plain_min_bytes() || strict_mode()) return R_NilValue;
     if (TYPEOF(handle) != RAWSXP || XLENGTH(handle) != SHARD_HANDLE_LEN) return R_NilValue;
     shard_view_info i;
     if (shard_view_info_get(v, &i) != SHARD_OK) rust_error("view info");
