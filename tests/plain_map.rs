@@ -26,20 +26,40 @@ fn plain_map_places_the_bytes_behind_the_header_and_keeps_writes_private() {
     s.seal_all().unwrap();
     for (h, data) in &hs {
         let v = s.attach(h).unwrap();
-        assert!(v.seals().contains(Seals::IMMUTABLE), "sealed: {:?}", v.seals());
+        assert!(
+            v.seals().contains(Seals::IMMUTABLE),
+            "sealed: {:?}",
+            v.seals()
+        );
         if v.page_size() != 4096 {
-            println!("SKIPPED: object on {}-byte pages (plain_map is for 4 KiB pages)", v.page_size());
+            println!(
+                "SKIPPED: object on {}-byte pages (plain_map is for 4 KiB pages)",
+                v.page_size()
+            );
             assert!(v.plain_map(0, 8, 48).unwrap().is_none());
             continue;
         }
-        for (off, lead) in [(0u64, 48usize), (8, 48), (4088, 48), (16, 4096 + 40), (4096, 8)] {
+        for (off, lead) in [
+            (0u64, 48usize),
+            (8, 48),
+            (4088, 48),
+            (16, 4096 + 40),
+            (4096, 8),
+        ] {
             let len = data.len() as u64 - off;
-            let m = v.plain_map(off, len, lead).unwrap().expect("a 4 KiB-page object maps");
+            let m = v
+                .plain_map(off, len, lead)
+                .unwrap()
+                .expect("a 4 KiB-page object maps");
             let b = m.block();
             // SAFETY: the block is lead + len bytes of one live, readable and
             // writable mapping (plain_map's contract).
             let got = unsafe { std::slice::from_raw_parts(b.add(lead), len as usize) };
-            assert_eq!(got, &data[off as usize..], "bytes behind a {lead}-byte header at {off}");
+            assert_eq!(
+                got,
+                &data[off as usize..],
+                "bytes behind a {lead}-byte header at {off}"
+            );
             // SAFETY: as above; writes go to private copies of the pages.
             unsafe {
                 std::ptr::write_bytes(b, 0xAB, lead);
