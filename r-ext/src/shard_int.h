@@ -19,7 +19,8 @@
  * Rules for all of them: every Rust call returns before any R error is raised
  * (no longjmp crosses Rust frames); the shared bytes are never written; after
  * close() every bulk access is an R error, never a segfault (the mapping lives
- * until the last vector is collected).
+ * until the last vector is collected). Plain vectors (mapped.c, an option) have
+ * no hook to raise that error: they keep reading their old pages.
  */
 #ifndef SHARD_INT_H
 #define SHARD_INT_H
