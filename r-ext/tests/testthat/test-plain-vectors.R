@@ -210,3 +210,30 @@ test_that("hugetlb objects stay ALTREP (a private mapping would need a reservati
     skip(sprintf("SKIPPED: the object got %s-byte pages (no hugetlb pages free?)", shared_info(s)$page_size))
   expect_false(is_plain(with_plain(fetch(s))))
 })
+
+test_that("deep shares come back with plain numeric leaves", {
+  # (share() of a list without deep = TRUE stores it serialized: its fetch is
+  # unserialize(), ordinary vectors either way.)
+  x <- list(a = runif(2e5), b = sample.int(10L, 3e5, TRUE), s = letters, n = list(m = matrix(runif(2e5), 100)))
+  s <- share(x, deep = TRUE, min_bytes = 1e5)
+  on.exit(close(s))
+  y <- with_plain(fetch(s))
+  expect_identical(y, x)
+  expect_true(is_plain(y$a))
+  expect_true(is_plain(y$b))
+  expect_true(is_plain(y$n$m))
+})
+
+test_that("shard_map: borrowed inputs are plain under cow = \"allow\", ALTREP under \"deny\" and \"audit\"", {
+  x <- runif(1e5)
+  s <- share(x)
+  on.exit(close(s))
+  probe <- function(shard, X) c(plain = .Call(shard:::C_is_plain_vector, X), s = sum(X))
+  for (cow in c("allow", "deny", "audit")) {
+    res <- shard_map(shards(2, block_size = 1), probe, borrow = list(X = s), workers = 1, cow = cow,
+                     init_expr = quote(options(shard.plain_min_bytes = 65536)))
+    r <- do.call(rbind, res$results)
+    expect_equal(r[, "s"], rep(sum(x), 2), label = cow)
+    expect_identical(as.logical(r[, "plain"]), rep(cow == "allow", 2), label = cow)
+  }
+})
