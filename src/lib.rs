@@ -17,6 +17,7 @@
 pub mod copy;
 pub mod error;
 pub mod ffi;
+pub mod ffi_mapped;
 pub mod ffi_payload;
 mod fork;
 pub mod format;

@@ -2,11 +2,14 @@
 # string / data.frame / huge-page / small-object cases, on three copies of the
 # same data in one process:
 #   resident  an ordinary R object
-#   fetched   fetch(share(x)) (ALTREP vectors over shared memory)
+#   fetched   fetch(share(x)) as ALTREP vectors over shared memory (the default)
+#   plain     fetch(share(x)) as plain R vectors over the shared pages
+#             (r-ext/src/mapped.c; options(shard.plain_min_bytes = 65536):
+#             numeric vectors of >= 64 KiB; strings stay ALTREP)
 #   wrapper   R's own ALTREP wrapper class over the resident object,
 #             .Internal(wrap_meta(x, 0L, 0L)) (per column for data.frames)
 # Methods are interleaved round-robin, REPS repeats, medians; ratios are
-# fetched/resident and wrapper/resident from the same run. Reads of character
+# fetched/resident, plain/resident and wrapper/resident from the same run. Reads of character
 # data are timed after a first untimed touch ("after the first touch"); the
 # first full pass is its own row, against unserialize() of the same vector.
 #
@@ -22,7 +25,7 @@ suppressPackageStartupMessages({
   library(shard)
   library(bench)
 })
-options(shard.huge_pages = FALSE)
+options(shard.huge_pages = FALSE, shard.plain_min_bytes = 65536)
 now <- function() as.numeric(bench::hires_time())
 env_bytes <- function(name, default) {
   v <- toupper(Sys.getenv(name, ""))
@@ -60,16 +63,25 @@ case <- function(label, objs, f, warm = FALSE, check = TRUE, reps = REPS) {
   }
   med <- apply(t, 2, median)
   row <- data.frame(case = label, resident = med[["resident"]], fetched = med[["fetched"]],
-                    wrapper = if ("wrapper" %in% names(med)) med[["wrapper"]] else NA_real_)
+                    wrapper = if ("wrapper" %in% names(med)) med[["wrapper"]] else NA_real_,
+                    plain = if ("plain" %in% names(med)) med[["plain"]] else NA_real_)
   row$fetched_ratio <- row$fetched / row$resident
   row$wrapper_ratio <- row$wrapper / row$resident
+  row$plain_ratio <- row$plain / row$resident
   results[[length(results) + 1]] <<- row
-  cat(sprintf("%-44s resident %10s  fetched %10s (%.2fx)  wrapper %10s (%s)\n", label, fmt_t(row$resident),
-              fmt_t(row$fetched), row$fetched_ratio, fmt_t(row$wrapper),
+  cat(sprintf("%-44s resident %10s  fetched %10s (%.2fx)  plain %10s (%s)  wrapper %10s (%s)\n", label,
+              fmt_t(row$resident), fmt_t(row$fetched), row$fetched_ratio, fmt_t(row$plain),
+              if (is.na(row$plain)) "-" else sprintf("%.2fx", row$plain_ratio), fmt_t(row$wrapper),
               if (is.na(row$wrapper)) "-" else sprintf("%.2fx", row$wrapper_ratio)))
   invisible(row)
 }
-three <- function(x, s) list(resident = x, fetched = fetch(s), wrapper = wrap(x))
+fetch_altrep <- function(s) { o <- options(shard.plain_min_bytes = Inf); on.exit(options(o)); fetch(s) }
+is_plain <- function(x) isTRUE(shared_info(x)$plain)
+three <- function(x, s) {
+  p <- fetch(s)
+  if (!is_plain(p)) stop("fetch() did not give a plain vector (options(shard.plain_min_bytes)?)")
+  list(resident = x, fetched = fetch_altrep(s), plain = p, wrapper = wrap(x))
+}
 
 loadavg <- function() paste(strsplit(readLines("/proc/loadavg"), " ")[[1]][1:3], collapse = " ")
 cat(sprintf("R %s, %s, %d CPUs; MATRIX %.0f MiB, VEC %.0f, ROWS %.0f, REPS %d; load average %s\n", getRversion(),
@@ -112,7 +124,8 @@ case("identical(v, v2)", V, function(x) identical(x, v2))
 case("which(v > 0.99)", V, function(x) which(x > 0.99))
 case("sort(v)", V, sort)
 mv <- matrix(v[1:(1e6)], ncol = 100)
-case("%*% (1e4 x 100 by 100)", list(resident = mv, fetched = { s2 <- share(mv); fetch(s2) }, wrapper = wrap(mv)),
+case("%*% (1e4 x 100 by 100)", list(resident = mv, fetched = { s2 <- share(mv); fetch_altrep(s2) }, plain = fetch(s2),
+                                     wrapper = wrap(mv)),
      function(x) x %*% rep(1, 100))
 close(s2)
 rm(V); close(sv); rm(v, sv); invisible(gc())
@@ -126,8 +139,8 @@ df <- data.frame(v = runif(ROWS), i = sample.int(1000L, ROWS, replace = TRUE), s
                  t = as.POSIXct("2020-01-01", tz = "UTC") + runif(ROWS, 0, 1e8),
                  stringsAsFactors = FALSE)
 sdf <- share(df)
-D <- list(resident = df, fetched = fetch(sdf), wrapper = wrap_df(df))
-stopifnot(identical(D$fetched, df))
+D <- list(resident = df, fetched = fetch_altrep(sdf), plain = fetch(sdf), wrapper = wrap_df(df))
+stopifnot(identical(D$fetched, df), identical(D$plain, df), is_plain(D$plain$v), !is_plain(D$fetched$v))
 case("df[df$v > 0.5, ]", D, function(d) d[d$v > 0.5, ])
 case("df[order(df$v)[1:1e5], ]", D, function(d) d[order(d$v)[1:1e5], ])
 case("sum(df$s == k) (after first touch)", D, function(d) sum(d$s == "k0000042"), warm = TRUE)
@@ -162,8 +175,8 @@ fp <- function(kind) {
 tt <- sapply(1:REPS, function(r) c(resident = fp("resident"), fetched = fp("fetched")))
 med <- apply(tt, 1, median)
 results[[length(results) + 1]] <- data.frame(case = "first pass: nchar(fetch(s)) vs unserialize()+nchar",
-  resident = med[["resident"]], fetched = med[["fetched"]], wrapper = NA, fetched_ratio = med[["fetched"]] / med[["resident"]],
-  wrapper_ratio = NA)
+  resident = med[["resident"]], fetched = med[["fetched"]], wrapper = NA, plain = NA,
+  fetched_ratio = med[["fetched"]] / med[["resident"]], wrapper_ratio = NA, plain_ratio = NA)
 cat(sprintf("%-44s unserialize %10s  fetched %10s (%.2fx)\n", "first full pass (1e6 strings)",
             fmt_t(med[["resident"]]), fmt_t(med[["fetched"]]), med[["fetched"]] / med[["resident"]]))
 d <- shard_diagnostics()
@@ -208,7 +221,8 @@ small_rt <- function(label) {
                    check = FALSE, min_iterations = 20000)
   r <- as.numeric(b$median[1] / b$median[2])
   results[[length(results) + 1]] <<- data.frame(case = label, resident = as.numeric(b$median[2]),
-    fetched = as.numeric(b$median[1]), wrapper = NA, fetched_ratio = r, wrapper_ratio = NA)
+    fetched = as.numeric(b$median[1]), wrapper = NA, plain = NA, fetched_ratio = r, wrapper_ratio = NA,
+    plain_ratio = NA)
   cat(sprintf("%-44s serialize %10s  shard %10s (%.2fx)\n", label, fmt_t(as.numeric(b$median[2])),
               fmt_t(as.numeric(b$median[1])), r))
 }
@@ -222,7 +236,8 @@ cat("load average at the end:", loadavg(), "\n")
 out <- do.call(rbind, results)
 dir.create("benches/r/results", showWarnings = FALSE)
 write.csv(out, "benches/r/results/access.csv", row.names = FALSE)
-cat("\n| operation | resident | fetched / resident | wrapper / resident |\n|---|---|---|---|\n")
+cat("\n| operation | resident | fetched (ALTREP) / resident | plain / resident | wrapper / resident |\n|---|---|---|---|---|\n")
 for (i in seq_len(nrow(out)))
-  cat(sprintf("| %s | %s | %.2fx | %s |\n", out$case[i], fmt_t(out$resident[i]), out$fetched_ratio[i],
+  cat(sprintf("| %s | %s | %.2fx | %s | %s |\n", out$case[i], fmt_t(out$resident[i]), out$fetched_ratio[i],
+              if (is.na(out$plain_ratio[i])) "-" else sprintf("%.2fx", out$plain_ratio[i]),
               if (is.na(out$wrapper_ratio[i])) "-" else sprintf("%.2fx", out$wrapper_ratio[i])))

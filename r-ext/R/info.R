@@ -58,7 +58,18 @@ shared_info <- function(x) {
   out$segment_info <- layout_info(ci, out)
   remember_object(out$path, handle, if (inherits(x, "shard_shared")) x$name)
   if (is.null(vh <- if (inherits(x, "shard_shared")) NULL else vh)) out else
-    c(out, list(private_copy = vh$changed))
+    c(out, list(private_copy = vh$changed, plain = isTRUE(vh$plain)))
+}
+
+# Fetched vectors of at least getOption("shard.plain_min_bytes") bytes (unset:
+# none) are plain R vectors over the object's pages (r-ext/src/mapped.c); the
+# callers that need the ALTREP class's hooks (the cow policy of shared vectors and
+# of shard_map's borrowed inputs: Dataptr and Duplicate are where "deny" and
+# "audit" act) fetch under this.
+with_altrep <- function(expr) {
+  old <- options(shard.plain_min_bytes = Inf)
+  on.exit(options(old))
+  expr
 }
 
 # What the bytes hold (the reference's segment_info): type, length, nrow/ncol (NA
@@ -89,7 +100,7 @@ numa_nodes <- function(holder) {
 shard_diagnostics <- function() {
   s <- .Call(C_stats)
   s$pid <- as.integer(s$pid)
-  s
+  c(s, .Call(C_plain_stats))
 }
 
 #' @export

@@ -303,7 +303,9 @@ runtime_task <- function(job_id, job_raw, task_raw) {
     rt$combine <- job$combine
     rt$cow <- job$cow
     rt$diagnostics <- isTRUE(job$diagnostics)
-    rt$borrow <- lapply(job$borrow, runtime_fetch)
+    # cow = "deny"/"audit" act in the ALTREP class's hooks: no plain vectors there.
+    rt$borrow <- if (identical(job$cow, "allow")) lapply(job$borrow, runtime_fetch) else
+      with_altrep(lapply(job$borrow, runtime_fetch))
     rt$out <- job$out
     rt$c0 <- runtime_counters()
     st$on_clear <- runtime_clear_job

@@ -32,7 +32,7 @@ as_shared <- function(x, readonly = TRUE, backing = "auto", cow = NULL, path = N
     stop(sub("`name`", "`path`", conditionMessage(e), fixed = TRUE), call. = FALSE))
   ok <- FALSE
   on.exit(if (!ok) close(s))
-  v <- fetch(s)
+  v <- with_altrep(fetch(s))  # the cow policy acts in the ALTREP class's hooks
   out <- wrap_shared_vector(v, cls, list(object = s, segment = NULL, cow = cow, readonly = readonly,
                                          type = typeof(x), offset = 0, snapshot = FALSE))
   ok <- TRUE
@@ -68,8 +68,8 @@ shared_vector <- function(segment, type = c("double", "integer", "logical", "raw
                 offset = offset, snapshot = FALSE)
   # A zero-copy view of those bytes (C_view_typed, views.c: a shard vector at a
   # byte offset of the segment's mapping): it sees later segment_write()s.
-  v <- fetch(segment)
-  if (!(type == "raw" && offset == 0 && length == total)) v <- .Call(C_view_typed, v, offset, length, type)
+  v <- with_altrep(fetch(segment))
+  if (!(type == "raw" && offset == 0 && length == total)) v <- with_altrep(.Call(C_view_typed, v, offset, length, type))
   wrap_shared_vector(v, NULL, state)
 }
 

@@ -339,6 +339,8 @@ SEXP C_vector_reset_counts(SEXP x) {
 }
 
 SEXP C_vector_handle(SEXP x) {
+    SEXP pv = plain_vector_handle(x); /* plain vectors over shared pages (mapped.c) */
+    if (pv != R_NilValue) return pv;
     x = unwrap_vec(x);
     if (!ALTREP(x)) return R_NilValue;
     if (!(R_altrep_inherits(x, cls_real) || R_altrep_inherits(x, cls_int) || R_altrep_inherits(x, cls_lgl) ||

@@ -57,6 +57,8 @@ static const R_CallMethodDef call_methods[] = {
     {"C_buffer_sweep", (DL_FUNC) &C_buffer_sweep, 0},
     {"C_buffer_vector", (DL_FUNC) &C_buffer_vector, 2},
     {"C_is_shard_vector", (DL_FUNC) &C_is_shard_vector, 1},
+    {"C_plain_stats", (DL_FUNC) &C_plain_stats, 0},
+    {"C_is_plain_vector", (DL_FUNC) &C_is_plain_vector, 1},
     {"C_view_range", (DL_FUNC) &C_view_range, 3},
     {"C_view_typed", (DL_FUNC) &C_view_typed, 4},
     {"C_view_span", (DL_FUNC) &C_view_span, 1},

@@ -12,12 +12,15 @@
  *   buffer.c  writable shared buffers (a /dev/shm file mapped MAP_SHARED) and
  *             the ALTREP class reading a sealed buffer without a copy
  *   views.c   zero-copy element ranges of shard vectors (block views)
+ *   mapped.c  plain (non-ALTREP) vectors whose data pointer is the object's
+ *             pages (Rf_allocVector3 with an allocator), their registry
  *   init.c    the .Call table and R_init_shard()
  *
  * Rules for all of them: every Rust call returns before any R error is raised
  * (no longjmp crosses Rust frames); the shared bytes are never written; after
  * close() every bulk access is an R error, never a segfault (the mapping lives
- * until the last vector is collected).
+ * until the last vector is collected). Plain vectors (mapped.c, an option) have
+ * no hook to raise that error: they keep reading their old pages.
  */
 #ifndef SHARD_INT_H
 #define SHARD_INT_H
@@ -159,6 +162,18 @@ SEXP make_vec(SEXP holder, SEXP handle, int kind, uint64_t byte_offset, uint64_t
 R_altrep_class_t make_class(const char *name, DllInfo *dll, int type);
 SEXP vec_serialized_state(SEXP x);
 SEXP dup_vec(SEXP x, shard_vec *s);
+/* mapped.c (plain vectors over shared pages) */
+typedef struct {
+    uint64_t byte_offset, byte_len;
+    int kind, closed;
+    const uint8_t *handle; /* SHARD_HANDLE_LEN bytes, valid while the vector lives */
+} plain_info;
+SEXP plain_make(shard_view *v, SEXP handle, int kind, uint64_t byte_offset, uint64_t byte_len, R_xlen_t n);
+int plain_lookup(SEXP x, plain_info *out);
+SEXP plain_vector_handle(SEXP x);
+SEXP plain_subview(SEXP x, int kind, uint64_t byte_off, uint64_t byte_len, R_xlen_t n);
+SEXP C_plain_stats(void);
+SEXP C_is_plain_vector(SEXP x);
 /* string.c */
 void str_set_methods(R_altrep_class_t c);
 /* cow.c */

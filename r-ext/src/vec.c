@@ -301,6 +301,11 @@ R_altrep_class_t make_class(const char *name, DllInfo *dll, int type) {
 SEXP make_vec(SEXP holder, SEXP handle, int kind, uint64_t byte_offset, uint64_t byte_len, R_xlen_t n) {
     shard_view *v = holder_view(holder);
     if (v == NULL) Rf_error("shard: the shared object's view has been released");
+    /* Large numeric vectors of read-only objects: a plain vector over the pages (mapped.c). */
+    if (kind != K_STR) {
+        SEXP pv = plain_make(v, handle, kind, byte_offset, byte_len, n);
+        if (pv != R_NilValue) return pv;
+    }
     R_altrep_class_t c;
     switch (kind) {
     case K_F64: c = cls_real; break;

@@ -16,6 +16,7 @@ static int is_shard_vec(SEXP x) {
 /* TRUE when x is a (non-character) shard vector whose bytes are the shared ones
  * (not a private copy R made after a write). */
 SEXP C_is_shard_vector(SEXP x) {
+    if (plain_lookup(x, NULL)) return Rf_ScalarLogical(!ALTREP(x)); /* plain (mapped.c); not R's wrapper */
     if (!is_shard_vec(x)) return Rf_ScalarLogical(FALSE);
     shard_vec *s = vec_state(x);
     return Rf_ScalarLogical(s->priv_data == NULL && s->priv == NULL);
@@ -24,6 +25,15 @@ SEXP C_is_shard_vector(SEXP x) {
 /* Elements start .. start+n-1 (0-based start) of shard vector x, as a new shard
  * vector over the same shared bytes (not mutable: R copies before writing). */
 SEXP C_view_range(SEXP x, SEXP start_, SEXP n_) {
+    plain_info pi;
+    if (!ALTREP(x) && plain_lookup(x, &pi)) {
+        double st = Rf_asReal(start_), n = Rf_asReal(n_);
+        uint64_t es = elt_size(pi.kind);
+        if (!(st >= 0) || !(n >= 0) || st + n > (double) XLENGTH(x))
+            Rf_error("shard: view of %.0f elements from %.0f is outside the vector (length %.0f)", n, st + 1,
+                     (double) XLENGTH(x));
+        return plain_subview(x, pi.kind, (uint64_t) st * es, (uint64_t) n * es, (R_xlen_t) n);
+    }
     if (!is_shard_vec(x))
         Rf_error("shard: a view needs a shared vector (from share() then fetch(), or a shared matrix); got a %s",
                  ALTREP(x) ? "vector that is not shared" : Rf_type2char(TYPEOF(x)));
@@ -74,6 +84,15 @@ SEXP C_view_typed(SEXP x, SEXP byte_off_, SEXP n_, SEXP type_) {
 
 /* Where a shard vector's bytes are: list(byte_offset, byte_len) or NULL. */
 SEXP C_view_span(SEXP x) {
+    plain_info pi;
+    if (!ALTREP(x) && plain_lookup(x, &pi)) {
+        const char *nm[] = {"byte_offset", "byte_len", ""};
+        SEXP r = PROTECT(Rf_mkNamed(VECSXP, nm));
+        SET_VECTOR_ELT(r, 0, Rf_ScalarReal((double) pi.byte_offset));
+        SET_VECTOR_ELT(r, 1, Rf_ScalarReal((double) pi.byte_len));
+        UNPROTECT(1);
+        return r;
+    }
     if (!is_shard_vec(x)) return R_NilValue;
     shard_vec *s = vec_state(x);
     const char *names[] = {"byte_offset", "byte_len", ""};

@@ -11,7 +11,7 @@
 //! |---------------|-------------------------------------------------------------|
 //! | `options.rs`  | [`ShareOptions`], [`BackingChoice`], env defaults           |
 //! | `registry.rs` | region/object identity, mapped regions, object states       |
-//! | `view.rs`     | [`View`] (reads, NUMA placement), [`PrivateMap`] (COW)      |
+//! | `view.rs`     | [`View`] (reads, NUMA), [`PrivateMap`], [`PlainMap`] (COW)  |
 //! | `writer.rs`   | [`Writer`], begin / finish / abort / share, fallback notes  |
 //! | `adopt.rs`    | [`Store::global`] and fork adoption of the parent's regions |
 //! | `spare.rs`    | spare regions prepared ahead of large shares                |
@@ -48,7 +48,7 @@ pub use options::{
 };
 pub use registry::ObjState;
 pub use spare::SPARE_MIN;
-pub use view::{NumaNodes, PrivateMap, View, NUMA_SAMPLE_PAGES};
+pub use view::{NumaNodes, PlainMap, PrivateMap, View, NUMA_SAMPLE_PAGES};
 pub use writer::{fallback_note, Writer};
 
 use registry::{Attached, ObjKey, RegionKey, States};

@@ -1,7 +1,8 @@
 //! Reading a shared object: [`View`] (the bytes of one attached object, valid
 //! while it lives, checked again by [`View::validate`]), where its pages really
-//! are ([`View::numa_nodes`]), and private copy-on-write mappings of its data
-//! ([`PrivateMap`]).
+//! are ([`View::numa_nodes`]), private copy-on-write mappings of its data
+//! ([`PrivateMap`]) and of one vector's bytes behind a caller's header
+//! ([`PlainMap`], what the R package lays a plain R vector over).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -68,6 +69,39 @@ impl PrivateMap {
     pub fn is_modified(&self) -> Result<bool> {
         shard_alloc::sys::mman::has_private_pages(self.as_mut_ptr(), self.len)
             .map_err(|e| StoreError::io("read /proc/self/pagemap", e))
+    }
+}
+
+/// A private copy-on-write mapping of one vector's bytes of an object, with
+/// room for `lead` bytes of the caller's own header right before them (R's
+/// allocator block: `[R_allocator_t][vector header][data]`, so that R's vector
+/// data pointer is the object's pages). Holds a clone of the view, so the
+/// region stays mapped and its `flock` held (the owner's quarantine keeps the
+/// block) until the map is dropped. Writes (the header, or a buggy in-place
+/// change) copy pages privately; the shared bytes never change.
+#[derive(Debug)]
+pub struct PlainMap {
+    _map: Mapping,
+    block: *mut u8,
+    view: View,
+}
+
+// SAFETY: a PlainMap is an owned address range and a View (Send + Sync); the
+// raw pointer is only handed out.
+unsafe impl Send for PlainMap {}
+
+impl PlainMap {
+    /// Start of the caller's block: `lead` bytes, then the vector's bytes.
+    pub fn block(&self) -> *mut u8 {
+        self.block
+    }
+    /// Whether the object was closed in this process.
+    pub fn is_closed(&self) -> bool {
+        self.view.is_closed()
+    }
+    /// The object's handle.
+    pub fn handle(&self) -> &Handle {
+        self.view.handle()
     }
 }
 
@@ -204,6 +238,61 @@ impl View {
     /// Whether the object lives in a region this process created or inherited.
     pub fn is_local(&self) -> bool {
         self.region.is_own()
+    }
+
+    /// A [`PlainMap`] of `byte_len` bytes from `byte_offset` of the data, behind
+    /// `lead` bytes for the caller's header. `Ok(None)` where it cannot be made
+    /// (pages of a hugetlb region: a private mapping would reserve the whole
+    /// object in huge pages; or the kernel refused the mapping): the caller
+    /// keeps its other reader. `Closed` once the object was closed here.
+    pub fn plain_map(
+        &self,
+        byte_offset: u64,
+        byte_len: u64,
+        lead: usize,
+    ) -> Result<Option<PlainMap>> {
+        if self.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        let fits = byte_offset
+            .checked_add(byte_len)
+            .is_some_and(|e| e <= self.header.data_len);
+        if !fits || byte_len == 0 {
+            return Err(StoreError::InvalidArgument(format!(
+                "{byte_len} bytes at {byte_offset} are not inside the object's {} data bytes",
+                self.header.data_len
+            )));
+        }
+        if self.region.page_size() != 4096 {
+            return Ok(None);
+        }
+        let start = self.handle.offset + self.header.data_off + byte_offset;
+        let map_off = start & !4095;
+        let skip = (start - map_off) as usize;
+        let lead_pages = lead.saturating_sub(skip);
+        let map = match shard_alloc::sys::mman::map_private_after_anon(
+            self.region.ro_fd(),
+            map_off,
+            skip + byte_len as usize,
+            lead_pages,
+        ) {
+            Ok(m) => m,
+            Err(e)
+                if e.raw_os_error() == Some(libc::ENOMEM)
+                    || e.raw_os_error() == Some(libc::EINVAL) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(StoreError::io("mmap(MAP_PRIVATE)", e)),
+        };
+        let lead_r = lead_pages.div_ceil(4096) * 4096;
+        // The vector's bytes are at lead_r + skip; the block starts lead before.
+        let block = map.as_ptr().wrapping_add(lead_r + skip - lead);
+        Ok(Some(PlainMap {
+            _map: map,
+            block,
+            view: self.clone(),
+        }))
     }
 
     /// A private copy-on-write mapping of the data (O(1); pages are copied only

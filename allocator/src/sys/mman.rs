@@ -121,6 +121,55 @@ impl Mapping {
     }
 }
 
+/// A private copy-on-write mapping of `len` bytes of `fd` from `offset` (a
+/// multiple of 4096), placed right after `lead` bytes (rounded up to whole 4 KiB
+/// pages) of anonymous zero pages, in one range: the caller may put its own
+/// header in the anonymous pages just before the file's bytes (R's vector
+/// header before the data of a vector in foreign memory). The whole range is
+/// readable and writable; writes stay private to this process (never reach the
+/// file, so a sealed file allows it). The [`Mapping`] covers both parts and
+/// unmaps them together.
+pub fn map_private_after_anon<Fd: AsFd>(
+    fd: Fd,
+    offset: u64,
+    len: usize,
+    lead: usize,
+) -> io::Result<Mapping> {
+    if len == 0 || offset % 4096 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "private mapping of 0 bytes or at an unaligned offset",
+        ));
+    }
+    let lead_r = lead.div_ceil(4096) * 4096;
+    let file_r = len.div_ceil(4096) * 4096;
+    let total = lead_r
+        .checked_add(file_r)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+    let rw = ProtFlags::READ | ProtFlags::WRITE;
+    // SAFETY: a fresh anonymous range at an address the kernel picks (no
+    // MAP_FIXED): nothing existing is aliased or replaced.
+    let base =
+        unsafe { rustix::mm::mmap_anonymous(std::ptr::null_mut(), total, rw, MapFlags::PRIVATE)? };
+    let map = Mapping {
+        ptr: NonNull::new(base.cast()).expect("mmap returned NULL without error"),
+        len: total,
+    };
+    // SAFETY: MAP_FIXED replaces only pages of `map`, which this function just
+    // made and nothing else refers to; on failure `map` unmaps the whole range.
+    unsafe {
+        rustix::mm::mmap(
+            map.as_ptr().add(lead_r).cast(),
+            file_r,
+            rw,
+            MapFlags::PRIVATE | MapFlags::FIXED,
+            fd,
+            offset,
+        )?
+    };
+    Ok(map)
+}
+
 /// `madvise(MADV_POPULATE_WRITE)` on `len` bytes at `p`, rounded out to whole
 /// 4 KiB pages: faults them in for writing without changing their contents (as a
 /// write of what is already there would). For a part of a mapping, e.g. the chunk
