@@ -54,7 +54,6 @@ static const R_CallMethodDef call_methods[] = {
     {"C_buffer_read", (DL_FUNC) &C_buffer_read, 5},
     {"C_buffer_advise", (DL_FUNC) &C_buffer_advise, 2},
     {"C_buffer_diag", (DL_FUNC) &C_buffer_diag, 1},
-    {"C_buffer_sweep", (DL_FUNC) &C_buffer_sweep, 0},
     {"C_buffer_vector", (DL_FUNC) &C_buffer_vector, 2},
     {"C_is_shard_vector", (DL_FUNC) &C_is_shard_vector, 1},
     {"C_view_range", (DL_FUNC) &C_view_range, 3},
