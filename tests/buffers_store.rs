@@ -572,3 +572,40 @@ fn another_user_cannot_open_a_buffer() {
     assert!(d.iter().all(|&x| x == 0));
     s.buffer_close(&b).unwrap();
 }
+
+/// A buffer past the huge-page threshold (32 MiB) gets huge pages where the
+/// machine has them (hugetlb, else THP, else 4 KiB: all the same to the
+/// caller): a second writable mapping, advice, the refused and the real seal.
+#[test]
+fn a_large_buffer_works_whatever_its_pages() {
+    if role().is_some() {
+        return;
+    }
+    let s = Store::global().unwrap();
+    let n = 34usize << 20;
+    let b = s.buffer_create(n as u64).unwrap();
+    println!("a {n}-byte buffer has pages of {} bytes", b.page_size());
+    let w = s.buffer_open(b.handle(), true).unwrap();
+    assert_eq!(w.page_size(), b.page_size());
+    let wp = s.buffer_write_ptr(&w).unwrap();
+    // SAFETY: the last byte of the buffer, through the second mapping.
+    unsafe { wp.add(n - 1).write(0x66) };
+    // SAFETY: the same byte through the owner's read mapping.
+    assert_eq!(unsafe { b.read_ptr().add(n - 1).read_volatile() }, 0x66);
+    for a in [
+        shard_alloc::sys::mman::AccessAdvice::Sequential,
+        shard_alloc::sys::mman::AccessAdvice::DontNeed,
+    ] {
+        b.advise(a).unwrap();
+        w.advise(a).unwrap();
+    }
+    // SAFETY: as above (DontNeed dropped page-table entries, not data).
+    assert_eq!(unsafe { b.read_ptr().add(n - 1).read_volatile() }, 0x66);
+    assert_eq!(err_code(s.buffer_seal(&b)).0, Code::Busy);
+    drop(w);
+    s.buffer_seal(&b).unwrap();
+    assert!(b.is_sealed());
+    // SAFETY: as above.
+    assert_eq!(unsafe { b.read_ptr().add(n - 1).read() }, 0x66);
+    s.buffer_close(&b).unwrap();
+}
