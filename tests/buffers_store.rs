@@ -224,7 +224,8 @@ fn owner() {
     std::thread::sleep(std::time::Duration::from_secs(600));
 }
 
-/// Entries of `dir` whose name holds `-<pid>-` or starts with `shard-buf`.
+/// Entries of `dir` whose name holds `-<pid>-` (every name the store, or the
+/// old `/dev/shm/shard-buf-<uid>-<pid>-*` buffers, gave a process's files).
 fn leftovers(dir: &Path, pid: u32) -> Vec<PathBuf> {
     let tag = format!("-{pid}-");
     std::fs::read_dir(dir)
@@ -233,7 +234,7 @@ fn leftovers(dir: &Path, pid: u32) -> Vec<PathBuf> {
                 .map(|e| e.path())
                 .filter(|p| {
                     let n = p.file_name().unwrap().to_string_lossy().into_owned();
-                    n.contains(&tag) || n.starts_with("shard-buf")
+                    n.contains(&tag)
                 })
                 .collect()
         })
