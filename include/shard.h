@@ -624,12 +624,16 @@ int32_t shard_set_spare_region(int32_t on);
 /**
  * Creates a buffer of `size` zeroed bytes owned by this process: its handle
  * goes to `out_handle` (`SHARD_HANDLE_LEN` bytes: what other processes open),
- * the buffer to `*out` (its pointers: `shard_buffer_state`).
+ * the buffer to `*out` (its pointers: `shard_buffer_state`). `huge_pages`
+ * non-zero: a large buffer may get huge pages (as a large share would).
  *
  * # Safety
  * `out_handle` has room for `SHARD_HANDLE_LEN` bytes; `out` is writable.
  */
-int32_t shard_buffer_create(uint64_t size, uint8_t *out_handle, struct shard_buffer **out);
+int32_t shard_buffer_create(uint64_t size,
+                            int32_t huge_pages,
+                            uint8_t *out_handle,
+                            struct shard_buffer **out);
 
 /**
  * Opens the buffer a handle names, in any process of the owner's user on its

@@ -64,13 +64,15 @@ unsafe fn buffer_ref<'a>(b: *const shard_buffer) -> Result<&'a shard_buffer, cra
 
 /// Creates a buffer of `size` zeroed bytes owned by this process: its handle
 /// goes to `out_handle` (`SHARD_HANDLE_LEN` bytes: what other processes open),
-/// the buffer to `*out` (its pointers: `shard_buffer_state`).
+/// the buffer to `*out` (its pointers: `shard_buffer_state`). `huge_pages`
+/// non-zero: a large buffer may get huge pages (as a large share would).
 ///
 /// # Safety
 /// `out_handle` has room for `SHARD_HANDLE_LEN` bytes; `out` is writable.
 #[no_mangle]
 pub unsafe extern "C" fn shard_buffer_create(
     size: u64,
+    huge_pages: i32,
     out_handle: *mut u8,
     out: *mut *mut shard_buffer,
 ) -> i32 {
@@ -79,7 +81,7 @@ pub unsafe extern "C" fn shard_buffer_create(
             return Err(invalid("NULL argument"));
         }
         let store = Store::global()?;
-        let b = store.buffer_create(size)?;
+        let b = store.buffer_create(size, huge_pages != 0)?;
         // SAFETY: the caller promises room for SHARD_HANDLE_LEN bytes.
         unsafe {
             std::ptr::copy_nonoverlapping(

@@ -86,7 +86,7 @@ fn owner_and_worker_write_then_seal_then_read() {
         None => {}
     }
     let s = Store::global().unwrap();
-    let b = s.buffer_create(SIZE as u64).unwrap();
+    let b = s.buffer_create(SIZE as u64, true).unwrap();
     let h = *b.handle();
     assert!(h.writable && b.is_owner() && !b.is_sealed());
     assert_eq!(b.len(), SIZE as u64);
@@ -181,7 +181,7 @@ fn an_empty_buffer_and_a_writer_in_the_owner_process() {
         return;
     }
     let s = Store::global().unwrap();
-    let e = s.buffer_create(0).unwrap();
+    let e = s.buffer_create(0, true).unwrap();
     assert!(e.is_empty());
     let e2 = s.buffer_open(e.handle(), true).unwrap();
     assert!(e2.is_empty());
@@ -189,7 +189,7 @@ fn an_empty_buffer_and_a_writer_in_the_owner_process() {
     s.buffer_close(&e).unwrap();
     // The owner may open its own buffer writable too (as a worker would): the
     // two mappings see each other's writes, and the seal waits for the second.
-    let b = s.buffer_create(10).unwrap();
+    let b = s.buffer_create(10, true).unwrap();
     let b2 = s.buffer_open(b.handle(), true).unwrap();
     let w2 = s.buffer_write_ptr(&b2).unwrap();
     // SAFETY: byte 9 of the 10-byte buffer, through the second mapping.
@@ -216,7 +216,7 @@ fn an_empty_buffer_and_a_writer_in_the_owner_process() {
 /// waits to be killed.
 fn owner() {
     let s = Store::global().unwrap();
-    let b = s.buffer_create(SIZE as u64).unwrap();
+    let b = s.buffer_create(SIZE as u64, true).unwrap();
     // SAFETY: byte 0 of the owner's new buffer.
     unsafe { s.buffer_write_ptr(&b).unwrap().write(0x44) };
     say(&format!("H {}", handle_hex(b.handle())));
@@ -371,7 +371,7 @@ fn forged_stale_and_foreign_handles_fail_cleanly() {
         None => {}
     }
     let s = Store::global().unwrap();
-    let b = s.buffer_create(3 * PAGE as u64).unwrap();
+    let b = s.buffer_create(3 * PAGE as u64, true).unwrap();
     let h = *b.handle();
     let mut dead = Command::new("true").spawn().unwrap();
     let dead_pid = dead.id();
@@ -436,7 +436,10 @@ fn the_c_abi_creates_opens_seals_and_frees() {
     // SAFETY (every call below): live buffers from create/open, buffers with
     // room for what is written, pointers inside the reported lengths.
     unsafe {
-        assert_eq!(shard_buffer_create(100, hb.as_mut_ptr(), &mut b), SHARD_OK);
+        assert_eq!(
+            shard_buffer_create(100, 1, hb.as_mut_ptr(), &mut b),
+            SHARD_OK
+        );
         let mut i = blank();
         assert_eq!(shard_buffer_state(b, &mut i), SHARD_OK);
         assert!(i.len == 100 && i.owner == 1 && i.sealed == 0 && !i.write.is_null());
@@ -486,7 +489,7 @@ fn the_c_abi_creates_opens_seals_and_frees() {
 
         // NULL arguments are errors, never crashes.
         assert_eq!(
-            shard_buffer_create(1, std::ptr::null_mut(), &mut b),
+            shard_buffer_create(1, 1, std::ptr::null_mut(), &mut b),
             SHARD_INVALID_ARGUMENT
         );
         assert_eq!(
@@ -539,7 +542,7 @@ fn another_user_cannot_open_a_buffer() {
     };
     assert_eq!(process::uid(), 0, "switching to {user} needs root");
     let s = Store::global().unwrap();
-    let b = s.buffer_create(PAGE as u64).unwrap();
+    let b = s.buffer_create(PAGE as u64, true).unwrap();
     // A copy of this test binary the other user can run.
     let dir = temp_dir("buffer-other-user");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -577,6 +580,7 @@ fn another_user_cannot_open_a_buffer() {
 /// A buffer past the huge-page threshold (32 MiB) gets huge pages where the
 /// machine has them (hugetlb, else THP, else 4 KiB: all the same to the
 /// caller): a second writable mapping, advice, the refused and the real seal.
+/// Asked without huge pages, it has 4 KiB pages.
 #[test]
 fn a_large_buffer_works_whatever_its_pages() {
     if role().is_some() {
@@ -584,7 +588,7 @@ fn a_large_buffer_works_whatever_its_pages() {
     }
     let s = Store::global().unwrap();
     let n = 34usize << 20;
-    let b = s.buffer_create(n as u64).unwrap();
+    let b = s.buffer_create(n as u64, true).unwrap();
     println!("a {n}-byte buffer has pages of {} bytes", b.page_size());
     let w = s.buffer_open(b.handle(), true).unwrap();
     assert_eq!(w.page_size(), b.page_size());
@@ -609,4 +613,8 @@ fn a_large_buffer_works_whatever_its_pages() {
     // SAFETY: as above.
     assert_eq!(unsafe { b.read_ptr().add(n - 1).read() }, 0x66);
     s.buffer_close(&b).unwrap();
+    // Without huge pages: 4 KiB pages (hugetlb off; shmem THP off too).
+    let small = s.buffer_create(n as u64, false).unwrap();
+    assert_eq!(small.page_size(), 4096);
+    s.buffer_close(&small).unwrap();
 }

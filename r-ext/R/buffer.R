@@ -35,7 +35,9 @@ buffer <- function(type = c("double", "integer", "logical", "raw"), dim, init = 
   dim <- check_buffer_dim(dim)
   n <- prod(dim)
   bytes <- n * .buffer_size[[type]]
-  ptr <- .Call(C_buffer_create, bytes)
+  huge <- getOption("shard.huge_pages", TRUE)   # as share(): large buffers may get huge pages
+  if (!isTRUE(huge) && !isFALSE(huge)) stop("shard: option shard.huge_pages must be TRUE or FALSE", call. = FALSE)
+  ptr <- .Call(C_buffer_create, bytes, huge)
   buf <- new_buffer(type, dim, ptr, backing)
   if (!is.null(init) && length(init)) {
     if (length(init) != 1L) stop("shard: `init` must be a single value (or NULL for zeros)", call. = FALSE)

@@ -134,15 +134,16 @@ static SEXP buf_wrap(shard_buf *b, SEXP handle) {
     return p;
 }
 
-/* Creates a zero-filled buffer of `bytes` bytes owned by this process;
- * returns its mapping. */
-SEXP C_buffer_create(SEXP bytes_) {
+/* Creates a zero-filled buffer of `bytes` bytes owned by this process (`huge`:
+ * a large one may get huge pages, option shard.huge_pages); returns its
+ * mapping. */
+SEXP C_buffer_create(SEXP bytes_, SEXP huge_) {
     double bd = Rf_asReal(bytes_);
     if (!(bd >= 0) || bd > 9.0e15) Rf_error("shard: buffer size must be a non-negative number of bytes");
     SEXP handle = PROTECT(Rf_allocVector(RAWSXP, SHARD_HANDLE_LEN));
     shard_buf *b = (shard_buf *) calloc(1, sizeof(shard_buf));
     if (!b) Rf_error("shard: out of memory");
-    int rc = shard_buffer_create((uint64_t) bd, RAW(handle), &b->rb);
+    int rc = shard_buffer_create((uint64_t) bd, Rf_asLogical(huge_) == TRUE, RAW(handle), &b->rb);
     if (rc == SHARD_OK) rc = buf_refresh(b);
     if (rc != SHARD_OK) {
         buf_release(b);

@@ -44,7 +44,7 @@ static const R_CallMethodDef call_methods[] = {
     {"C_view_advise", (DL_FUNC) &C_view_advise, 2},
     {"C_user_dir", (DL_FUNC) &C_user_dir, 0},
     /* runtime: buffer.c, views.c */
-    {"C_buffer_create", (DL_FUNC) &C_buffer_create, 1},
+    {"C_buffer_create", (DL_FUNC) &C_buffer_create, 2},
     {"C_buffer_open", (DL_FUNC) &C_buffer_open, 3},
     {"C_buffer_close", (DL_FUNC) &C_buffer_close, 2},
     {"C_buffer_seal", (DL_FUNC) &C_buffer_seal, 1},

@@ -219,7 +219,7 @@ SEXP C_view_advise(SEXP holder, SEXP code); /* advise.c */
 SEXP C_user_dir(void);                       /* advise.c */
 /* buffer.c (writable shared buffers) */
 void buffer_init_classes(DllInfo *dll);
-SEXP C_buffer_create(SEXP bytes);
+SEXP C_buffer_create(SEXP bytes, SEXP huge);
 SEXP C_buffer_open(SEXP path, SEXP bytes, SEXP readonly);
 SEXP C_buffer_close(SEXP p, SEXP unlink);
 SEXP C_buffer_seal(SEXP p);

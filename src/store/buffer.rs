@@ -140,11 +140,13 @@ fn not_owner(h: &Handle, what: &str) -> StoreError {
 impl Store {
     /// Creates a buffer of `size` zeroed bytes, owned by this process: its
     /// handle is `buffer.handle()`, its writable pointer
-    /// [`Store::buffer_write_ptr`].
-    pub fn buffer_create(&self, size: u64) -> Result<Buffer> {
+    /// [`Store::buffer_write_ptr`]. `huge_pages`: a large buffer may get huge
+    /// pages (as a large share would: the allocator's threshold and fallbacks).
+    pub fn buffer_create(&self, size: u64, huge_pages: bool) -> Result<Buffer> {
         let opts = ShareOptions {
             backing: BackingChoice::Memfd,
             readonly: false,
+            huge_pages,
             ..ShareOptions::default()
         };
         // A fresh memfd region of its own (writable objects never share one,

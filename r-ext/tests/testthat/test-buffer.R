@@ -37,6 +37,13 @@ test_that("bad arguments are clear errors", {
   expect_error(buffer("double", dim = 1.5), "whole numbers")
   expect_error(buffer("double", dim = "a"), "whole numbers")
   expect_error(buffer("double", 3, backing = "disk"), "backing")
+  old <- options(shard.huge_pages = "yes")
+  expect_error(buffer("double", 3), "shard.huge_pages must be TRUE or FALSE")
+  options(shard.huge_pages = FALSE)
+  b <- buffer("double", 5e6, init = 1)            # 40 MB, 4 KiB pages
+  expect_identical(sum(b[]), 5e6)
+  buffer_close(b)
+  options(old)
   expect_error(buffer_info(1:3), "must be a buffer")
   expect_error(buffer_open(1, "double", 3), "path")
 })
