@@ -175,7 +175,6 @@ impl Store {
     /// `OwnerGone`, `Closed`, `PermissionDenied` (another user),
     /// `BadHandle` (forged, stale, or a read-only object's handle).
     pub fn buffer_open(&self, h: &Handle, writable: bool) -> Result<Buffer> {
-        let _pass = fork::enter();
         self.check_node(h)?;
         if !h.writable {
             return Err(StoreError::BadHandle(
@@ -184,14 +183,23 @@ impl Store {
                     .into(),
             ));
         }
-        if !writable {
-            return self.buffer_reader(h);
+        if writable {
+            if let Some(b) = self.buffer_writer(h)? {
+                return Ok(b);
+            }
         }
+        // Read-only, asked for or sealed: the attach path (which takes the
+        // fork gate itself; the gate's read lock must not be taken twice).
+        self.buffer_reader(h)
+    }
+
+    /// A writable mapping of buffer `h` (see [`Store::buffer_open`]), or
+    /// `None` when it is sealed (read it instead).
+    fn buffer_writer(&self, h: &Handle) -> Result<Option<Buffer>> {
+        let _pass = fork::enter();
         let owner = if self.is_mine(h) {
-            let owned = lock(&self.owned);
-            if owned.find(h)?.block.region.is_sealed() {
-                drop(owned);
-                return self.buffer_reader(h);
+            if lock(&self.owned).find(h)?.block.region.is_sealed() {
+                return Ok(None);
             }
             None
         } else {
@@ -211,10 +219,8 @@ impl Store {
                 return match source.raw_os_error() {
                     // Sealed meanwhile (the check, or mmap refused by the seal):
                     // it is read-only for good, read it as any object.
-                    None if source.kind() == std::io::ErrorKind::PermissionDenied => {
-                        self.buffer_reader(h)
-                    }
-                    Some(libc::EPERM) if op == "map a buffer writable" => self.buffer_reader(h),
+                    None if source.kind() == std::io::ErrorKind::PermissionDenied => Ok(None),
+                    Some(libc::EPERM) if op == "map a buffer writable" => Ok(None),
                     Some(libc::EACCES) | Some(libc::EPERM) => {
                         Err(StoreError::PermissionDenied(format!(
                             "cannot open the buffer of pid {} for writing (another user's \
@@ -254,14 +260,14 @@ impl Store {
         let mut ob = [0u8; HEADER_LEN as usize];
         map.read(h.offset, &mut ob)?;
         let header = check_object(&ob, h)?;
-        Ok(Buffer {
+        Ok(Some(Buffer {
             handle: *h,
             data_at: h.offset + header.data_off,
             data_len: header.data_len,
             page_size: rh.page_size,
             access: Access::Writer(map),
             pid: self.pid,
-        })
+        }))
     }
 
     /// A read-only view of buffer `h` (the attach path, as any object).
