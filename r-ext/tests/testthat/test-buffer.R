@@ -217,6 +217,24 @@ test_that("several workers write disjoint ranges concurrently without locks", {
   buffer_close(b); buffer_close(b2)
 })
 
+test_that("forked children (mclapply) open the buffer by its handle and write disjoint ranges", {
+  skip_if_no_fork()
+  b <- buffer("integer", dim = 4000)
+  r <- parallel::mclapply(1:4, function(k) {
+    i <- ((k - 1) * 1000 + 1):(k * 1000)
+    b[i] <- rep(k, 1000)
+    gc()          # the child's copy of the owner's mapping is not the child's to unmap
+    Sys.getpid()
+  }, mc.cores = 2)
+  expect_false(any(unlist(r) == Sys.getpid()))
+  expect_identical(b[], rep(1:4, each = 1000))
+  b[1] <- 9L      # the owner's mappings are intact after the children exited
+  expect_identical(b[1:2], c(9L, 1L))
+  buffer_seal(b)  # and the children's mappings are gone
+  expect_true(buffer_info(b)$sealed)
+  buffer_close(b)
+})
+
 test_that("the seal is refused while another mapping can write, and waits for nobody after", {
   b <- buffer("double", dim = 10)
   w <- buffer_open(buffer_path(b), "double", 10)   # as a worker would map it
