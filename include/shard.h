@@ -74,6 +74,12 @@
 #define SHARD_OTHER_NODE 11
 
 /**
+ * Refused for now, nothing changed: retry later (`shard_buffer_seal` while
+ * another process still maps the buffer writable).
+ */
+#define SHARD_BUSY 12
+
+/**
  * Object kinds (the object header's and the handle's kind byte; literals so
  * that cbindgen writes numbers, checked against `Kind` below).
  */
@@ -115,6 +121,12 @@
  * At most this many pages are queried by [`View::numa_nodes`].
  */
 #define NUMA_SAMPLE_PAGES 65536
+
+/**
+ * A writable shared buffer as this process holds it: created here (the
+ * owner), or opened writable or read-only.
+ */
+typedef struct shard_buffer shard_buffer;
 
 /**
  * A plain vector's mapping (and the view that keeps its object attached).
@@ -279,6 +291,40 @@ typedef struct shard_handle_fields {
   uint64_t len;
   uint64_t region_size;
 } shard_handle_fields;
+
+/**
+ * Where and how this process reaches a buffer (`shard_buffer_state`).
+ */
+typedef struct shard_buffer_info {
+  /**
+   * Where this process reads the data: valid until `shard_buffer_free`,
+   * also after close and after the seal.
+   */
+  const uint8_t *read;
+  /**
+   * Where this process writes the data, or NULL: sealed, opened read-only,
+   * or closed. The owner's moves when a seal is refused: ask again after
+   * every `shard_buffer_seal`.
+   */
+  uint8_t *write;
+  /**
+   * Bytes of data.
+   */
+  uint64_t len;
+  /**
+   * Page size of the buffer's region.
+   */
+  uint64_t page_size;
+  /**
+   * Non-zero: sealed (read-only for good, in every process).
+   */
+  int32_t sealed;
+  /**
+   * Non-zero: this process created the buffer (`shard_buffer_close`
+   * releases it).
+   */
+  int32_t owner;
+} shard_buffer_info;
 
 /**
  * A validated strings layout inside a view: string `i` is
@@ -671,6 +717,97 @@ int32_t shard_plain_closed(const struct shard_plain *p);
  * `p` is a live mapping or NULL; nothing reads its pages afterwards.
  */
 void shard_plain_free(struct shard_plain *p);
+
+/**
+ * Creates a buffer of `size` zeroed bytes owned by this process: its handle
+ * goes to `out_handle` (`SHARD_HANDLE_LEN` bytes: what other processes open),
+ * the buffer to `*out` (its pointers: `shard_buffer_state`). `huge_pages`
+ * non-zero: a large buffer may get huge pages (as a large share would).
+ *
+ * # Safety
+ * `out_handle` has room for `SHARD_HANDLE_LEN` bytes; `out` is writable.
+ */
+int32_t shard_buffer_create(uint64_t size,
+                            int32_t huge_pages,
+                            uint8_t *out_handle,
+                            struct shard_buffer **out);
+
+/**
+ * Opens the buffer a handle names, in any process of the owner's user on its
+ * node: writable (`writable` non-zero; a sealed buffer is then opened
+ * read-only, zero-copy) or read-only. Errors: `SHARD_BAD_HANDLE` (corrupt,
+ * forged, stale, or a read-only object's handle), `SHARD_CLOSED`,
+ * `SHARD_OWNER_GONE`, `SHARD_PERMISSION_DENIED` (another user),
+ * `SHARD_OTHER_NODE`.
+ *
+ * # Safety
+ * `handle` points to `len` bytes; `out` is writable.
+ */
+int32_t shard_buffer_open(const uint8_t *handle,
+                          uint64_t len,
+                          int32_t writable,
+                          struct shard_buffer **out);
+
+/**
+ * Fills `*out` with the buffer's pointers and state now.
+ *
+ * # Safety
+ * `b` is a live buffer; `out` is writable.
+ */
+int32_t shard_buffer_state(const struct shard_buffer *b, struct shard_buffer_info *out);
+
+/**
+ * Writes the buffer's handle (`SHARD_HANDLE_LEN` bytes) to `out_handle`.
+ *
+ * # Safety
+ * `b` is a live buffer; `out_handle` has room for `SHARD_HANDLE_LEN` bytes.
+ */
+int32_t shard_buffer_handle(const struct shard_buffer *b, uint8_t *out_handle);
+
+/**
+ * Seals the buffer read-only for good (only its creator can). `SHARD_BUSY`
+ * while another mapping can still write it (a worker's): nothing changed,
+ * retry once the workers are done. `SHARD_PERMISSION_DENIED` in another
+ * process. Ask `shard_buffer_state` for the pointers again afterwards,
+ * whatever the result.
+ *
+ * # Safety
+ * `b` is a live buffer.
+ */
+int32_t shard_buffer_seal(const struct shard_buffer *b);
+
+/**
+ * Gives the kernel an access-pattern hint (`madvise(2)`) for this process's
+ * mapping of the data: `advice` 0 normal, 1 random, 2 sequential, 3 will
+ * need, 4 don't need (drops this process's page-table entries; the bytes
+ * stay). `SHARD_INVALID_ARGUMENT` for another `advice`.
+ *
+ * # Safety
+ * `b` is a live buffer.
+ */
+int32_t shard_buffer_advise(const struct shard_buffer *b, int32_t advice);
+
+/**
+ * Closes the buffer in this process. Its creator releases it: other
+ * processes can no longer open it, and its memory goes with the last
+ * mapping (the buffer's own until `shard_buffer_free`; workers' until they
+ * unmap). Elsewhere nothing happens until `shard_buffer_free` unmaps.
+ * Idempotent. The pointers stay valid until `shard_buffer_free`.
+ *
+ * # Safety
+ * `b` is a live buffer.
+ */
+int32_t shard_buffer_close(const struct shard_buffer *b);
+
+/**
+ * Frees the buffer: this process's mappings go (the creator's buffer is
+ * closed first if it was not). In a forked child that inherited the pointer
+ * nothing is unmapped (the parent's mappings are not the child's to remove).
+ *
+ * # Safety
+ * `b` is a live buffer or NULL; not used afterwards.
+ */
+void shard_buffer_free(struct shard_buffer *b);
 
 /**
  * Decodes and validates the strings layout at `byte_offset .. byte_offset +

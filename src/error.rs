@@ -22,6 +22,9 @@ pub enum Code {
     Internal = 10,
     /// The object lives on another node (another machine, boot or PID namespace).
     OtherNode = 11,
+    /// Refused for now, nothing changed: retry later (a buffer sealed while
+    /// another process still maps it writable).
+    Busy = 12,
 }
 
 /// Every way a store operation fails.
@@ -54,6 +57,9 @@ pub enum StoreError {
         here_host: String,
         here_id: String,
     },
+    /// Refused for now and nothing changed (the kernel's `EBUSY`): what is
+    /// busy and when to retry.
+    Busy(String),
 }
 
 impl StoreError {
@@ -78,6 +84,7 @@ impl StoreError {
             },
             StoreError::Io { .. } => Code::Io,
             StoreError::OtherNode { .. } => Code::OtherNode,
+            StoreError::Busy(_) => Code::Busy,
         }
     }
 
@@ -105,6 +112,7 @@ impl fmt::Display for StoreError {
             StoreError::NotFound(n) => write!(f, "no shared object named {n:?}"),
             StoreError::Alloc(e) => write!(f, "{e}"),
             StoreError::Io { op, source } => write!(f, "{op} failed: {source}"),
+            StoreError::Busy(m) => write!(f, "busy: {m}"),
             StoreError::OtherNode {
                 there_host,
                 there_id,

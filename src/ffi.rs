@@ -21,6 +21,7 @@ use crate::store::{BackingChoice, PrivateMap, ShareOptions, Store, View, Writer}
 // The payload decoder's entry points (strings, composite columns, serialized
 // vector state) and plain vectors over shared pages live in files of their own;
 // re-exported so `shard::ffi::*` is the whole ABI.
+pub use crate::ffi_buffer::*;
 pub use crate::ffi_mapped::*;
 pub use crate::ffi_payload::*;
 

@@ -10,7 +10,8 @@
 //! - [`copy`]: copying large objects in (copy threads, prefault helper).
 //! - `tracker`: the resource tracker that unlinks a dead owner's named objects.
 //! - [`ffi`]: the C ABI (`include/shard.h`) used by the R package;
-//!   [`ffi_payload`]: its part that decodes payloads for the C code.
+//!   [`ffi_payload`]: its part that decodes payloads for the C code;
+//!   [`ffi_buffer`]: its part for writable shared buffers (`store::Buffer`).
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
@@ -18,6 +19,7 @@ pub mod copy;
 pub mod error;
 pub mod ffi;
 pub mod ffi_mapped;
+pub mod ffi_buffer;
 pub mod ffi_payload;
 mod fork;
 pub mod format;

@@ -6,10 +6,20 @@
 //! never write-protected and never sealed on publish; the read-only regions'
 //! rules are untouched (they never hold a buffer). The owner writes through
 //! its writer mapping ([`Block::write_ptr`](crate::Block::write_ptr), valid
-//! until the region is sealed); a worker of the same user maps it writable
-//! with [`BufferMap::open`], through `/proc/<owner>/fd/<n>` as readers do (the
-//! kernel refuses other users). Forked children do not inherit the owner's
-//! writer mapping (`MADV_DONTFORK`): they open the buffer like any worker.
+//! until the region is sealed, and to be taken anew after a seal attempt:
+//! a refused seal maps the writer again, possibly elsewhere); a worker of the
+//! same user maps it writable with [`BufferMap::open`], through
+//! `/proc/<owner>/fd/<n>` as readers do (the kernel refuses other users), after
+//! checking that the number still names the region's file (its dev/ino, a
+//! regular file of this user: a stale or forged number maps nothing).
+//! Forked children do not inherit the owner's writer mapping
+//! (`MADV_DONTFORK`): they open the buffer like any worker.
+//!
+//! Lifetime: a buffer is a memfd, so it has no name anywhere: it lives while
+//! some process holds an fd or a mapping of it (the owner's region, a
+//! worker's [`BufferMap`]) and goes with the last of them, also when the owner
+//! is killed (nothing is left in `/dev/shm` or on disk). The store's buffers
+//! (`shard::store`, `src/store/buffer.rs`) are this kind of region.
 //!
 //! Concurrent writes: workers writing disjoint byte ranges need no lock; every
 //! mapping of the file shares one page cache, so each byte ends as its one
@@ -26,8 +36,8 @@
 //! any object.
 
 use crate::error::{AllocError, Result};
-use crate::sys::memfd;
-use crate::sys::mman::{Access, Mapping};
+use crate::sys::memfd::{self, FileId};
+use crate::sys::mman::{self, Access, AccessAdvice, Mapping};
 use crate::sys::seal::{self, Seals};
 use crate::sys::OwnedFd;
 
@@ -46,14 +56,22 @@ fn sys(op: &'static str) -> impl FnOnce(std::io::Error) -> AllocError {
 impl BufferMap {
     /// Maps `size` bytes (the region's size, [`Region::size`](crate::Region::size))
     /// of the buffer region that process `pid` holds as fd `fd`
-    /// ([`Region::raw_fd`](crate::Region::raw_fd)) writable and shared.
-    /// Offsets are from the region's start, as a [`Block`](crate::Block)'s are.
+    /// ([`Region::raw_fd`](crate::Region::raw_fd)) writable and shared, when
+    /// that fd still names the region's file `expect`
+    /// ([`Region::file_id`](crate::Region::file_id)), a regular file of the
+    /// calling process's user. Offsets are from the region's start, as a
+    /// [`Block`](crate::Block)'s are.
     ///
-    /// Errors: the open (`EACCES` for another user, `ENOENT` when the owner
-    /// or its fd is gone), a region that is sealed or write-protected (not a
-    /// buffer, or sealed already: `PermissionDenied`), or smaller than `size`.
-    pub fn open(pid: u32, fd: i32, size: u64) -> Result<BufferMap> {
-        let f = memfd::reopen_writable(pid, fd).map_err(sys("open a buffer for writing"))?;
+    /// Errors ([`AllocError::Sys`], the cause's `raw_os_error()` says which):
+    /// the open (`EACCES` for another user, `ENOENT`/`ESRCH` when the owner or
+    /// its fd is gone, `ESTALE` when the number names another file now), a
+    /// region that is sealed or write-protected (not a buffer, or sealed
+    /// already: `PermissionDenied`, no errno), or [`AllocError::BadSize`] for a
+    /// file smaller than `size`.
+    pub fn open(pid: u32, fd: i32, size: u64, expect: FileId) -> Result<BufferMap> {
+        let uid = crate::sys::process::uid();
+        let f = memfd::reopen_writable(pid, fd, expect, uid)
+            .map_err(sys("open a buffer for writing"))?;
         let seals = seal::get(&f).unwrap_or(Seals::empty());
         if seals.intersects(Seals::WRITE | Seals::FUTURE_WRITE) {
             return Err(AllocError::Sys {
@@ -98,24 +116,60 @@ impl BufferMap {
         self.len == 0
     }
 
-    /// Copies `bytes` to `offset` (from the region's start).
-    pub fn write(&self, offset: u64, bytes: &[u8]) -> Result<()> {
-        if !offset
-            .checked_add(bytes.len() as u64)
+    /// Copies `out.len()` bytes at `offset` (from the region's start) into
+    /// `out` (e.g. the region and object headers, checked before any write).
+    pub fn read(&self, offset: u64, out: &mut [u8]) -> Result<()> {
+        self.check_range("read from a buffer", offset, out.len())?;
+        // SAFETY: the range lies inside our shared mapping (checked), which
+        // lives as long as `self`; `out` is a separate buffer. Other processes
+        // may write these bytes meanwhile: the copy then holds some mix of
+        // old and new bytes, never anything outside the mapping.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.map.as_ptr().add(offset as usize),
+                out.as_mut_ptr(),
+                out.len(),
+            )
+        };
+        Ok(())
+    }
+
+    fn check_range(&self, op: &'static str, offset: u64, len: usize) -> Result<()> {
+        if offset
+            .checked_add(len as u64)
             .is_some_and(|e| e <= self.len as u64)
         {
-            return Err(AllocError::Sys {
-                op: "write into a buffer",
-                source: std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    format!(
-                        "{} bytes at offset {offset} pass the end of a {}-byte mapping",
-                        bytes.len(),
-                        self.len
-                    ),
-                ),
-            });
+            return Ok(());
         }
+        Err(AllocError::Sys {
+            op,
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{len} bytes at offset {offset} pass the end of a {}-byte mapping",
+                    self.len
+                ),
+            ),
+        })
+    }
+
+    /// An access-pattern hint (`madvise(2)`) for `len` bytes at `offset` (from
+    /// the region's start), rounded out to `page` (the region's page size).
+    /// Only this process's mapping is affected; `DontNeed` drops its page
+    /// table entries, the bytes stay in the file.
+    pub fn advise(&self, offset: u64, len: usize, page: usize, advice: AccessAdvice) -> Result<()> {
+        self.check_range("advise a buffer", offset, len)?;
+        // SAFETY: the range lies inside our shared mapping (checked; rounding
+        // out to `page` stays inside it: the mapping covers whole pages of the
+        // region from its start), which lives as long as `self`. It is a
+        // shared file mapping, so no hint discards data.
+        unsafe { mman::advise_range(self.map.as_ptr().add(offset as usize), len, page, advice) }
+            .map_err(sys("madvise a buffer"))
+    }
+
+    /// Copies `bytes` to `offset` (from the region's start).
+    pub fn write(&self, offset: u64, bytes: &[u8]) -> Result<()> {
+        self.check_range("write into a buffer", offset, bytes.len())?;
         // SAFETY: the range lies inside our shared writable mapping (checked),
         // which lives as long as `self`; `bytes` is a separate buffer. Other
         // processes may write the same file: the caller keeps to its ranges

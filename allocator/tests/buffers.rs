@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 
 use common::child_role;
 use shard_alloc::buffer::BufferMap;
+use shard_alloc::sys::memfd::FileId;
 use shard_alloc::{AllocError, Allocator, HugePages, Options, Request, Seals};
 
 const TEST: &str = "owner_and_worker_write_one_buffer_then_it_seals_read_only";
@@ -21,7 +22,17 @@ const PAGES: usize = 64;
 
 fn worker() {
     let var = |k: &str| std::env::var(k).unwrap().parse::<u64>().unwrap();
-    let m = BufferMap::open(var("BUF_PID") as u32, var("BUF_FD") as i32, var("BUF_SIZE")).unwrap();
+    let id = FileId {
+        dev: var("BUF_DEV"),
+        ino: var("BUF_INO"),
+    };
+    let m = BufferMap::open(
+        var("BUF_PID") as u32,
+        var("BUF_FD") as i32,
+        var("BUF_SIZE"),
+        id,
+    )
+    .unwrap();
     let off = var("BUF_OFF") as usize;
     // Even pages are the worker's.
     for p in (0..PAGES).step_by(2) {
@@ -60,6 +71,8 @@ fn owner_and_worker_write_one_buffer_then_it_seals_read_only() {
         .env("BUF_PID", std::process::id().to_string())
         .env("BUF_FD", r.raw_fd().to_string())
         .env("BUF_SIZE", r.size().to_string())
+        .env("BUF_DEV", r.file_id().dev.to_string())
+        .env("BUF_INO", r.file_id().ino.to_string())
         .env("BUF_OFF", b.offset.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -106,14 +119,74 @@ fn owner_and_worker_write_one_buffer_then_it_seals_read_only() {
     a.seal_own(&b).unwrap();
     assert!(r.is_sealed() && !r.is_writable());
     assert_eq!(r.kernel_seals(), Seals::IMMUTABLE);
-    let e = BufferMap::open(std::process::id(), r.raw_fd(), r.size()).unwrap_err();
+    let e = BufferMap::open(std::process::id(), r.raw_fd(), r.size(), r.file_id()).unwrap_err();
     assert!(e.to_string().contains("read-only"), "{e}");
     assert_eq!(bytes[1], 0x11, "sealed with the bytes as written");
     // Read-only objects keep their rules beside it.
     let ro = a.alloc(100, &Request::default()).unwrap();
     assert!(ro.region.is_write_protected());
-    let e = BufferMap::open(std::process::id(), ro.region.raw_fd(), ro.region.size()).unwrap_err();
+    let e = BufferMap::open(
+        std::process::id(),
+        ro.region.raw_fd(),
+        ro.region.size(),
+        ro.region.file_id(),
+    )
+    .unwrap_err();
     let e = e.to_string();
     // Root gets past the file mode and is stopped by the seals.
     assert!(e.contains("read-only") || e.contains("denied"), "{e}");
+}
+
+/// A number that does not (or no longer) name the buffer's file maps nothing:
+/// another fd of the owner (here stdin, a pipe or a tty, never opened for
+/// writing by the check), the region of another buffer, a closed buffer.
+#[test]
+fn a_stale_or_forged_fd_maps_nothing() {
+    if child_role().is_some() {
+        return;
+    }
+    let a = Allocator::new(Options {
+        huge_pages: HugePages::Off,
+        ..Options::default()
+    })
+    .unwrap();
+    let b1 = a.alloc(4096, &Request::buffer()).unwrap();
+    a.publish(&b1, false).unwrap();
+    let b2 = a.alloc(4096, &Request::buffer()).unwrap();
+    a.publish(&b2, false).unwrap();
+    let me = std::process::id();
+    let (r1, r2) = (b1.region.clone(), b2.region.clone());
+    let errno = |e: AllocError| match e {
+        AllocError::Sys { source, .. } => source.raw_os_error(),
+        other => panic!("not a system error: {other}"),
+    };
+    // The right number with the other buffer's identity, and the reverse.
+    let e = BufferMap::open(me, r1.raw_fd(), r1.size(), r2.file_id()).unwrap_err();
+    assert_eq!(errno(e), Some(libc::ESTALE));
+    // fd 0 names no buffer at all.
+    let e = BufferMap::open(me, 0, r1.size(), r1.file_id()).unwrap_err();
+    assert_eq!(errno(e), Some(libc::ESTALE));
+    // The right pair maps, and writes reach the owner.
+    let m = BufferMap::open(me, r2.raw_fd(), r2.size(), r2.file_id()).unwrap();
+    m.write(b2.offset, b"hello").unwrap();
+    let mut got = [0u8; 5];
+    m.read(b2.offset, &mut got).unwrap();
+    assert_eq!(&got, b"hello");
+    // SAFETY: the read mapping of the live block.
+    assert_eq!(
+        unsafe { std::slice::from_raw_parts(b2.read_ptr(), 5) },
+        b"hello"
+    );
+    assert!(m.write(r2.size() - 2, b"abc").is_err(), "past the end");
+    drop(m);
+    // Once the region is released its number names nothing (or another file).
+    let (fd1, id1, size1) = (r1.raw_fd(), r1.file_id(), r1.size());
+    a.free(&b1).unwrap();
+    drop(b1);
+    drop(r1);
+    let e = BufferMap::open(me, fd1, size1, id1).unwrap_err();
+    assert!(
+        matches!(errno(e), Some(libc::ENOENT) | Some(libc::ESTALE)),
+        "a released buffer must not map"
+    );
 }

@@ -1,25 +1,29 @@
 # Writable shared output buffers: buffer(), buffer_open(), buffer_close(),
 # buffer_seal(), reading and writing with `[` / `[<-`, coercions, info.
 #
-# A buffer is a file in /dev/shm mapped MAP_SHARED read-write (src/buffer.c
-# owns the mapping and explains its lifetime and the leak window). The R
-# object is a small list: type, dim, path, and the mapping of the process that
-# made it (an external pointer, plus that process's pid). Sent to a worker (as
-# part of shard_map()'s out=), the pointer arrives empty: the worker maps the
-# file by its path on first use and keeps that mapping in .buffer_maps for the
-# rest of the run, so a buffer travels as a few hundred bytes.
+# A buffer is one of the store's writable buffers: an anonymous memfd region
+# of its own (src/buffer.c over the C ABI shard_buffer_*; src/store/buffer.rs
+# explains the checks and the lifetime: no name, no file, nothing left behind
+# by a killed owner). The R object is a small list: type, dim, the buffer's
+# handle (a raw vector) and its path (the handle as text, "shard-buf:<hex>",
+# what buffer_path() gives and buffer_open() takes), and the mapping of the
+# process that made it (an external pointer, plus that process's pid). Sent to
+# a worker (as part of shard_map()'s out=), the pointer arrives empty: the
+# worker opens the buffer by its handle on first use and keeps that mapping in
+# .buffer_maps for the rest of the run, so a buffer travels as a few hundred
+# bytes.
 #
 # Workers write disjoint parts with `[<-` (no lock: see buffer.c for what
-# overlapping writes do). After a run, buffer_seal() makes the owner's pages
-# read-only and as.vector()/as.matrix()/... of a sealed buffer are zero-copy
-# ALTREP vectors over them; before sealing they are copies (the buffer may
+# overlapping writes do). After a run, buffer_seal() seals the buffer
+# read-only for good (the kernel refuses while a worker still maps it
+# writable), and as.vector()/as.matrix()/... of a sealed buffer are zero-copy
+# ALTREP vectors over it; before sealing they are copies (the buffer may
 # still change, and an R value must not).
 
 .buffer_kind <- c(double = 1L, integer = 2L, logical = 3L, raw = 4L)
 .buffer_size <- c(double = 8, integer = 4, logical = 4, raw = 1)
 .buffer_maps <- new.env(parent = emptyenv())   # path -> mapping, in workers (and buffer_open())
-.buffer_state <- new.env(parent = emptyenv())
-.buffer_state$swept <- FALSE
+.buffer_path_prefix <- "shard-buf:"
 
 #' @export
 buffer <- function(type = c("double", "integer", "logical", "raw"), dim, init = NULL,
@@ -29,13 +33,11 @@ buffer <- function(type = c("double", "integer", "logical", "raw"), dim, init = 
   if (missing(dim)) stop("shard: buffer() needs `dim`: a length (e.g. 100) or dimensions (e.g. c(nrow, ncol))",
                          call. = FALSE)
   dim <- check_buffer_dim(dim)
-  if (!.buffer_state$swept) {
-    .buffer_state$swept <- TRUE
-    try(.Call(C_buffer_sweep), silent = TRUE)   # files of crashed owners
-  }
   n <- prod(dim)
   bytes <- n * .buffer_size[[type]]
-  ptr <- .Call(C_buffer_create, bytes)
+  huge <- getOption("shard.huge_pages", TRUE)   # as share(): large buffers may get huge pages
+  if (!isTRUE(huge) && !isFALSE(huge)) stop("shard: option shard.huge_pages must be TRUE or FALSE", call. = FALSE)
+  ptr <- .Call(C_buffer_create, bytes, huge)
   buf <- new_buffer(type, dim, ptr, backing)
   if (!is.null(init) && length(init)) {
     if (length(init) != 1L) stop("shard: `init` must be a single value (or NULL for zeros)", call. = FALSE)
@@ -44,11 +46,30 @@ buffer <- function(type = c("double", "integer", "logical", "raw"), dim, init = 
   buf
 }
 
+# `backing` is what the caller asked for; every buffer is a memfd region (the
+# allocator's buffer kind): buffer_info() and print() say "memfd".
 new_buffer <- function(type, dim, ptr, backing, readonly = FALSE) {
   st <- .Call(C_buffer_state, ptr)
-  structure(list(type = type, dim = as.numeric(dim), n = prod(dim), bytes = st$bytes, path = st$path,
+  structure(list(type = type, dim = as.numeric(dim), n = prod(dim), bytes = st$bytes,
+                 path = buffer_handle_path(st$handle), handle = st$handle,
                  backing = backing, readonly = readonly, ptr = ptr, pid = Sys.getpid()),
             class = "shard_buffer")
+}
+
+# A buffer's path: its handle as text (a buffer has no name: it is an anonymous
+# memfd region; the handle is what another process opens it by).
+buffer_handle_path <- function(handle) paste0(.buffer_path_prefix, paste(as.character(handle), collapse = ""))
+
+# The handle in a path from buffer_handle_path() (an error for anything else).
+buffer_path_handle <- function(path) {
+  hex <- substring(path, nchar(.buffer_path_prefix) + 1L)
+  if (!startsWith(path, .buffer_path_prefix) || !nzchar(hex) || nchar(hex) %% 2L ||
+      !grepl("^[0-9a-f]+$", hex))
+    stop(sprintf("shard: `path` must be a buffer's path from buffer_path() (\"%s\" and the hex digits of its handle), not \"%s\"",
+                 .buffer_path_prefix, if (nchar(path) > 40) paste0(substr(path, 1, 40), "...") else path),
+         call. = FALSE)
+  n <- nchar(hex)
+  as.raw(strtoi(substring(hex, seq.int(1L, n, 2L), seq.int(2L, n, 2L)), 16L))
 }
 
 check_buffer_dim <- function(dim) {
@@ -73,7 +94,8 @@ buf_ptr <- function(x) {
   if (identical(x$pid, Sys.getpid())) return(x$ptr)
   p <- .buffer_maps[[x$path]]
   if (is.null(p) || !isTRUE(.Call(C_buffer_state, p)$mapped)) {
-    p <- .Call(C_buffer_open, x$path, x$bytes, isTRUE(x$readonly))
+    p <- .Call(C_buffer_open, if (is.raw(x$handle)) x$handle else buffer_path_handle(x$path), x$bytes,
+               isTRUE(x$readonly))
     assign(x$path, p, envir = .buffer_maps)
   }
   p
@@ -88,16 +110,20 @@ check_buffer <- function(x) {
 
 #' @export
 buffer_open <- function(path, type, dim, backing = c("mmap", "shm"), readonly = FALSE) {
-  if (!is.character(path) || length(path) != 1L || is.na(path))
-    stop("shard: `path` must be the path of a buffer (buffer_path())", call. = FALSE)
+  if (!(is.character(path) && length(path) == 1L && !is.na(path)) && !is.raw(path))
+    stop("shard: `path` must be the path of a buffer (buffer_path()) or its handle (a raw vector)", call. = FALSE)
   type <- arg_choice(type, names(.buffer_kind), "type")
   backing <- arg_choice(backing, c("mmap", "shm"), "backing")
   readonly <- arg_flag(readonly, "readonly")
   dim <- check_buffer_dim(dim)
-  ptr <- .Call(C_buffer_open, path, prod(dim) * .buffer_size[[type]], readonly)
+  handle <- if (is.raw(path)) path else buffer_path_handle(path)
+  ptr <- .Call(C_buffer_open, handle, prod(dim) * .buffer_size[[type]], readonly)
   new_buffer(type, dim, ptr, backing, readonly = readonly)
 }
 
+# `unlink` is accepted (the reference's argument) and has no effect: a buffer
+# has no name to unlink. The owner's close releases the buffer; another
+# process's close unmaps its own mapping.
 #' @export
 buffer_close <- function(x, unlink = NULL) {
   check_buffer(x)
@@ -128,7 +154,7 @@ buffer_path <- function(x) {
 buffer_info <- function(x) {
   check_buffer(x)
   st <- .Call(C_buffer_state, buf_ptr_quiet(x))
-  list(type = x$type, dim = x$dim, n = x$n, bytes = x$bytes, backing = x$backing, path = x$path,
+  list(type = x$type, dim = x$dim, n = x$n, bytes = x$bytes, backing = "memfd", path = x$path,
        readonly = isTRUE(x$readonly) || isTRUE(st$sealed), sealed = isTRUE(st$sealed),
        closed = isTRUE(st$closed), views = st$views)
 }
@@ -344,7 +370,7 @@ print.shard_buffer <- function(x, ...) {
   state <- if (isTRUE(st$closed)) "closed" else if (isTRUE(st$sealed)) "sealed" else if (isTRUE(x$readonly))
     "read-only" else "writable"
   cat(sprintf("<shard_buffer> %s [%s], %s, %s\n", x$type, paste(x$dim, collapse = " x "), format_bytes(x$bytes), state))
-  cat(sprintf("  backing: %s   path: %s\n", x$backing, x$path))
+  cat(sprintf("  backing: memfd   path: %s...\n", substr(x$path, 1, nchar(.buffer_path_prefix) + 16L)))
   if (!isTRUE(st$closed) && x$n > 0) {
     k <- min(x$n, 6)
     vals <- .Call(C_buffer_read, buf_ptr(x), .buffer_kind[[x$type]], NULL, 1, k)

@@ -1,23 +1,29 @@
 /*
- * Writable shared buffers (buffer() in R/buffer.R): a file in /dev/shm mapped
- * MAP_SHARED read-write by its owner and by the workers of a run, the element
- * reads and writes of `[` / `[<-`, sealing, and the ALTREP class that reads a
- * sealed buffer without a copy.
+ * Writable shared buffers (buffer() in R/buffer.R): the R side of the store's
+ * buffers (src/store/buffer.rs, C ABI shard_buffer_* in src/ffi_buffer.rs),
+ * the element reads and writes of `[` / `[<-`, sealing, and the ALTREP class
+ * that reads a sealed buffer without a copy.
  *
- * Why a file of our own and not a region of the store: the store's regions are
- * sealed read-only once written (the invariant every fetched vector relies on);
- * a buffer must stay writable in several processes for the length of a run.
- * Keeping it out of the store leaves the read-only sealing rules untouched.
- * The allocator may later grow a writable region kind; buffer_map below is the
- * only code that would change (see docs/ARCHITECTURE.md, "Runtime").
+ * A buffer is one of the allocator's buffer regions: a memfd of its own,
+ * published writable, never sealed until buffer_seal(). This file makes no
+ * system call: Rust creates, opens, maps, seals and releases it; C keeps the
+ * two pointers Rust gives (reads, and writes while writable) and checks every
+ * index. The owner (the process that ran buffer()) reads through its region's
+ * read-only mapping and writes through its writer mapping; a worker (or
+ * buffer_open()) maps the region writable through /proc/<owner>/fd/<n>, after
+ * Rust has checked the handle (node, owner alive, the fd's dev/ino, region and
+ * object headers); another user is refused by the kernel.
  *
- * Lifetime: the owner creates the file (O_CREAT|O_EXCL, mode 0600, a random
- * name shard-buf-<uid>-<pid>-<random>), unlinks it on buffer_close() or when the
- * buffer object is collected (also at R's exit: the finalizer runs on exit).
- * A process killed before that leaves the file behind until the next buffer()
- * of the same user sweeps /dev/shm for shard-buf-<uid>-<pid>-* files whose
- * owner pid is gone (C_buffer_sweep): the leak window. Workers open the file by
- * name (same user: O_NOFOLLOW, owner and size checked) and map it read-write.
+ * Lifetime: the memfd has no name; it goes with its last fd and mapping. The
+ * owner's buffer_close() (or the collection of the buffer object, also at R's
+ * exit) closes it: workers can no longer open it, and the memory goes when the
+ * last mapping does (a worker's, or the owner's own while ALTREP vectors still
+ * read a sealed buffer). An owner killed with SIGKILL leaves nothing behind:
+ * there is no file to sweep.
+ *
+ * Sealing is the kernel's seal (F_SEAL_WRITE|SHRINK|GROW|SEAL), only by the
+ * owner, refused (nothing changes) while any worker still maps the buffer
+ * writable: shard_map() unmaps at the end of each run (runtime_clear_job()).
  *
  * Concurrent writes: each `[<-` is a plain store of whole elements into the
  * shared pages, no lock. Writes to disjoint elements from several processes are
@@ -27,32 +33,22 @@
  * whole aligned 8-byte stores on x86-64/aarch64, so no torn values), which one
  * is unspecified.
  *
- * The mapping lives until buffer_close() and until the last ALTREP vector over
- * it is collected, whichever is later; after close every access through the
+ * The mappings live until buffer_close() and until the last ALTREP vector over
+ * them is collected, whichever is later; after close every access through the
  * buffer object is an R error.
  */
 #include "shard_int.h"
-#include <errno.h>
-#include <fcntl.h>
-#include <unistd.h>
-#include <dirent.h>
-#include <signal.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <sys/types.h>
 
 typedef struct {
-    uint8_t *addr;   /* the mapping (NULL once unmapped) */
-    size_t len;      /* bytes mapped (at least 1: mmap refuses 0) */
-    size_t bytes;    /* bytes of the buffer's elements */
-    int writable;    /* mapped read-write (and not sealed) */
-    int sealed;      /* mprotect()ed read-only: ALTREP reads are safe */
-    int closed;      /* buffer_close() called: no access through the buffer */
-    int owner;       /* this process created the file */
-    int unlinked;
-    int views;       /* live ALTREP vectors over the mapping */
-    int orphan;      /* the buffer's external pointer was collected: the last view frees this */
-    char path[256];
+    shard_buffer *rb;      /* the store's buffer (NULL once freed: unmapped) */
+    const uint8_t *addr;   /* where reads go (valid while rb lives) */
+    uint8_t *waddr;        /* where writes go; NULL: sealed, read-only or closed */
+    size_t bytes;          /* bytes of the buffer's elements */
+    int sealed;            /* sealed by the owner: ALTREP reads are safe */
+    int closed;            /* buffer_close() called: no access through the buffer */
+    int owner;             /* this process created the buffer */
+    int views;             /* live ALTREP vectors over the pages */
+    int orphan;            /* the buffer's external pointer was collected: the last view frees this */
 } shard_buf;
 
 /* Per-process counters (buffer_diagnostics()). */
@@ -79,189 +75,171 @@ static SEXPTYPE kind_sexp(int kind) {
     }
 }
 
-static void buf_unmap(shard_buf *b) {
-    if (b->addr) munmap(b->addr, b->len);
-    b->addr = NULL;
+/* Takes the pointers and state from Rust again (after open, create and any
+ * seal attempt: the owner's writer mapping moves when a seal is refused).
+ * Returns a shard error code; calls no R API that can raise. */
+static int buf_refresh(shard_buf *b) {
+    shard_buffer_info i;
+    int rc = shard_buffer_state(b->rb, &i);
+    if (rc != SHARD_OK) return rc;
+    b->addr = i.read;
+    b->waddr = b->closed ? NULL : i.write;
+    b->sealed = i.sealed != 0;
+    b->owner = i.owner != 0;
+    return SHARD_OK;
 }
 
-static void buf_unlink(shard_buf *b) {
-    if (b->owner && !b->unlinked) {
-        unlink(b->path);
-        b->unlinked = 1;
-    }
+/* Unmaps (frees the store's buffer; for the owner also closes it). */
+static void buf_release(shard_buf *b) {
+    if (b->rb) shard_buffer_free(b->rb);
+    b->rb = NULL;
+    b->addr = NULL;
+    b->waddr = NULL;
+}
+
+/* Closes: the owner closes the object (other processes can no longer open
+ * it); any process stops writing. The mapping stays for ALTREP views. */
+static int buf_close(shard_buf *b) {
+    int rc = SHARD_OK;
+    if (!b->closed && b->owner && b->rb) rc = shard_buffer_close(b->rb);
+    b->closed = 1;
+    b->waddr = NULL;
+    return rc;
 }
 
 static void buf_finalize(SEXP p) {
     shard_buf *b = (shard_buf *) R_ExternalPtrAddr(p);
     if (!b) return;
-    buf_unlink(b);
-    b->closed = 1;
+    buf_close(b);
     R_ClearExternalPtr(p);
     /* ALTREP vectors over the pages (finalized later, e.g. at exit) free it. */
     if (b->views > 0) { b->orphan = 1; return; }
-    buf_unmap(b);
+    buf_release(b);
     free(b);
 }
 
 static shard_buf *buf_get(SEXP p, int need_open) {
     if (TYPEOF(p) != EXTPTRSXP) Rf_error("shard: not a buffer mapping");
     shard_buf *b = (shard_buf *) R_ExternalPtrAddr(p);
-    if (!b || !b->addr) Rf_error("shard: this buffer is not mapped in this process (closed, or from another session)");
+    if (!b || !b->rb) Rf_error("shard: this buffer is not mapped in this process (closed, or from another session)");
     if (need_open && b->closed) Rf_error("shard: this buffer has been closed (buffer_close()); create a new one with buffer()");
     return b;
 }
 
-static SEXP buf_wrap(shard_buf *b) {
-    SEXP p = PROTECT(R_MakeExternalPtr(b, Rf_mkString(b->path), R_NilValue));
+/* The external pointer of a buffer; its tag is the handle (a raw vector). */
+static SEXP buf_wrap(shard_buf *b, SEXP handle) {
+    SEXP p = PROTECT(R_MakeExternalPtr(b, handle, R_NilValue));
     R_RegisterCFinalizerEx(p, buf_finalize, TRUE);
     UNPROTECT(1);
     return p;
 }
 
-static void random_hex(char *out, int n) {
-    unsigned char r[16];
-    int ok = 0;
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        ok = read(fd, r, sizeof r) == (ssize_t) sizeof r;
-        close(fd);
-    }
-    if (!ok) {
-        uint64_t x = (uint64_t) getpid() * 0x9E3779B97F4A7C15ull ^ (uint64_t) (uintptr_t) out;
-        for (int i = 0; i < 16; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; r[i] = (unsigned char) x; }
-    }
-    static const char hex[] = "0123456789abcdef";   /* no sprintf: R CMD check --as-cran */
-    for (int i = 0; i < n && i < 16; i++) {
-        out[2 * i] = hex[r[i] >> 4];
-        out[2 * i + 1] = hex[r[i] & 15];
-    }
-    out[2 * (n < 16 ? n : 16)] = '\0';
-}
-
-/* Creates a zero-filled buffer of `bytes` bytes; returns the mapping. */
-SEXP C_buffer_create(SEXP bytes_) {
+/* Creates a zero-filled buffer of `bytes` bytes owned by this process (`huge`:
+ * a large one may get huge pages, option shard.huge_pages); returns its
+ * mapping. */
+SEXP C_buffer_create(SEXP bytes_, SEXP huge_) {
     double bd = Rf_asReal(bytes_);
     if (!(bd >= 0) || bd > 9.0e15) Rf_error("shard: buffer size must be a non-negative number of bytes");
-    size_t bytes = (size_t) bd, len = bytes ? bytes : 1;
+    SEXP handle = PROTECT(Rf_allocVector(RAWSXP, SHARD_HANDLE_LEN));
     shard_buf *b = (shard_buf *) calloc(1, sizeof(shard_buf));
     if (!b) Rf_error("shard: out of memory");
-    int fd = -1;
-    for (int tries = 0; tries < 8 && fd < 0; tries++) {
-        char hex[33];
-        random_hex(hex, 12);
-        snprintf(b->path, sizeof b->path, "/dev/shm/shard-buf-%d-%d-%s", (int) getuid(), (int) getpid(), hex);
-        fd = open(b->path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd < 0 && errno != EEXIST) break;
-    }
-    if (fd < 0) {
-        int e = errno;
+    int rc = shard_buffer_create((uint64_t) bd, Rf_asLogical(huge_) == TRUE, RAW(handle), &b->rb);
+    if (rc == SHARD_OK) rc = buf_refresh(b);
+    if (rc != SHARD_OK) {
+        buf_release(b);
         free(b);
-        Rf_error("shard: could not create a buffer file in /dev/shm: %s", strerror(e));
+        rust_error("could not create a buffer");
     }
-    b->owner = 1;
-    if (ftruncate(fd, (off_t) len) != 0) {
-        int e = errno;
-        close(fd);
-        unlink(b->path);
-        free(b);
-        Rf_error("shard: could not size the buffer file to %.0f bytes: %s", bd, strerror(e));
-    }
-    void *a = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    int e = errno;
-    close(fd);
-    if (a == MAP_FAILED) {
-        unlink(b->path);
-        free(b);
-        Rf_error("shard: could not map a buffer of %.0f bytes: %s", bd, strerror(e));
-    }
-    b->addr = (uint8_t *) a;
-    b->len = len;
-    b->bytes = bytes;
-    b->writable = 1;
-    return buf_wrap(b);
+    b->bytes = (size_t) bd;
+    SEXP p = buf_wrap(b, handle);
+    UNPROTECT(1);
+    return p;
 }
 
-/* Opens a buffer another process of this user created. */
-SEXP C_buffer_open(SEXP path_, SEXP bytes_, SEXP readonly_) {
-    if (!Rf_isString(path_) || XLENGTH(path_) != 1) Rf_error("shard: `path` must be one string");
-    const char *path = CHAR(STRING_ELT(path_, 0));
+/* Opens a buffer from its handle (another process of this user, or this one):
+ * writable unless `readonly` (a sealed buffer opens read-only). */
+SEXP C_buffer_open(SEXP handle_, SEXP bytes_, SEXP readonly_) {
+    check_handle(handle_);
     double bd = Rf_asReal(bytes_);
+    if (!(bd >= 0)) Rf_error("shard: buffer size must be a non-negative number of bytes");
     int ro = Rf_asLogical(readonly_) == TRUE;
-    if (strlen(path) >= 256) Rf_error("shard: buffer path too long");
-    int fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) Rf_error("shard: could not open buffer %s: %s (was it closed by its owner?)", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != getuid()) {
-        close(fd);
-        Rf_error("shard: %s is not a buffer file of this user", path);
-    }
-    size_t bytes = (size_t) bd, len = bytes ? bytes : 1;
-    if ((size_t) st.st_size < len) {
-        close(fd);
-        Rf_error("shard: buffer %s holds %.0f bytes, fewer than the %.0f its type and dim need", path,
-                 (double) st.st_size, bd);
-    }
-    void *a = mmap(NULL, len, ro ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    int e = errno;
-    close(fd);
-    if (a == MAP_FAILED) Rf_error("shard: could not map buffer %s: %s", path, strerror(e));
+    SEXP handle = PROTECT(Rf_duplicate(handle_));
     shard_buf *b = (shard_buf *) calloc(1, sizeof(shard_buf));
-    if (!b) { munmap(a, len); Rf_error("shard: out of memory"); }
-    b->addr = (uint8_t *) a;
-    b->len = len;
-    b->bytes = bytes;
-    b->writable = !ro;
-    b->sealed = ro;
-    snprintf(b->path, sizeof b->path, "%s", path);
-    return buf_wrap(b);
+    if (!b) Rf_error("shard: out of memory");
+    int rc = shard_buffer_open(RAW(handle), SHARD_HANDLE_LEN, !ro, &b->rb);
+    if (rc == SHARD_OK) rc = buf_refresh(b);
+    if (rc != SHARD_OK) {
+        buf_release(b);
+        free(b);
+        rust_error("could not open the buffer");
+    }
+    shard_buffer_info i;
+    double have = shard_buffer_state(b->rb, &i) == SHARD_OK ? (double) i.len : 0;
+    if (have < bd) {
+        buf_release(b);
+        free(b);
+        Rf_error("shard: the buffer holds %.0f bytes, fewer than the %.0f its type and dim need", have, bd);
+    }
+    if (ro) b->waddr = NULL;
+    b->bytes = (size_t) bd;
+    SEXP p = buf_wrap(b, handle);
+    UNPROTECT(1);
+    return p;
 }
 
-/* Closes: unlinks (owner, or `unlink` TRUE) and unmaps unless ALTREP vectors
- * still read the pages (then the last of them unmaps). */
+/* Closes (`unlink` is accepted and ignored: a buffer has no name). The owner
+ * releases the buffer; every process unmaps unless ALTREP vectors still read
+ * the pages (then the last of them unmaps). Returns whether it was open. */
 SEXP C_buffer_close(SEXP p, SEXP unlink_) {
+    (void) unlink_;
     if (TYPEOF(p) != EXTPTRSXP) Rf_error("shard: not a buffer mapping");
     shard_buf *b = (shard_buf *) R_ExternalPtrAddr(p);
     if (!b) return Rf_ScalarLogical(FALSE);
     int was_open = !b->closed;
-    int ul = Rf_asLogical(unlink_);
-    if (ul == TRUE && !b->unlinked) {
-        unlink(b->path);
-        b->unlinked = 1;
-    } else if (ul == NA_LOGICAL) {
-        buf_unlink(b);
-    } else if (ul == FALSE) {
-        b->unlinked = 1;   /* the caller keeps the file: never unlink it from here */
-    }
-    b->closed = 1;
-    if (b->views == 0) buf_unmap(b);
+    int rc = buf_close(b);
+    if (b->views == 0) buf_release(b);
+    if (rc != SHARD_OK) rust_error("could not close the buffer");
     return Rf_ScalarLogical(was_open);
 }
 
-/* Seals: the pages become read-only in this process (writes through the buffer
- * are refused, ALTREP vectors may then read them without a copy). */
+/* Seals (owner only): the buffer becomes read-only for good in every process
+ * (the kernel's seal); ALTREP vectors may then read it without a copy. Refused,
+ * with nothing changed, while a worker still maps it writable. */
 SEXP C_buffer_seal(SEXP p) {
     shard_buf *b = buf_get(p, 1);
-    if (!b->sealed) {
-        if (mprotect(b->addr, b->len, PROT_READ) != 0) Rf_error("shard: could not seal the buffer: %s", strerror(errno));
-        b->sealed = 1;
-        b->writable = 0;
+    if (b->sealed) return R_NilValue;
+    int rc = shard_buffer_seal(b->rb);
+    if (rc != SHARD_OK) {
+        /* Copy the message: the refresh below must not lose it. */
+        const char *m = shard_last_error();
+        size_t n = strlen(m) + 1;
+        char *msg = R_alloc(n, 1);
+        memcpy(msg, m, n);
+        buf_refresh(b);
+        if (rc == SHARD_BUSY)
+            Rf_error("shard: could not seal the buffer: %s", msg);
+        if (rc == SHARD_PERMISSION_DENIED)
+            Rf_error("shard: could not seal the buffer: %s; seal it in the process that called buffer()", msg);
+        Rf_error("shard: could not seal the buffer: %s", msg);
     }
+    if (buf_refresh(b) != SHARD_OK) rust_error("buffer state");
     return R_NilValue;
 }
 
 SEXP C_buffer_state(SEXP p) {
     if (TYPEOF(p) != EXTPTRSXP) Rf_error("shard: not a buffer mapping");
     shard_buf *b = (shard_buf *) R_ExternalPtrAddr(p);
-    const char *names[] = {"mapped", "writable", "sealed", "closed", "owner", "views", "bytes", "path", ""};
+    if (b && b->rb) buf_refresh(b);
+    const char *names[] = {"mapped", "writable", "sealed", "closed", "owner", "views", "bytes", "handle", ""};
     SEXP r = PROTECT(Rf_mkNamed(VECSXP, names));
-    SET_VECTOR_ELT(r, 0, Rf_ScalarLogical(b && b->addr));
-    SET_VECTOR_ELT(r, 1, Rf_ScalarLogical(b && b->writable));
+    SET_VECTOR_ELT(r, 0, Rf_ScalarLogical(b && b->rb));
+    SET_VECTOR_ELT(r, 1, Rf_ScalarLogical(b && b->waddr));
     SET_VECTOR_ELT(r, 2, Rf_ScalarLogical(b && b->sealed));
     SET_VECTOR_ELT(r, 3, Rf_ScalarLogical(!b || b->closed));
     SET_VECTOR_ELT(r, 4, Rf_ScalarLogical(b && b->owner));
     SET_VECTOR_ELT(r, 5, Rf_ScalarInteger(b ? b->views : 0));
     SET_VECTOR_ELT(r, 6, Rf_ScalarReal(b ? (double) b->bytes : 0));
-    SET_VECTOR_ELT(r, 7, b ? Rf_mkString(b->path) : R_NilValue);
+    SET_VECTOR_ELT(r, 7, R_ExternalPtrTag(p));
     UNPROTECT(1);
     return r;
 }
@@ -281,7 +259,7 @@ SEXP C_buffer_write(SEXP p, SEXP kind_, SEXP idx, SEXP start_, SEXP value, SEXP 
     shard_buf *b = buf_get(p, 1);
     int kind = Rf_asInteger(kind_);
     size_t es = kind_size(kind);
-    if (!b->writable) Rf_error("shard: this buffer is %s; it cannot be written", b->sealed ? "sealed (read-only)" : "read-only");
+    if (!b->waddr) Rf_error("shard: this buffer is %s; it cannot be written", b->sealed ? "sealed (read-only)" : "read-only");
     if ((SEXPTYPE) TYPEOF(value) != kind_sexp(kind)) Rf_error("shard: internal: value of the wrong type for the buffer");
     R_xlen_t n = (R_xlen_t) (b->bytes / es), nv = XLENGTH(value);
     const uint8_t *src = (const uint8_t *) vec_ptr(value);
@@ -290,7 +268,7 @@ SEXP C_buffer_write(SEXP p, SEXP kind_, SEXP idx, SEXP start_, SEXP value, SEXP 
         double st = Rf_asReal(start_);
         if (!(st >= 1) || st - 1 + (double) nv > (double) n)
             Rf_error("shard: buffer write of %.0f elements at %.0f is out of bounds (length %.0f)", (double) nv, st, (double) n);
-        if (nv) memcpy(b->addr + ((size_t) st - 1) * es, src, (size_t) nv * es);
+        if (nv) memcpy(b->waddr + ((size_t) st - 1) * es, src, (size_t) nv * es);
         written = (double) nv;
     } else {
         R_xlen_t ni = XLENGTH(idx);
@@ -298,7 +276,7 @@ SEXP C_buffer_write(SEXP p, SEXP kind_, SEXP idx, SEXP start_, SEXP value, SEXP 
         if (TYPEOF(idx) != INTSXP && TYPEOF(idx) != REALSXP) Rf_error("shard: buffer indices must be numeric");
         for (R_xlen_t k = 0; k < ni; k++) {
             R_xlen_t at = pos_at(idx, k, n);
-            memcpy(b->addr + (size_t) at * es, src + (nv == 1 ? 0 : (size_t) k * es), es);
+            memcpy(b->waddr + (size_t) at * es, src + (nv == 1 ? 0 : (size_t) k * es), es);
         }
         written = (double) ni;
     }
@@ -317,14 +295,15 @@ SEXP C_buffer_fill(SEXP p, SEXP kind_, SEXP value) {
     shard_buf *b = buf_get(p, 1);
     int kind = Rf_asInteger(kind_);
     size_t es = kind_size(kind);
+    if (!b->waddr) Rf_error("shard: this buffer is %s; it cannot be written", b->sealed ? "sealed (read-only)" : "read-only");
     if ((SEXPTYPE) TYPEOF(value) != kind_sexp(kind) || XLENGTH(value) != 1) Rf_error("shard: internal: bad fill value");
     const uint8_t *src = (const uint8_t *) vec_ptr(value);
     size_t n = b->bytes / es;
     int zero = 1;
     for (size_t i = 0; i < es; i++) zero &= src[i] == 0;
-    if (zero) memset(b->addr, 0, b->bytes);
-    else if (es == 1) memset(b->addr, src[0], n);
-    else for (size_t i = 0; i < n; i++) memcpy(b->addr + i * es, src, es);
+    if (zero) memset(b->waddr, 0, b->bytes);
+    else if (es == 1) memset(b->waddr, src[0], n);
+    else for (size_t i = 0; i < n; i++) memcpy(b->waddr + i * es, src, es);
     d_init_writes += 1;
     d_init_bytes += (double) b->bytes;
     return R_NilValue;
@@ -357,19 +336,16 @@ SEXP C_buffer_read(SEXP p, SEXP kind_, SEXP idx, SEXP start_, SEXP count_) {
     return out;
 }
 
+/* An access-pattern hint for this process's mapping of the buffer. `advice`
+ * is R's code (0 normal, 1 sequential, 2 random, 3 willneed, 4 dontneed);
+ * DONTNEED drops this process's page table entries only: the data stay. */
 SEXP C_buffer_advise(SEXP p, SEXP advice_) {
     shard_buf *b = buf_get(p, 1);
-    int a;
-    switch (Rf_asInteger(advice_)) {
-    case 1: a = MADV_SEQUENTIAL; break;
-    case 2: a = MADV_RANDOM; break;
-    case 3: a = MADV_WILLNEED; break;
-    case 4: a = MADV_DONTNEED; break;
-    default: a = MADV_NORMAL; break;
-    }
-    /* MADV_DONTNEED on a MAP_SHARED file mapping drops this process's page
-     * table entries only: the data stay in the file. */
-    return Rf_ScalarLogical(madvise(b->addr, b->len, a) == 0);
+    /* R's order -> shard_buffer_advise's (0 normal, 1 random, 2 sequential, 3, 4) */
+    static const int to_rust[] = {0, 2, 1, 3, 4};
+    int a = Rf_asInteger(advice_);
+    if (a < 0 || a > 4) a = 0;
+    return Rf_ScalarLogical(shard_buffer_advise(b->rb, to_rust[a]) == SHARD_OK);
 }
 
 SEXP C_buffer_diag(SEXP reset) {
@@ -386,28 +362,6 @@ SEXP C_buffer_diag(SEXP reset) {
     return r;
 }
 
-/* Removes buffer files of this user whose owner process is gone (a crash). */
-SEXP C_buffer_sweep(void) {
-    DIR *d = opendir("/dev/shm");
-    int removed = 0;
-    if (!d) return Rf_ScalarInteger(0);
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "shard-buf-%d-", (int) getuid());
-    size_t pl = strlen(prefix);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strncmp(e->d_name, prefix, pl) != 0) continue;
-        long pid = strtol(e->d_name + pl, NULL, 10);
-        if (pid <= 0) continue;
-        if (kill((pid_t) pid, 0) == 0 || errno != ESRCH) continue;
-        char path[512];
-        snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
-        if (unlink(path) == 0) removed++;
-    }
-    closedir(d);
-    return Rf_ScalarInteger(removed);
-}
-
 /* ---- ALTREP vectors over a sealed buffer (zero-copy reads) ----
  * data1: an external pointer (address: the element count as a heap R_xlen_t)
  * whose protected slot is the buffer's mapping; data2: a private copy once R
@@ -419,7 +373,7 @@ static void bview_finalize(SEXP p) {
     if (!v) return;
     shard_buf *b = v->b;
     if (b && --b->views == 0) {
-        if (b->closed) buf_unmap(b);
+        if (b->closed) buf_release(b);
         if (b->orphan) free(b);
     }
     free(v);
@@ -434,7 +388,7 @@ static void *bv_dataptr(SEXP x, Rboolean writeable) {
     SEXP c = R_altrep_data2(x);
     if (c != R_NilValue) return vec_ptr(c);
     bview *v = BV(x);
-    if (!writeable) return v->b->addr;
+    if (!writeable) return (void *) v->b->addr;
     /* R wants to write: a private copy (the shared pages are read-only). */
     c = PROTECT(Rf_allocVector(TYPEOF(x), v->n));
     memcpy(vec_ptr(c), v->b->addr, (size_t) v->n * (TYPEOF(x) == REALSXP ? 8 : TYPEOF(x) == RAWSXP ? 1 : 4));

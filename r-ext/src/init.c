@@ -44,7 +44,7 @@ static const R_CallMethodDef call_methods[] = {
     {"C_view_advise", (DL_FUNC) &C_view_advise, 2},
     {"C_user_dir", (DL_FUNC) &C_user_dir, 0},
     /* runtime: buffer.c, views.c */
-    {"C_buffer_create", (DL_FUNC) &C_buffer_create, 1},
+    {"C_buffer_create", (DL_FUNC) &C_buffer_create, 2},
     {"C_buffer_open", (DL_FUNC) &C_buffer_open, 3},
     {"C_buffer_close", (DL_FUNC) &C_buffer_close, 2},
     {"C_buffer_seal", (DL_FUNC) &C_buffer_seal, 1},
@@ -54,7 +54,6 @@ static const R_CallMethodDef call_methods[] = {
     {"C_buffer_read", (DL_FUNC) &C_buffer_read, 5},
     {"C_buffer_advise", (DL_FUNC) &C_buffer_advise, 2},
     {"C_buffer_diag", (DL_FUNC) &C_buffer_diag, 1},
-    {"C_buffer_sweep", (DL_FUNC) &C_buffer_sweep, 0},
     {"C_buffer_vector", (DL_FUNC) &C_buffer_vector, 2},
     {"C_is_shard_vector", (DL_FUNC) &C_is_shard_vector, 1},
     {"C_plain_stats", (DL_FUNC) &C_plain_stats, 0},

@@ -9,7 +9,7 @@
  *   write.c   writing vectors, blobs and composites into the arena; share options
  *   attach.c  handles, attach, fetch, close, view info, stats
  *   values.c  attribute/materialize/identity helpers and low-level segments
- *   buffer.c  writable shared buffers (a /dev/shm file mapped MAP_SHARED) and
+ *   buffer.c  writable shared buffers (the store's, through shard_buffer_*) and
  *             the ALTREP class reading a sealed buffer without a copy
  *   views.c   zero-copy element ranges of shard vectors (block views)
  *   mapped.c  plain (non-ALTREP) vectors whose data pointer is the object's
@@ -227,7 +227,7 @@ SEXP C_view_advise(SEXP holder, SEXP code); /* advise.c */
 SEXP C_user_dir(void);                       /* advise.c */
 /* buffer.c (writable shared buffers) */
 void buffer_init_classes(DllInfo *dll);
-SEXP C_buffer_create(SEXP bytes);
+SEXP C_buffer_create(SEXP bytes, SEXP huge);
 SEXP C_buffer_open(SEXP path, SEXP bytes, SEXP readonly);
 SEXP C_buffer_close(SEXP p, SEXP unlink);
 SEXP C_buffer_seal(SEXP p);
@@ -237,7 +237,6 @@ SEXP C_buffer_fill(SEXP p, SEXP kind, SEXP value);
 SEXP C_buffer_read(SEXP p, SEXP kind, SEXP idx, SEXP start, SEXP count);
 SEXP C_buffer_advise(SEXP p, SEXP advice);
 SEXP C_buffer_diag(SEXP reset);
-SEXP C_buffer_sweep(void);
 SEXP C_buffer_vector(SEXP p, SEXP kind);
 /* views.c (zero-copy ranges of shard vectors) */
 SEXP C_is_shard_vector(SEXP x);

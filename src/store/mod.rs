@@ -16,6 +16,7 @@
 //! | `adopt.rs`    | [`Store::global`] and fork adoption of the parent's regions |
 //! | `spare.rs`    | spare regions prepared ahead of large shares                |
 //! | `attach.rs`   | the `/proc` attach path (the security boundary)             |
+//! | `buffer.rs`   | writable shared buffers: create, open, seal, close          |
 //! | `close.rs`    | close, writable segments, protect, seal_all                 |
 //!
 //! See `docs/ARCHITECTURE.md` for the lifetime rules and fork handling.
@@ -35,6 +36,7 @@ use crate::owner::Owners;
 
 mod adopt;
 mod attach;
+mod buffer;
 mod close;
 mod options;
 mod registry;
@@ -43,6 +45,7 @@ mod view;
 mod writer;
 
 pub(crate) use adopt::{fork_child, fork_parent, fork_prepare};
+pub use buffer::Buffer;
 pub use options::{
     default_prefault, set_default_prefault, BackingChoice, ShareOptions, StoreKnobs,
 };

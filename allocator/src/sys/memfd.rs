@@ -77,15 +77,45 @@ pub fn reopen_readonly(pid: u32, fd: i32) -> io::Result<OwnedFd> {
     )?)
 }
 
-/// Opens `/proc/<pid>/fd/<fd>` read-write: how a worker of the same user
-/// reaches a writable shared buffer (`crate::buffer`). The kernel refuses other
-/// users (`EACCES`), and so does the mode 0400 of a region for read-only
-/// objects (a root caller passes the mode and is stopped by the seals).
-pub fn reopen_writable(pid: u32, fd: i32) -> io::Result<OwnedFd> {
+/// Opens `/proc/<pid>/fd/<fd>` read-write, but only when it names a regular
+/// file of user `uid` with identity `expect`: how a worker of the same user
+/// reaches a writable shared buffer (`crate::buffer`). The number is first
+/// resolved with `O_PATH` (no open side effects, whatever it names now: a
+/// FIFO, a device, a socket), checked, and only then reopened `O_RDWR`
+/// through `/proc/self/fd/<n>` (the same inode, pinned by the `O_PATH` fd).
+///
+/// Errors: `EACCES` when the kernel refuses (another user's process, or the
+/// mode 0400 of a region for read-only objects; a root caller passes the mode
+/// and is stopped by the seals) or the file belongs to another uid; `ESTALE`
+/// when the number names another file (the region was released and the
+/// number reused); `ENOENT`/`ESRCH` when the process or its fd is gone.
+pub fn reopen_writable(pid: u32, fd: i32, expect: FileId, uid: u32) -> io::Result<OwnedFd> {
     let path = format!("/proc/{pid}/fd/{fd}");
-    Ok(rustix::fs::open(
-        path.as_str(),
+    let opath = rustix::fs::open(path.as_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
+    let check = |f: &OwnedFd| -> io::Result<()> {
+        let st = rustix::fs::fstat(f)?;
+        if st.st_uid != uid {
+            return Err(io::Error::from_raw_os_error(libc::EACCES));
+        }
+        let id = FileId {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+        };
+        let regular =
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
+        if !regular || id != expect {
+            return Err(io::Error::from_raw_os_error(libc::ESTALE));
+        }
+        Ok(())
+    };
+    check(&opath)?;
+    use rustix::fd::AsRawFd;
+    let again = format!("/proc/self/fd/{}", opath.as_raw_fd());
+    let f = rustix::fs::open(
+        again.as_str(),
         OFlags::RDWR | OFlags::CLOEXEC,
         Mode::empty(),
-    )?)
+    )?;
+    check(&f)?;
+    Ok(f)
 }

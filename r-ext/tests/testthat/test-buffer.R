@@ -1,4 +1,5 @@
-# buffer(): writable shared buffers (src/buffer.c, R/buffer.R).
+# buffer(): writable shared buffers (src/buffer.c, R/buffer.R; the store's
+# src/store/buffer.rs underneath).
 
 test_that("buffer() makes zero-filled buffers of each type, with dim and length", {
   for (type in c("double", "integer", "logical", "raw")) {
@@ -36,6 +37,13 @@ test_that("bad arguments are clear errors", {
   expect_error(buffer("double", dim = 1.5), "whole numbers")
   expect_error(buffer("double", dim = "a"), "whole numbers")
   expect_error(buffer("double", 3, backing = "disk"), "backing")
+  old <- options(shard.huge_pages = "yes")
+  expect_error(buffer("double", 3), "shard.huge_pages must be TRUE or FALSE")
+  options(shard.huge_pages = FALSE)
+  b <- buffer("double", 5e6, init = 1)            # 40 MB, 4 KiB pages
+  expect_identical(sum(b[]), 5e6)
+  buffer_close(b)
+  options(old)
   expect_error(buffer_info(1:3), "must be a buffer")
   expect_error(buffer_open(1, "double", 3), "path")
 })
@@ -102,34 +110,43 @@ test_that("coercions return the buffer's values", {
   expect_identical(as.logical(l), c(FALSE, TRUE))
 })
 
-test_that("buffer_path, buffer_info, buffer_open share the same memory; close unlinks", {
+test_that("buffer_path, buffer_info, buffer_open share the same memory; close releases", {
   b <- buffer("integer", dim = c(5, 5))
   p <- buffer_path(b)
-  expect_true(file.exists(p))
-  expect_match(p, "^/dev/shm/shard-buf-")
-  expect_identical(file.info(p)$mode, as.octmode("600"))
+  # no file: the path is the buffer's handle as text
+  expect_match(p, sprintf("^shard-buf:[0-9a-f]{%d}$", 2L * shard:::handle_len()), perl = TRUE)
+  expect_false(file.exists(p))
   i <- buffer_info(b)
   expect_identical(i$type, "integer")
   expect_identical(i$dim, c(5, 5))
   expect_identical(i$n, 25)
   expect_identical(i$bytes, 100)
   expect_identical(i$path, p)
+  expect_identical(i$backing, "memfd")
   expect_false(i$readonly)
   b2 <- buffer_open(p, type = "integer", dim = c(5, 5), backing = "mmap")
   b2[3, 3] <- 33L
   expect_identical(b[3, 3], 33L)
   b[1, 1] <- 11L
   expect_identical(b2[1, 1], 11L)
+  expect_identical(buffer_path(b2), p)
+  # the handle itself opens it too
+  b3 <- buffer_open(b$handle, type = "integer", dim = 25)
+  expect_identical(b3[13], 33L)
+  buffer_close(b3)
   ro <- buffer_open(p, type = "integer", dim = c(5, 5), readonly = TRUE)
   expect_true(buffer_info(ro)$readonly)
+  expect_identical(ro[1, 1], 11L)
   expect_error(ro[1] <- 1L, "cannot be written")
   expect_error(buffer_open(p, type = "double", dim = 100), "fewer than")
+  expect_error(buffer_open("/dev/shm/shard-buf-0-1-abc", "integer", 25), "buffer_path\\(\\)")
+  expect_error(buffer_open("shard-buf:00ff", "integer", 25), "handle")
   buffer_close(b2, unlink = FALSE)
-  expect_true(file.exists(p))
+  expect_identical(b[3, 3], 33L)
   expect_invisible(buffer_close(b))
-  expect_false(file.exists(p))
   expect_error(b[1], "closed")
-  expect_error(buffer_open(p, "integer", 25), "could not open")
+  expect_error(buffer_open(p, "integer", 25), "could not open.*closed")
+  buffer_close(ro)
 })
 
 test_that("buffer_advise and buffer_diagnostics", {
@@ -200,22 +217,90 @@ test_that("several workers write disjoint ranges concurrently without locks", {
   buffer_close(b); buffer_close(b2)
 })
 
-test_that("a crashed owner's buffer file is swept by the next buffer()", {
-  skip_if_no_callr()
-  # the child makes a buffer and is killed before it can unlink it
-  killed <- tryCatch(callr_r(function() {
-    b <- shard::buffer("double", dim = 10)
-    tools::pskill(Sys.getpid(), tools::SIGKILL)
-  }), error = function(e) "killed")
-  expect_identical(killed, "killed")
-  files <- Sys.glob(sprintf("/dev/shm/shard-buf-%s-*", shard:::user_id()))
-  dead <- files[vapply(files, function(f) {
-    pid <- as.integer(strsplit(basename(f), "-")[[1]][4])
-    !file.exists(sprintf("/proc/%d", pid))
-  }, TRUE)]
-  expect_gt(length(dead), 0)
-  assign("swept", FALSE, envir = shard:::.buffer_state)
-  b <- buffer("double", dim = 1)
-  expect_false(any(file.exists(dead)))
+test_that("forked children (mclapply) open the buffer by its handle and write disjoint ranges", {
+  skip_if_no_fork()
+  b <- buffer("integer", dim = 4000)
+  r <- parallel::mclapply(1:4, function(k) {
+    i <- ((k - 1) * 1000 + 1):(k * 1000)
+    b[i] <- rep(k, 1000)
+    gc()          # the child's copy of the owner's mapping is not the child's to unmap
+    Sys.getpid()
+  }, mc.cores = 2)
+  expect_false(any(unlist(r) == Sys.getpid()))
+  expect_identical(b[], rep(1:4, each = 1000))
+  b[1] <- 9L      # the owner's mappings are intact after the children exited
+  expect_identical(b[1:2], c(9L, 1L))
+  buffer_seal(b)  # and the children's mappings are gone
+  expect_true(buffer_info(b)$sealed)
   buffer_close(b)
+})
+
+test_that("the seal is refused while another mapping can write, and waits for nobody after", {
+  b <- buffer("double", dim = 10)
+  w <- buffer_open(buffer_path(b), "double", 10)   # as a worker would map it
+  w[2] <- 5
+  expect_error(buffer_seal(b), "retry")
+  expect_false(buffer_info(b)$sealed)
+  b[1] <- 4                                         # nothing changed: still writable
+  buffer_close(w)
+  buffer_seal(b)
+  expect_true(buffer_info(b)$sealed)
+  expect_identical(b[1:2], c(4, 5))
+  # opened after the seal: read-only, zero-copy
+  r <- buffer_open(buffer_path(b), "double", 10)
+  expect_true(buffer_info(r)$sealed)
+  expect_error(r[1] <- 1, "sealed")
+  expect_match(capture.output(.Internal(inspect(as.vector(r))))[1], "shard buffer view")
+  buffer_close(r)
+  buffer_close(b)
+})
+
+test_that("workers' mappings go at the end of a shard_map() run: the buffer seals after it", {
+  out <- buffer("double", dim = 100)
+  res <- shard_map(shards(100, block_size = 25), function(s, out) { out[s$idx] <- s$idx * 3; NULL },
+                   out = list(out = out), workers = 2)
+  expect_true(succeeded(res))
+  buffer_seal(out)
+  expect_identical(as.vector(out), seq_len(100) * 3)
+  expect_match(capture.output(.Internal(inspect(as.vector(out))))[1], "shard buffer view")
+  # a worker cannot seal (only the process that made the buffer can)
+  p <- pool_create(1, set_default = FALSE)
+  on.exit(pool_stop(p))
+  b <- buffer("double", dim = 4)
+  r <- pool_lapply(1, function(i, b) tryCatch({ buffer_seal(b); "sealed" }, error = conditionMessage),
+                   b = b, pool = p)
+  expect_match(r[[1]], "only the process that created a buffer can seal it")
+  buffer_close(b)
+  buffer_close(out)
+})
+
+test_that("a killed owner leaves nothing behind; no buffer ever makes a file", {
+  skip_if_no_callr()
+  shm_before <- dir("/dev/shm", all.files = TRUE)
+  ud <- shard:::shard_tmpdir()
+  # the child makes a buffer, writes it, and is killed (SIGKILL) before any cleanup
+  info <- tempfile()
+  killed <- tryCatch(callr_r(function(info) {
+    b <- shard::buffer("double", dim = 1e5, init = 1)
+    writeLines(c(as.character(Sys.getpid()), shard::buffer_path(b)), info)
+    tools::pskill(Sys.getpid(), tools::SIGKILL)
+  }, args = list(info = info)), error = function(e) "killed")
+  expect_identical(killed, "killed")
+  l <- readLines(info)
+  pid <- l[1]
+  unlink(info)
+  # (every file name the store, or the buffers of older builds, gave a process's files holds "-<pid>-")
+  mine <- function(files) files[grepl(sprintf("-%s-", pid), files, fixed = TRUE)]
+  expect_identical(mine(dir("/dev/shm", all.files = TRUE)), character(0))
+  if (dir.exists(ud)) expect_identical(mine(dir(ud, all.files = TRUE, recursive = TRUE)), character(0))
+  expect_error(buffer_open(l[2], "double", 1e5), "exited")
+  # and no buffer of this process made a file either (other processes of the
+  # machine may come and go in /dev/shm meanwhile: only names of this one count)
+  b <- buffer("double", dim = 10)
+  b2 <- buffer("raw", dim = 1e6)
+  new <- setdiff(dir("/dev/shm", all.files = TRUE), shm_before)
+  expect_false(any(grepl(sprintf("-%d-", Sys.getpid()), new, fixed = TRUE)))
+  expect_length(Sys.glob(sprintf("/dev/shm/shard-buf-*-%d-*", Sys.getpid())), 0)
+  buffer_close(b)
+  buffer_close(b2)
 })
