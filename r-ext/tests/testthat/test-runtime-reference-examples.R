@@ -9,24 +9,7 @@
 # shared_view.txt's example needs shared_vector(), which the compat branch adds:
 # until it is merged that one test says SKIPPED.
 
-run_example <- function(code) {
-  env <- new.env(parent = globalenv())
-  exprs <- parse(text = code, keep.source = FALSE)
-  values <- vector("list", length(exprs))
-  out <- utils::capture.output({
-    for (i in seq_along(exprs)) {
-      r <- withVisible(eval(exprs[[i]], env))
-      if (r$visible) print(r$value)
-      if (!is.null(r$value)) values[i] <- list(r$value)
-    }
-  })
-  list(env = env, values = values, output = out)
-}
-
-ref_no_pool <- function(env = parent.frame()) {
-  if (!is.null(p <- pool_get())) pool_stop(p)
-  withr::defer(if (!is.null(p <- pool_get())) pool_stop(p), envir = env)
-}
+# run_example() and ref_no_pool(): helper-examples.R.
 
 test_that("as.array.shard_buffer.txt example", {
   ref_no_pool()
