@@ -6,8 +6,6 @@
 # queue, views, view_diagnostics, materialize.shard_view_block/gather,
 # print.shard_apply_policy, print.shard_tiles, print.shard_view_block/gather
 # (their functions are tested in test-views.R / test-runtime-*.R).
-# shared_view.txt's example needs shared_vector(), which the compat branch adds:
-# until it is merged that one test says SKIPPED.
 
 # run_example() and ref_no_pool(): helper-examples.R.
 
@@ -385,7 +383,6 @@ length(sh)")
 })
 
 test_that("shared_view.txt example", {
-  if (!exists("shared_vector", mode = "function")) skip("SKIPPED: shared_vector() is not in this build (it comes with the compat branch)")
   ref_no_pool()
   ex <- run_example("seg <- segment_create(800)
 segment_write(seg, 1:100, offset = 0)
