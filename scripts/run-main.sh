@@ -9,7 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 bash scripts/setup.sh
-R CMD INSTALL --no-test-load r-ext >/tmp/shard-install.log 2>&1 || { cat /tmp/shard-install.log; exit 1; }
+# Into R's first library (R_LIBS=/your/lib keeps it out of the system one); the
+# log in a file of its own (several users may run this on one machine).
+install_log=$(mktemp "${TMPDIR:-/tmp}/shard-install.XXXXXX")
+R CMD INSTALL --no-test-load r-ext >"$install_log" 2>&1 || { cat "$install_log"; exit 1; }
+rm -f "$install_log"
 echo "== spec example (r-ext/inst/examples/spec-example.R, the reference's example as written) =="
 # The example itself has no library() call: attach the package, then run it
 # line by line as written, then check what it computed.
