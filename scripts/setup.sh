@@ -14,16 +14,21 @@ debs=(r-base-dev r-cran-testthat r-cran-callr r-cran-ps r-cran-foreach r-cran-do
       r-cran-knitr r-cran-rmarkdown pandoc mmdebstrap xz-utils
       # R CMD check --as-cran needs checkbashisms (devscripts) and qpdf
       devscripts qpdf)
-missing=()
-for p in "${debs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# Installs the Debian packages named that are not installed yet; $1 says what for.
+install_debs() {
+  local what=$1; shift
+  local need=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+  done
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "setup: installing ${what}${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+}
+install_debs "" "${debs[@]}"
 
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; installing Rust with rustup"
@@ -41,16 +46,7 @@ fi
 setup_nodes() {
   local node_debs=(openmpi-bin libopenmpi-dev r-cran-rmpi r-cran-snow slurmctld slurmd
                    slurm-client munge r-cran-batchtools r-cran-future.batchtools iproute2)
-  local need=()
-  for p in "${node_debs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
-  done
-  if [ ${#need[@]} -gt 0 ]; then
-    echo "setup: installing (clusters) ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  fi
+  install_debs "(clusters) " "${node_debs[@]}"
   # The Debian packages start munge/slurm services where an init system runs; the
   # scenarios run their own daemons (scripts/nodes/slurm-cluster.sh), so stop none here.
 }

@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use shard::{names, BackingChoice, Code, Kind, ShareOptions, Store};
+use shard::{names, BackingChoice, Code, Store};
 use shard_alloc::sys::process;
 
 const TEST: &str = "owner_killed_while_a_reader_holds_views";
@@ -30,21 +30,8 @@ fn owner() {
     .into_iter()
     .enumerate()
     {
-        let data = f64_data(n, i as f64);
-        let h = s
-            .share(
-                Kind::F64,
-                n as u64,
-                b"",
-                &data,
-                ShareOptions {
-                    backing,
-                    name: named.then(|| name.clone()),
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-        say(&format!("H {}:{}", handle_hex(&h), sum_f64(&data)));
+        let (h, sum) = share_f64(&s, n, i as f64, backing, named.then(|| name.clone()));
+        say(&format!("H {}:{sum}", handle_hex(&h)));
     }
     say(&format!("NAME {name}"));
     say("READY");
@@ -96,24 +83,13 @@ fn holder() {
 
 /// What `pid` (of this user) left: shm objects, backing files, names.
 fn leftovers(dir: &Path, pid: u32) -> Vec<String> {
-    let uid = process::uid();
-    let prefix = format!("shard-{uid}-{pid}-");
-    let udir = dir.join(format!("shard-{uid}"));
-    let mut v = entries_with_prefix(Path::new("/dev/shm"), &prefix);
-    v.extend(entries_with_prefix(&udir, &prefix));
-    v.extend(entries_with_prefix(
-        &udir.join("names"),
-        &format!("death-{pid}"),
-    ));
-    v
+    owner_leftovers(dir, pid, &format!("death-{pid}"))
 }
 
 fn start_owner(dir: &Path) -> (Talk, Vec<String>, String) {
-    let mut c = child(TEST, "owner");
     // The sweep is what this test checks: without the resource tracker, which
     // would unlink everything at once (tests/tracker.rs).
-    c.env("SHARD_TMPDIR", dir).env("SHARD_TRACKER", "0");
-    let mut o = Talk::spawn(c);
+    let mut o = spawn_owner(TEST, dir, false);
     let mut hs = Vec::new();
     let name = loop {
         let l = o.expect("");

@@ -53,6 +53,17 @@ fn leaves(v: *const shard_view) -> Result<Vec<shard_leaf>, (i32, String)> {
     Ok(out)
 }
 
+/// An empty `shard_strings` for `shard_payload_strings` to fill.
+fn no_strings() -> shard_strings {
+    shard_strings {
+        n: 0,
+        offsets: std::ptr::null(),
+        encodings: std::ptr::null(),
+        bytes: std::ptr::null(),
+        bytes_len: 0,
+    }
+}
+
 #[test]
 fn strings_and_columns_decode_through_the_abi() {
     let s = Store::global().unwrap();
@@ -61,13 +72,7 @@ fn strings_and_columns_decode_through_the_abi() {
         .share(Kind::Strings, 3, b"", &d, ShareOptions::default())
         .unwrap();
     let v = attach(&h);
-    let mut out = shard_strings {
-        n: 0,
-        offsets: std::ptr::null(),
-        encodings: std::ptr::null(),
-        bytes: std::ptr::null(),
-        bytes_len: 0,
-    };
+    let mut out = no_strings();
     // SAFETY: a live view; out writable.
     let rc = unsafe { shard_payload_strings(v, 0, d.len() as u64, &mut out) };
     assert_eq!(rc, SHARD_OK, "{}", last_error());
@@ -197,13 +202,7 @@ fn a_write_into_a_writable_composites_table_is_refused_by_readers() {
     let l = leaves(v).unwrap();
     s.segment_write(&h, l[1].offset + 16, &u64::MAX.to_le_bytes())
         .unwrap();
-    let mut out = shard_strings {
-        n: 0,
-        offsets: std::ptr::null(),
-        encodings: std::ptr::null(),
-        bytes: std::ptr::null(),
-        bytes_len: 0,
-    };
+    let mut out = no_strings();
     // SAFETY: a live view; out writable.
     let rc = unsafe { shard_payload_strings(v, l[1].offset, l[1].len, &mut out) };
     assert_eq!(rc, SHARD_BAD_HANDLE, "{}", last_error());

@@ -29,19 +29,7 @@ fn owner() {
         (BackingChoice::Mmap, false),
         (BackingChoice::Auto, true),
     ] {
-        let data = f64_data(100, 1.0);
-        s.share(
-            Kind::F64,
-            100,
-            b"",
-            &data,
-            ShareOptions {
-                backing,
-                name: named.then(|| name.clone()),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        share_f64(&s, 100, 1.0, backing, named.then(|| name.clone()));
     }
     // SAFETY: the child only calls pause(2) and _exit(2).
     let pid = unsafe { libc::fork() };
@@ -60,28 +48,12 @@ fn owner() {
 
 /// What an owner `pid` left in `/dev/shm` and under `dir`.
 fn leftovers(dir: &Path, pid: u32) -> Vec<String> {
-    let uid = process::uid();
-    let prefix = format!("shard-{uid}-{pid}-");
-    let udir = dir.join(format!("shard-{uid}"));
-    let mut v = entries_with_prefix(Path::new("/dev/shm"), &prefix);
-    v.extend(entries_with_prefix(&udir, &prefix));
-    v.extend(entries_with_prefix(
-        &udir.join("names"),
-        &format!("tracked-{pid}"),
-    ));
-    v
+    owner_leftovers(dir, pid, &format!("tracked-{pid}"))
 }
 
 /// Starts an owner; returns it and the pid of the child it forked.
 fn start_owner(dir: &Path, tracker: bool) -> (Talk, u32) {
-    let mut c = child(KILLED, "owner");
-    c.env("SHARD_TMPDIR", dir);
-    if !tracker {
-        c.env("SHARD_TRACKER", "0");
-    } else {
-        c.env_remove("SHARD_TRACKER");
-    }
-    let mut o = Talk::spawn(c);
+    let mut o = spawn_owner(KILLED, dir, tracker);
     let forked: u32 = o.expect("FORKED ").parse().unwrap();
     o.expect("READY");
     (o, forked)

@@ -9,7 +9,7 @@ mod common;
 
 use std::os::fd::AsRawFd;
 
-use common::{child_role, expect_child, run_child};
+use common::{child_role, errno, expect_child, probe_write_paths, run_child};
 use shard_alloc::{Allocator, Block, Options, Request, Seals};
 
 const PATTERN: u8 = 0x5a;
@@ -18,36 +18,12 @@ const PATTERN: u8 = 0x5a;
 /// forked child can run it without allocating. Returns a bit per check that
 /// did NOT behave as sealed; 0 = all good. `len` is the region size.
 fn probe_sealed(fd: i32, len: usize, off: usize) -> u32 {
-    let mut bad = 0;
-    let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    // SAFETY: plain syscalls on an fd we own; every mapping made is unmapped here,
-    // and the only memory read is a fresh PROT_READ mapping of `len` bytes.
+    // 1. A writable shared mapping is refused (bit 1); 2. pwrite() and
+    //    write() are refused (bits 2, 4).
+    let mut bad = probe_write_paths(fd, len, off);
+    // SAFETY: plain syscalls on an fd we own; the only mapping made is a fresh
+    // PROT_READ one of `len` bytes, read at `off` < `len` and unmapped here.
     unsafe {
-        // 1. A writable shared mapping is refused.
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd,
-            0,
-        );
-        if p != libc::MAP_FAILED {
-            libc::munmap(p, len);
-            bad |= 1;
-        } else if errno() != libc::EPERM {
-            bad |= 1;
-        }
-        // 2. write() and pwrite() are refused.
-        let b = [0u8; 1];
-        if libc::pwrite(fd, b.as_ptr().cast(), 1, off as libc::off_t) != -1
-            || errno() != libc::EPERM
-        {
-            bad |= 2;
-        }
-        if libc::write(fd, b.as_ptr().cast(), 1) != -1 || errno() != libc::EPERM {
-            bad |= 4;
-        }
         // 3. The size is frozen both ways.
         if libc::ftruncate(fd, (len * 2) as libc::off_t) != -1 || errno() != libc::EPERM {
             bad |= 8;

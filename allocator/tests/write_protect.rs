@@ -20,7 +20,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use common::{child_role, expect_child, run_child};
+use common::{child_role, errno, expect_child, probe_write_paths, run_child};
 use shard_alloc::{AllocError, Allocator, Block, HugePages, Options, Request, Seals};
 
 const PATTERN: u8 = 0xC3;
@@ -29,34 +29,10 @@ const TEST: &str = "published_objects_refuse_writes_from_another_process_at_once
 /// Every write path against `fd` (open read-write). Returns a bit per check
 /// that was NOT refused with `EPERM`; 0 = all refused.
 fn probe_refused(fd: i32, len: usize, off: usize) -> u32 {
-    let mut bad = 0;
-    let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    // SAFETY: plain syscalls on an fd we own; a mapping that should not have
-    // been made is unmapped at once, and nothing is read or written through it.
+    // Bits 1, 2, 4: writable mapping, pwrite, write.
+    let mut bad = probe_write_paths(fd, len, off);
+    // SAFETY: plain syscalls on an fd we own; nothing is mapped, read or written.
     unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd,
-            0,
-        );
-        if p != libc::MAP_FAILED {
-            libc::munmap(p, len);
-            bad |= 1;
-        } else if errno() != libc::EPERM {
-            bad |= 1;
-        }
-        let b = [0u8; 1];
-        if libc::pwrite(fd, b.as_ptr().cast(), 1, off as libc::off_t) != -1
-            || errno() != libc::EPERM
-        {
-            bad |= 2;
-        }
-        if libc::write(fd, b.as_ptr().cast(), 1) != -1 || errno() != libc::EPERM {
-            bad |= 4;
-        }
         if libc::ftruncate(fd, 4096) != -1 || errno() != libc::EPERM {
             bad |= 8;
         }

@@ -209,10 +209,23 @@ print.shard_cluster_shared <- function(x, ...) {
 
 # ---- share_mpi(): Rmpi ------------------------------------------------------------------
 
+# Whether this process was started as a rank of an MPI job: the variables OpenMPI's
+# mpirun, MPICH/Intel MPI's hydra (PMI) and Slurm's srun (PMI-2, PMIx) set.
+in_mpi_job <- function()
+  any(nzchar(Sys.getenv(c("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMI_RANK", "PMIX_RANK"))))
+
 #' @export
 share_mpi <- function(x, root = 0L, comm = 1L, ...) {
   root <- as_whole(root, "root")
   comm <- as_whole(comm, "comm")
+  # Loading Rmpi starts MPI (MPI_Init): outside an MPI job that makes a one-rank
+  # world and leaves OpenMPI's session directory (ompi.<host>.<uid>) in TMPDIR.
+  # So Rmpi is loaded here only inside a job, or where the caller loaded it.
+  if (!isNamespaceLoaded("Rmpi") && !in_mpi_job())
+    stop("shard: share_mpi() runs inside an MPI job (started by mpirun, mpiexec or srun; ",
+         "none found: OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMI_RANK and PMIX_RANK are unset), or after ",
+         "library(Rmpi) with spawned workers. On one machine use share(); for workers on ",
+         "several nodes, share(x, cluster = cl)", call. = FALSE)
   if (!requireNamespace("Rmpi", quietly = TRUE))
     stop("shard: share_mpi() needs package Rmpi (Debian: apt-get install r-cran-rmpi)", call. = FALSE)
   mpi <- function(f) getExportedValue("Rmpi", f)

@@ -228,7 +228,24 @@ run_hook <- function(node, path, st) {
 # new values. deep_enter() decides a node at once (a leaf: shared, aliased, kept,
 # skipped) or opens a frame for a list, S4 object or environment.
 deep_walk <- function(root, path, st) {
-  first <- deep_enter(root, path, st)
+  active <- function(f, ch) {
+    if (ch$type != "bind" || !bindingIsActive(ch$key, f$node)) return(FALSE)
+    deep_fail(st, ch$path, "cannot share an active binding")
+    deep_log(st, ch$path, "skipped")
+    TRUE
+  }
+  deep_iterate(deep_enter(root, path, st), function(old, ch) deep_enter(old, ch$path, st),
+               function(f) deep_finish(f, st), skip = active)
+}
+
+# The one loop of both iterative walks (deep_walk() when sharing, deep_rebuild()
+# when fetching). `first` is done(value) or a frame: an environment with the
+# node, its children (list(type = "elt"/"attr"/"bind", key)), the index of the
+# last one visited (i) and the new values collected (vals). `enter(old, ch)`
+# decides a child: done(value) or a frame of its own; `finish(f)` makes a
+# frame's new node once its children are visited; `skip(f, ch)`, when given,
+# is TRUE for a child to leave as it is without reading it.
+deep_iterate <- function(first, enter, finish, skip = NULL) {
   if (!is.environment(first)) return(first$value)
   stack <- list(first)
   repeat {
@@ -236,14 +253,10 @@ deep_walk <- function(root, path, st) {
     if (f$i < length(f$children)) {
       f$i <- f$i + 1L
       ch <- f$children[[f$i]]
-      if (ch$type == "bind" && bindingIsActive(ch$key, f$node)) {
-        deep_fail(st, ch$path, "cannot share an active binding")
-        deep_log(st, ch$path, "skipped")
-        next
-      }
+      if (!is.null(skip) && skip(f, ch)) next
       old <- switch(ch$type, elt = .subset2(f$node, ch$key), attr = attr(f$node, ch$key, exact = TRUE),
                     bind = get(ch$key, envir = f$node, inherits = FALSE))
-      r <- deep_enter(old, ch$path, st)
+      r <- enter(old, ch)
       if (is.environment(r)) {
         r$parent_old <- old
         stack[[length(stack) + 1L]] <- r
@@ -252,7 +265,7 @@ deep_walk <- function(root, path, st) {
       }
       next
     }
-    value <- deep_finish(f, st)
+    value <- finish(f)
     stack[[length(stack)]] <- NULL
     if (!length(stack)) return(value)
     p <- stack[[length(stack)]]
@@ -444,31 +457,7 @@ deep_rebuild <- function(root, vals, ours, envs) {
     for (v in Filter(function(v) v$ch$type == "attr", f$vals)) attr(node, v$ch$key) <- v$value
     node
   }
-  first <- enter(root)
-  if (!is.environment(first)) return(first$value)
-  stack <- list(first)
-  repeat {
-    f <- stack[[length(stack)]]
-    if (f$i < length(f$children)) {
-      f$i <- f$i + 1L
-      ch <- f$children[[f$i]]
-      old <- switch(ch$type, elt = .subset2(f$node, ch$key), attr = attr(f$node, ch$key, exact = TRUE),
-                    bind = get(ch$key, envir = f$node))
-      r <- enter(old)
-      if (is.environment(r)) {
-        r$parent_old <- old
-        stack[[length(stack) + 1L]] <- r
-      } else {
-        deep_deliver(f, ch, old, r$value)
-      }
-      next
-    }
-    value <- finish(f)
-    stack[[length(stack)]] <- NULL
-    if (!length(stack)) return(value)
-    p <- stack[[length(stack)]]
-    deep_deliver(p, p$children[[p$i]], f$parent_old, value)
-  }
+  deep_iterate(enter(root), function(old, ch) enter(old), finish)
 }
 
 #' @export

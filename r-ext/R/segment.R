@@ -8,6 +8,10 @@
 segment_create <- function(size, backing = c("auto", "mmap", "shm"), path = NULL, readonly = FALSE, name = NULL) {
   if (missing(size)) stop("shard: `size` is missing: segment_create(size) needs a size in bytes", call. = FALSE)
   size <- arg_count(size, "size", min = 1)
+  # The C entry point's bound (doubles are exact below it); without this check its
+  # message said "must be a positive number of bytes" of a positive size.
+  if (size > 9e15)
+    stop(sprintf("shard: `size` %.0f bytes is more than a segment can hold (at most 9e15 bytes)", size), call. = FALSE)
   backing <- arg_choice(backing, c("auto", "mmap", "shm"), "backing")
   readonly <- arg_flag(readonly, "readonly")
   name <- path_as_name(path, name)

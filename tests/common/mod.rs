@@ -262,3 +262,57 @@ pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// An owner test's share: `n` f64s from `seed` on `backing`, published under
+/// `name` when given; returns the handle and the data's checksum.
+pub fn share_f64(
+    s: &shard::Store,
+    n: usize,
+    seed: f64,
+    backing: shard::BackingChoice,
+    name: Option<String>,
+) -> (Handle, f64) {
+    let data = f64_data(n, seed);
+    let h = s
+        .share(
+            shard::Kind::F64,
+            n as u64,
+            b"",
+            &data,
+            shard::ShareOptions {
+                backing,
+                name,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    (h, sum_f64(&data))
+}
+
+/// Starts `test` of this binary as role "owner" with its per-user directory
+/// under `dir`, the resource tracker on or off (`SHARD_TRACKER=0`). The
+/// owner-death and tracker tests both kill such an owner and look at what it
+/// left ([`owner_leftovers`]).
+pub fn spawn_owner(test: &str, dir: &Path, tracker: bool) -> Talk {
+    let mut c = child(test, "owner");
+    c.env("SHARD_TMPDIR", dir);
+    if tracker {
+        c.env_remove("SHARD_TRACKER");
+    } else {
+        c.env("SHARD_TRACKER", "0");
+    }
+    Talk::spawn(c)
+}
+
+/// What owner `pid` (of this user) left: its shm objects in `/dev/shm`, its
+/// backing files in the per-user directory under `dir`, and the names there
+/// that start with `name_prefix`.
+pub fn owner_leftovers(dir: &Path, pid: u32, name_prefix: &str) -> Vec<String> {
+    let uid = shard_alloc::sys::process::uid();
+    let prefix = format!("shard-{uid}-{pid}-");
+    let udir = dir.join(format!("shard-{uid}"));
+    let mut v = entries_with_prefix(Path::new("/dev/shm"), &prefix);
+    v.extend(entries_with_prefix(&udir, &prefix));
+    v.extend(entries_with_prefix(&udir.join("names"), name_prefix));
+    v
+}

@@ -94,3 +94,49 @@ pub fn small_regions() -> shard_alloc::Options {
         ..shard_alloc::Options::default()
     }
 }
+
+/// The last OS error number (no allocation: safe in a forked child).
+pub fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// The write paths every write-protection probe tries first against `fd` (open
+/// read-write; `len` the region size, `off` an object's offset): a
+/// `PROT_READ|PROT_WRITE` `MAP_SHARED` mapping (bit 1), `pwrite` at `off`
+/// (bit 2) and `write` (bit 4). Returns the bits of the checks that were NOT
+/// refused with `EPERM`; 0 = all refused. Raw libc calls only and no
+/// allocation, so a forked child can run it. Used by `sealing.rs` (a sealed
+/// region) and `write_protect.rs` (a region write-protected from creation),
+/// which go on with their own checks from bit 8.
+pub fn probe_write_paths(fd: i32, len: usize, off: usize) -> u32 {
+    let mut bad = 0;
+    // SAFETY: plain syscalls on an fd the caller owns; a mapping that should
+    // not have been made is unmapped at once, and nothing is read or written
+    // through it; the one byte written comes from a local buffer.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        );
+        if p != libc::MAP_FAILED {
+            libc::munmap(p, len);
+            bad |= 1;
+        } else if errno() != libc::EPERM {
+            bad |= 1;
+        }
+        let b = [0u8; 1];
+        if libc::pwrite(fd, b.as_ptr().cast(), 1, off as libc::off_t) != -1
+            || errno() != libc::EPERM
+        {
+            bad |= 2;
+        }
+        if libc::write(fd, b.as_ptr().cast(), 1) != -1 || errno() != libc::EPERM {
+            bad |= 4;
+        }
+    }
+    bad
+}

@@ -67,6 +67,20 @@ test_that("share_mpi() checks its arguments (before loading Rmpi)", {
   expect_error(share_mpi(1, comm = "a"), "`comm` must be a single whole number")
 })
 
+test_that("share_mpi() outside an MPI job stops without loading Rmpi (no MPI start-up, nothing left in TMPDIR)", {
+  skip_if_no_callr()
+  d <- withr::local_tempdir()
+  r <- callr::r(function() {
+    library(shard)
+    e <- tryCatch(share_mpi(1:10, root = 0, comm = 0), error = conditionMessage)
+    list(err = e, rmpi = isNamespaceLoaded("Rmpi"))
+  }, libpath = .libPaths(),
+  env = c(callr::rcmd_safe_env(), TMPDIR = d, OMPI_COMM_WORLD_SIZE = "", PMI_SIZE = "", PMI_RANK = "", PMIX_RANK = ""))
+  expect_match(r$err, "share_mpi\\(\\) runs inside an MPI job .*On one machine use share\\(\\)")
+  expect_false(r$rmpi)
+  expect_identical(list.files(d, all.files = TRUE, no.. = TRUE), character())
+})
+
 test_that("share_batch(): the holder's copy is fetched on its node; close() ends the holder", {
   skip_if_no_callr()
   d <- withr::local_tempdir()

@@ -166,3 +166,18 @@ test_that("shared_info() and print() of a deep share", {
   expect_identical(m$b, "x")
   expect_false(is_shared(m$a))
 })
+
+test_that("an active binding in a shared environment is skipped (strict: an error naming it); the rest comes back", {
+  e <- new.env()
+  makeActiveBinding("a", function() stop("an active binding was read"), e)
+  e$b <- 1:10
+  s <- share(list(e = e), deep = TRUE, min_bytes = 1)
+  on.exit(close(s))
+  expect_identical(s$summary$skipped_count, 1L)
+  expect_identical(s$summary$shared_count, 1L)
+  f <- fetch(s)
+  expect_identical(ls(f$e), "b")
+  expect_identical(f$e$b, 1:10)
+  expect_error(share(list(e = e), deep = TRUE, min_bytes = 1, mode = "strict"),
+               "cannot share an active binding \\(at x\\$e\\$a")
+})

@@ -7,27 +7,7 @@
 # and the output. The pages pool, rss, worker and utils have no examples.
 # Nothing is skipped.
 
-# Runs `code` in a fresh environment; returns the environment, the value of each
-# top-level expression and everything printed.
-run_example <- function(code) {
-  env <- new.env(parent = globalenv())
-  exprs <- parse(text = code, keep.source = FALSE)
-  values <- vector("list", length(exprs))
-  out <- utils::capture.output({
-    for (i in seq_along(exprs)) {
-      r <- withVisible(eval(exprs[[i]], env))
-      if (r$visible) print(r$value)
-      if (!is.null(r$value)) values[[i]] <- r$value
-    }
-  })
-  list(env = env, values = values, output = out)
-}
-
-# no current pool around an example (the pool_get() example expects none)
-ref_no_pool <- function(env = parent.frame()) {
-  if (!is.null(p <- pool_get())) pool_stop(p)
-  withr::defer(if (!is.null(p <- pool_get())) pool_stop(p), envir = env)
-}
+# run_example() and ref_no_pool(): helper-examples.R.
 
 test_that("pool_create.txt example", {
   ref_no_pool()

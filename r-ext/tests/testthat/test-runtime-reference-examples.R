@@ -6,27 +6,8 @@
 # queue, views, view_diagnostics, materialize.shard_view_block/gather,
 # print.shard_apply_policy, print.shard_tiles, print.shard_view_block/gather
 # (their functions are tested in test-views.R / test-runtime-*.R).
-# shared_view.txt's example needs shared_vector(), which the compat branch adds:
-# until it is merged that one test says SKIPPED.
 
-run_example <- function(code) {
-  env <- new.env(parent = globalenv())
-  exprs <- parse(text = code, keep.source = FALSE)
-  values <- vector("list", length(exprs))
-  out <- utils::capture.output({
-    for (i in seq_along(exprs)) {
-      r <- withVisible(eval(exprs[[i]], env))
-      if (r$visible) print(r$value)
-      if (!is.null(r$value)) values[i] <- list(r$value)
-    }
-  })
-  list(env = env, values = values, output = out)
-}
-
-ref_no_pool <- function(env = parent.frame()) {
-  if (!is.null(p <- pool_get())) pool_stop(p)
-  withr::defer(if (!is.null(p <- pool_get())) pool_stop(p), envir = env)
-}
+# run_example() and ref_no_pool(): helper-examples.R.
 
 test_that("as.array.shard_buffer.txt example", {
   ref_no_pool()
@@ -402,7 +383,6 @@ length(sh)")
 })
 
 test_that("shared_view.txt example", {
-  if (!exists("shared_vector", mode = "function")) skip("SKIPPED: shared_vector() is not in this build (it comes with the compat branch)")
   ref_no_pool()
   ex <- run_example("seg <- segment_create(800)
 segment_write(seg, 1:100, offset = 0)

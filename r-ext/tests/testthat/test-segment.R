@@ -71,6 +71,7 @@ test_that("segment_open() by handle, by name and by object; other processes read
 test_that("segment functions validate their arguments with clear errors", {
   expect_error(segment_create(), "`size` is missing")
   expect_error(segment_create(0), "`size` must be a single whole number >= 1")
+  expect_error(segment_create(1e18), "`size` 1000000000000000000 bytes is more than a segment can hold \\(at most 9e15 bytes\\)")
   expect_error(segment_create(-5), "`size`")
   expect_error(segment_create(NA), "`size`")
   expect_error(segment_create("10"), "`size`")
