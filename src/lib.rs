@@ -18,8 +18,8 @@
 pub mod copy;
 pub mod error;
 pub mod ffi;
-pub mod ffi_mapped;
 pub mod ffi_buffer;
+pub mod ffi_mapped;
 pub mod ffi_payload;
 mod fork;
 pub mod format;

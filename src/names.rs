@@ -24,10 +24,28 @@ use crate::error::{Result, StoreError};
 use crate::handle::Handle;
 
 fn base_dir() -> PathBuf {
-    std::env::var_os("SHARD_TMPDIR")
-        .or_else(|| std::env::var_os("TMPDIR"))
-        .map(PathBuf::from)
+    // An empty or relative value is ignored (as an unset one): a relative base
+    // would put the per-user directory under whatever the working directory is.
+    let from = |name: &str| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    from("SHARD_TMPDIR")
+        .or_else(|| from("TMPDIR"))
         .unwrap_or_else(|| PathBuf::from("/tmp"))
+}
+
+/// Where [`base_dir`] came from, for error messages.
+fn base_source() -> &'static str {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| PathBuf::from(v).is_absolute());
+    if set("SHARD_TMPDIR") {
+        "SHARD_TMPDIR"
+    } else if set("TMPDIR") {
+        "TMPDIR"
+    } else {
+        "the default /tmp"
+    }
 }
 
 /// Whether the per-user directory under `base` is scoped to this node:
@@ -76,6 +94,17 @@ pub fn user_dir_path() -> PathBuf {
 /// one, its parent is checked the same way first).
 pub fn user_dir() -> Result<PathBuf> {
     let dir = user_dir_path();
+    // The base must exist: a mistyped SHARD_TMPDIR is an error naming it, not
+    // a tree of directories created wherever it points.
+    let base = base_dir();
+    if !base.is_dir() {
+        return Err(StoreError::InvalidArgument(format!(
+            "the base of the per-user directory, {} (from {}), is not an existing directory; \
+             set SHARD_TMPDIR (or TMPDIR) to one",
+            base.display(),
+            base_source()
+        )));
+    }
     if dir
         .file_name()
         .is_some_and(|n| n.to_string_lossy().starts_with("node-"))
@@ -90,12 +119,10 @@ pub fn user_dir() -> Result<PathBuf> {
 
 fn ensure_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    match std::fs::DirBuilder::new()
-        .mode(0o700)
-        .recursive(true)
-        .create(dir)
-    {
+    // Not recursive: the parents are the checked base or an ensured directory.
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(StoreError::io(format!("create {}", dir.display()), e)),
     }
     let md = std::fs::symlink_metadata(dir)

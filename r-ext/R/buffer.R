@@ -84,9 +84,19 @@ buffer_coerce <- function(value, type) {
   if (typeof(value) == type) return(value)
   if (!is.atomic(value))
     stop("shard: a ", type, " buffer takes atomic values (got ", class(value)[1], ")", call. = FALSE)
-  out <- switch(type, double = as.double(value), integer = as.integer(value), logical = as.logical(value),
-                raw = as.raw(value))
-  out
+  # Text (or complex) into a numeric buffer is a mistake, not a conversion: it
+  # would store NA (or drop the imaginary part) with only a warning.
+  if (is.character(value) || (is.complex(value) && type != "complex"))
+    stop("shard: a ", type, " buffer does not take ", typeof(value),
+         " values; convert them first (e.g. as.numeric())", call. = FALSE)
+  # A conversion that loses values (NA from out-of-range integers, raw out of
+  # 0..255) is an error too: nothing is written.
+  withCallingHandlers(
+    switch(type, double = as.double(value), integer = as.integer(value), logical = as.logical(value),
+           raw = as.raw(value)),
+    warning = function(w) stop("shard: writing ", typeof(value), " values into a ", type,
+                               " buffer would lose values (", conditionMessage(w), "); nothing was written",
+                               call. = FALSE))
 }
 
 # The mapping of buffer x in this process (mapped on first use in a worker).

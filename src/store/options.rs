@@ -118,8 +118,24 @@ impl StoreKnobs {
     pub fn from_env() -> Result<StoreKnobs> {
         let mut k = StoreKnobs::default();
         k.apply_env()?;
+        check_other_env()?;
         Ok(k)
     }
+}
+
+/// The switches read outside this table (`SHARD_TRACKER` in `tracker.rs`,
+/// `SHARD_NODE_SCOPED` in `names.rs`, read where they act) are checked here
+/// once, so a mistyped value fails naming the variable like every knob above
+/// instead of silently meaning the default.
+fn check_other_env() -> Result<()> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    if let Some(v) = var("SHARD_TRACKER") {
+        parse_bool("SHARD_TRACKER", &v)?;
+    }
+    if let Some(v) = var("SHARD_NODE_SCOPED") {
+        parse_auto_bool("SHARD_NODE_SCOPED", &v)?;
+    }
+    Ok(())
 }
 
 /// `auto` is `None`; otherwise a boolean as the allocator's knobs parse it.

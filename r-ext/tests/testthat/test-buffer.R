@@ -48,6 +48,24 @@ test_that("bad arguments are clear errors", {
   expect_error(buffer_open(1, "double", 3), "path")
 })
 
+test_that("values that would be lost in conversion are refused, nothing written", {
+  b <- buffer("double", 3, init = 7)
+  expect_error(b[1] <- "a", "double buffer does not take character values")
+  expect_error(b[2] <- 1i, "does not take complex values")
+  expect_identical(b[], c(7, 7, 7))
+  i <- buffer("integer", 2)
+  expect_error(i[1:2] <- c(1, 2^40), "would lose values")
+  expect_identical(i[], c(0L, 0L))
+  r <- buffer("raw", 2)
+  expect_error(r[1] <- 300, "would lose values")
+  expect_error(buffer("integer", 2, init = "x"), "does not take character")
+  i[1:2] <- c(3, 4)                               # exact doubles convert fine
+  expect_identical(i[], c(3L, 4L))
+  b[3] <- TRUE
+  expect_identical(b[3], 1)
+  buffer_close(b); buffer_close(i); buffer_close(r)
+})
+
 test_that("[<- and [ on vectors: ranges, scattered, logical, negative, recycling", {
   b <- buffer("double", dim = 10)
   b[1:5] <- 1:5
