@@ -158,15 +158,20 @@ share_call <- function(x, layout, meta, opts) {
 
 #' @export
 fetch <- function(x, ...) {
-  # A plain vector of a shard_shared object is finished in C, without S3 dispatch.
-  if (identical(oldClass(x), "shard_shared") && typeof(h <- .Call(C_fetch, x$handle)) != "externalptr")
-    return(h)
+  # A plain vector of a shard_shared object is finished in C, without S3
+  # dispatch: given a list, C_fetch checks the class and takes x$handle itself
+  # (NULL: not that case, dispatch as usual).
+  if (is.list(x) && !is.null(v <- .Call(C_fetch, x))) return(v)
   UseMethod("fetch")
 }
 
 #' @export
 fetch.shard_shared <- function(x, ...) {
-  holder <- .Call(C_fetch, x$handle)   # a plain vector is finished in C
+  h <- x$handle
+  # C_fetch takes a list as a whole object (fetch()'s first step); a handle that
+  # is a list goes in as NULL: "a handle must be a raw vector of N bytes".
+  if (is.list(h)) h <- NULL
+  holder <- .Call(C_fetch, h)   # a plain vector is finished in C
   if (typeof(holder) != "externalptr") return(holder)
   info <- .Call(C_view_info, holder)
   restore_from_view(holder, x$handle, info)

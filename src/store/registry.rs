@@ -205,7 +205,14 @@ impl Store {
         if let Some(other) = reg.get(&key).and_then(Weak::upgrade) {
             return other;
         }
-        reg.retain(|_, w| w.strong_count() > 0);
+        // Dead entries go when the map is full (amortized O(1) per mapping, not
+        // a scan per mapping); if most entries are live it grows to twice their
+        // number, so the next scan is as many mappings away.
+        if reg.len() >= reg.capacity() {
+            reg.retain(|_, w| w.strong_count() > 0);
+            let live = reg.len();
+            reg.reserve(live + 1);
+        }
         reg.insert(key, Arc::downgrade(&a));
         self.counters
             .regions_mapped
