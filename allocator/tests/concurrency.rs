@@ -140,7 +140,11 @@ fn eight_threads_random_alloc_publish_free() {
     // Only the empty slab region kept for reuse (at most one) is still held.
     assert!(st.retained_regions <= 1, "kept {}", st.retained_regions);
     assert_eq!(
-        (st.regions - st.retained_regions, st.live_blocks, st.bytes_live),
+        (
+            st.regions - st.retained_regions,
+            st.live_blocks,
+            st.bytes_live
+        ),
         (0, 0, 0)
     );
     assert_eq!(

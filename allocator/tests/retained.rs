@@ -38,7 +38,10 @@ fn an_empty_region_is_kept_and_reused_without_a_new_region() {
     let st = a.stats();
     assert!(a.region(id).is_some(), "the empty region was released");
     assert_eq!((st.regions, st.retained_regions, st.live_blocks), (1, 1, 0));
-    assert_eq!((st.regions_created, st.regions_released, st.regions_kept), (1, 0, 1));
+    assert_eq!(
+        (st.regions_created, st.regions_released, st.regions_kept),
+        (1, 0, 1)
+    );
     // Round trips reuse it: no region is created or released any more.
     for _ in 0..50 {
         let b = one(&a, &Request::default());
@@ -67,7 +70,10 @@ fn cap_zero_releases_at_once() {
     a.trim();
     let st = a.stats();
     assert!(a.region(id).is_none());
-    assert_eq!((st.regions, st.retained_regions, st.regions_kept), (0, 0, 0));
+    assert_eq!(
+        (st.regions, st.retained_regions, st.regions_kept),
+        (0, 0, 0)
+    );
     assert_eq!(st.regions_created, st.regions_released);
     assert_eq!(fd_count(), fds, "the released region's fds stay open");
 }
@@ -103,10 +109,16 @@ fn a_region_over_the_cap_is_released() {
     a.free_owned(b2).unwrap();
     a.trim();
     let st = a.stats();
-    assert!(a.region(id1).is_some(), "the first empty region was not kept");
+    assert!(
+        a.region(id1).is_some(),
+        "the first empty region was not kept"
+    );
     assert!(a.region(id2).is_none(), "a region over the cap was kept");
     assert_eq!((st.regions, st.retained_regions), (1, 1));
-    assert_eq!((st.regions_created, st.regions_released, st.regions_kept), (2, 1, 1));
+    assert_eq!(
+        (st.regions_created, st.regions_released, st.regions_kept),
+        (2, 1, 1)
+    );
     // Cap 2 keeps both.
     let a = Allocator::new(opts(2)).unwrap();
     let b1 = one(&a, &Request::default());
@@ -114,7 +126,10 @@ fn a_region_over_the_cap_is_released() {
     a.free_owned(b1).unwrap();
     a.free_owned(b2).unwrap();
     let st = a.stats();
-    assert_eq!((st.regions, st.retained_regions, st.regions_released), (2, 2, 0));
+    assert_eq!(
+        (st.regions, st.retained_regions, st.regions_released),
+        (2, 2, 0)
+    );
 }
 
 #[test]
@@ -133,7 +148,10 @@ fn a_region_another_description_locks_is_never_kept() {
     let map_before = b.region.clone();
     a.free_owned(b).unwrap();
     let st = a.stats();
-    assert!(a.region(id).is_none(), "kept while another description maps it");
+    assert!(
+        a.region(id).is_none(),
+        "kept while another description maps it"
+    );
     assert_eq!((st.retained_regions, st.regions_kept), (0, 0));
     assert_eq!(st.regions_created, st.regions_released);
     // The next block goes to a new region: the old slot is never handed out

@@ -367,24 +367,14 @@ SEXP C_shared_object(SEXP handle, SEXP x, SEXP layout, SEXP readonly, SEXP name,
                          VECTOR_ELT(opts, 3), class_info);
 }
 
-/* Sets the attributes of a fresh list in one step: names, then class when
- * given (what Rf_setAttrib would store, without its checks: both are
- * constants of the right form). The pairlist is new: R appends to it in place. */
-static void set_names_class(SEXP r, SEXP names, SEXP cls) {
-    SEXP a = cls == NULL ? Rf_cons(names, R_NilValue) : Rf_cons(names, Rf_cons(cls, R_NilValue));
-    SET_TAG(a, R_NamesSymbol);
-    if (cls != NULL) SET_TAG(CDR(a), R_ClassSymbol);
-    SET_ATTRIB(r, a);
-    if (cls != NULL) SET_OBJECT(r, 1);
-}
-
 static SEXP shared_object(SEXP handle, SEXP x, SEXP layout, SEXP readonly, SEXP name, SEXP numa, SEXP huge,
                           SEXP threads, SEXP class_info) {
     check_handle(handle);
     const uint8_t *h = RAW(handle);
     if (h[7] > 2) Rf_error("shard: corrupt handle");
     SEXP r = PROTECT(Rf_allocVector(VECSXP, 8));
-    set_names_class(r, konst(KS_NAMES_OBJ), konst(KS_CLASS));
+    Rf_setAttrib(r, R_NamesSymbol, konst(KS_NAMES_OBJ));
+    Rf_setAttrib(r, R_ClassSymbol, konst(KS_CLASS));
     if (h[7] == 0) {
         char buf[64];
         snprintf(buf, sizeof buf, "/proc/%u/fd/%u", (unsigned) le_u64(h + 8, 4), (unsigned) le_u64(h + 24, 4));
@@ -395,7 +385,7 @@ static SEXP shared_object(SEXP handle, SEXP x, SEXP layout, SEXP readonly, SEXP 
     SET_VECTOR_ELT(r, 3, readonly);
     if (class_info == R_NilValue) {
         SEXP ci = PROTECT(Rf_allocVector(VECSXP, 5));
-        set_names_class(ci, konst(KS_NAMES_CI), NULL);
+        Rf_setAttrib(ci, R_NamesSymbol, konst(KS_NAMES_CI));
         SET_VECTOR_ELT(ci, 0, implicit_class(x));
         SET_VECTOR_ELT(ci, 1, type_string(x));
         R_xlen_t n = Rf_xlength(x);
@@ -417,7 +407,7 @@ static SEXP shared_object(SEXP handle, SEXP x, SEXP layout, SEXP readonly, SEXP 
         SET_VECTOR_ELT(r, 7, konst(KS_OPTIONS_DEFAULT));
     } else {
         SEXP o = PROTECT(Rf_allocVector(VECSXP, 3));
-        set_names_class(o, konst(KS_NAMES_OPT), NULL);
+        Rf_setAttrib(o, R_NamesSymbol, konst(KS_NAMES_OPT));
         SET_VECTOR_ELT(o, 0, numa == R_NilValue ? konst(KS_DEFAULT) : numa);
         SET_VECTOR_ELT(o, 1, huge);
         SET_VECTOR_ELT(o, 2, threads);

@@ -2,7 +2,7 @@
 //! with at most one active slab region and one active large region, the
 //! partial-slab lists per size class, and the empty slab region the pool
 //! keeps for reuse (at most `retain_empty_regions` over all pools; see
-//! [`Allocator::keep_empty`]).
+//! `Allocator::keep_empty`).
 
 use super::table::Kind;
 use super::{Allocator, State};
@@ -29,7 +29,7 @@ pub(super) struct Pool {
     pub(super) partial: Vec<Vec<(u32, u32)>>,
     /// Slab regions kept when their last block left (entry indices). May hold
     /// stale entries (a region that took blocks again, or went), pruned on the
-    /// next [`Allocator::keep_empty`].
+    /// next `Allocator::keep_empty`.
     pub(super) retained: Vec<u32>,
     /// Times a region that emptied was kept instead of released.
     pub(super) kept: u64,
