@@ -3,7 +3,7 @@
 //! the parent had mapped, so attaching the parent's objects maps nothing).
 
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use shard_alloc::Backing;
@@ -68,11 +68,20 @@ pub(crate) fn fork_snapshot() {
 /// parent keeps closed objects' bytes while this child lives (it may read
 /// them through inherited views). Allocates nothing.
 pub(crate) fn lock_in_child() {
+    // This is another process: Store::global reads its pid anew.
+    PID.store(0, Relaxed);
     let n = FORK_COUNT.load(Relaxed).min(FORK_FDS.len());
     for f in &FORK_FDS[..n] {
         let _ = shard_alloc::sys::flock::reopen_self_locked_shared(f.load(Relaxed));
     }
 }
+
+/// This process's pid once the global store exists (0: read it with
+/// `getpid`). A syscall per store entry was ~10% of a small object's
+/// share/fetch/close round trip; the fork child handler ([`lock_in_child`])
+/// clears it, and it is set only while a store exists, i.e. after the handler
+/// is installed (`Store::with_options`).
+static PID: AtomicU32 = AtomicU32::new(0);
 
 impl Store {
     /// The process-wide store, created on first use from `Options::from_env()`.
@@ -87,9 +96,13 @@ impl Store {
     pub fn global() -> Result<Arc<Store>> {
         let _pass = fork::enter();
         let mut g = lock(&GLOBAL);
-        let me = process::pid();
+        let me = match PID.load(Relaxed) {
+            0 => process::pid(),
+            p => p,
+        };
         if let Some(s) = g.as_ref() {
             if s.pid == me {
+                PID.store(me, Relaxed);
                 return Ok(s.clone());
             }
         }
