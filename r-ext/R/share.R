@@ -12,12 +12,13 @@ share <- function(x, backing = c("auto", "mmap", "shm"), readonly = TRUE, name =
                   deep = FALSE, min_bytes = 64 * 1024 * 1024, cycle = c("error", "skip"),
                   mode = c("balanced", "strict"), cluster = NULL) {
   if (missing(x)) stop("shard: `x` is missing: share(x) needs an R object to share", call. = FALSE)
+  # share(x) alone of a vector without attributes (the common case, e.g.
+  # lapply(xs, share)): one C call does share_one()'s work; NULL when it cannot.
+  # (With one argument, `cluster` is NULL: checked after this.)
+  if (nargs() == 1L && !is.null(out <- .Call(C_share_plain, x))) return(out)
   if (!is.null(cluster))   # one copy per node of a parallel/snow cluster: R/cluster.R
     return(share_cluster(x, cluster, list(backing = backing, readonly = readonly, name = name, deep = deep,
                                           min_bytes = min_bytes, cycle = cycle, mode = mode)))
-  # share(x) alone of a vector without attributes (the common case, e.g.
-  # lapply(xs, share)): one C call does share_one()'s work; NULL when it cannot.
-  if (nargs() == 1L && !is.null(out <- .Call(C_share_plain, x))) return(out)
   if (is.object(x)) {
     if (inherits(x, c("shard_shared", "shard_deep_shared"))) return(x)
     if (inherits(x, "shard_segment"))
