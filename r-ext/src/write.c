@@ -367,6 +367,80 @@ SEXP C_shared_object(SEXP handle, SEXP x, SEXP layout, SEXP readonly, SEXP name,
                          VECTOR_ELT(opts, 3), class_info);
 }
 
+/* The last path, size and class_info the shard_shared object was built with,
+ * reused (not mutable: R copies before changing one) when the next object has
+ * the same: objects in one region have one path, and a loop shares vectors of
+ * one type and length (lapply(chunks, share)). Saves their allocations (and
+ * the path's formatting and CHARSXP lookup) per share. */
+enum { LAST_PATH, LAST_SIZE, LAST_CI, LAST_N };
+static SEXP last_tab = NULL;
+static uint64_t last_pid, last_fd, last_size, last_n;
+static int last_type = -1;
+
+static SEXP last(void) {
+    if (last_tab == NULL) {
+        last_tab = Rf_allocVector(VECSXP, LAST_N);
+        R_PreserveObject(last_tab);
+    }
+    return last_tab;
+}
+
+static SEXP remember_last(int k, SEXP v) {
+    MARK_NOT_MUTABLE(v);
+    SET_VECTOR_ELT(last(), k, v);
+    return v;
+}
+
+static SEXP memfd_path(const uint8_t *h) {
+    uint64_t pid = le_u64(h + 8, 4), fd = le_u64(h + 24, 4);
+    SEXP t = last();
+    if (VECTOR_ELT(t, LAST_PATH) != R_NilValue && pid == last_pid && fd == last_fd) return VECTOR_ELT(t, LAST_PATH);
+    char buf[64];
+    snprintf(buf, sizeof buf, "/proc/%u/fd/%u", (unsigned) pid, (unsigned) fd);
+    SEXP p = remember_last(LAST_PATH, Rf_mkString(buf));
+    last_pid = pid;
+    last_fd = fd;
+    return p;
+}
+
+static SEXP object_size(const uint8_t *h) {
+    uint64_t len = le_u64(h + 72, 8);
+    SEXP t = last();
+    if (VECTOR_ELT(t, LAST_SIZE) != R_NilValue && len == last_size) return VECTOR_ELT(t, LAST_SIZE);
+    SEXP v = remember_last(LAST_SIZE, Rf_ScalarReal((double) len));
+    last_size = len;
+    return v;
+}
+
+static SEXP make_class_info(SEXP x, SEXP layout) {
+    SEXP ci = PROTECT(Rf_allocVector(VECSXP, 5));
+    Rf_setAttrib(ci, R_NamesSymbol, konst(KS_NAMES_CI));
+    SET_VECTOR_ELT(ci, 0, implicit_class(x));
+    SET_VECTOR_ELT(ci, 1, type_string(x));
+    R_xlen_t n = Rf_xlength(x);
+    SET_VECTOR_ELT(ci, 2, n <= INT_MAX ? Rf_ScalarInteger((int) n) : Rf_ScalarReal((double) n));
+    SET_VECTOR_ELT(ci, 3, Rf_getAttrib(x, R_DimSymbol));
+    SET_VECTOR_ELT(ci, 4, layout);
+    UNPROTECT(1);
+    return ci;
+}
+
+/* class_info of a plain vector: list(class, type, length, dim, layout). The
+ * last one is reused for a vector of the same type and length, without dim,
+ * shared as "vector" (the plain path's constant layout string). */
+static SEXP class_info_of(SEXP x, SEXP layout) {
+    int cacheable = layout == konst(KS_VECTOR) && Rf_getAttrib(x, R_DimSymbol) == R_NilValue;
+    if (!cacheable) return make_class_info(x, layout);
+    SEXP t = last();
+    uint64_t n = (uint64_t) Rf_xlength(x);
+    if (VECTOR_ELT(t, LAST_CI) != R_NilValue && (int) TYPEOF(x) == last_type && n == last_n)
+        return VECTOR_ELT(t, LAST_CI);
+    SEXP ci = remember_last(LAST_CI, make_class_info(x, layout));
+    last_type = (int) TYPEOF(x);
+    last_n = n;
+    return ci;
+}
+
 static SEXP shared_object(SEXP handle, SEXP x, SEXP layout, SEXP readonly, SEXP name, SEXP numa, SEXP huge,
                           SEXP threads, SEXP class_info) {
     check_handle(handle);
@@ -375,25 +449,12 @@ static SEXP shared_object(SEXP handle, SEXP x, SEXP layout, SEXP readonly, SEXP 
     SEXP r = PROTECT(Rf_allocVector(VECSXP, 8));
     Rf_setAttrib(r, R_NamesSymbol, konst(KS_NAMES_OBJ));
     Rf_setAttrib(r, R_ClassSymbol, konst(KS_CLASS));
-    if (h[7] == 0) {
-        char buf[64];
-        snprintf(buf, sizeof buf, "/proc/%u/fd/%u", (unsigned) le_u64(h + 8, 4), (unsigned) le_u64(h + 24, 4));
-        SET_VECTOR_ELT(r, 0, Rf_mkString(buf));
-    }
+    if (h[7] == 0) SET_VECTOR_ELT(r, 0, memfd_path(h));
     SET_VECTOR_ELT(r, 1, konst(KS_MEMFD + h[7]));
-    SET_VECTOR_ELT(r, 2, Rf_ScalarReal((double) le_u64(h + 72, 8)));
+    SET_VECTOR_ELT(r, 2, object_size(h));
     SET_VECTOR_ELT(r, 3, readonly);
     if (class_info == R_NilValue) {
-        SEXP ci = PROTECT(Rf_allocVector(VECSXP, 5));
-        Rf_setAttrib(ci, R_NamesSymbol, konst(KS_NAMES_CI));
-        SET_VECTOR_ELT(ci, 0, implicit_class(x));
-        SET_VECTOR_ELT(ci, 1, type_string(x));
-        R_xlen_t n = Rf_xlength(x);
-        SET_VECTOR_ELT(ci, 2, n <= INT_MAX ? Rf_ScalarInteger((int) n) : Rf_ScalarReal((double) n));
-        SET_VECTOR_ELT(ci, 3, Rf_getAttrib(x, R_DimSymbol));
-        SET_VECTOR_ELT(ci, 4, layout);
-        SET_VECTOR_ELT(r, 4, ci);
-        UNPROTECT(1);
+        SET_VECTOR_ELT(r, 4, class_info_of(x, layout));
     } else {
         SET_VECTOR_ELT(r, 4, class_info);
     }

@@ -29,6 +29,38 @@ test_that("fetch()'s fast path gives what the S3 method gives, and refuses what 
   expect_error(fetch(s$handle), "needs a shared object")
 })
 
+test_that("path, size and class_info reused from the last share are never changed through another object", {
+  a <- share(c(1, 2))
+  b <- share(c(3, 4))
+  on.exit({ close(a); close(b) }, add = TRUE)
+  ci <- list(class = "numeric", type = "double", length = 2L, dim = NULL, layout = "vector")
+  expect_identical(a$class_info, ci)
+  expect_identical(b$path, a$path)
+  a$class_info$length <- 99L
+  a$class_info$class <- "changed"
+  a$size <- -1
+  a$path <- "changed"
+  expect_identical(b$class_info, ci)
+  expect_false(identical(b$path, "changed"))
+  expect_true(b$size > 0)
+  d <- share(c(5, 6))
+  on.exit(close(d), add = TRUE)
+  expect_identical(d$class_info, ci)
+  expect_identical(d$path, b$path)
+  expect_identical(d$size, b$size)
+  # Another type or length, or a dim: its own class_info.
+  e <- share(1:3)
+  on.exit(close(e), add = TRUE)
+  expect_identical(e$class_info, list(class = "integer", type = "integer", length = 3L, dim = NULL,
+                                      layout = "vector"))
+  m <- share(matrix(c(1, 2), 1))
+  on.exit(close(m), add = TRUE)
+  expect_identical(m$class_info$dim, c(1L, 2L))
+  f <- share(c(7, 8))
+  on.exit(close(f), add = TRUE)
+  expect_identical(f$class_info, ci)
+})
+
 test_that("fetch() after close() is a clean error on the fast path", {
   s <- share(c(1, 2))
   close(s)
@@ -36,6 +68,8 @@ test_that("fetch() after close() is a clean error on the fast path", {
 })
 
 test_that("the default $options list is shared but never changed through another object", {
+  # The default shard.* options (an earlier test file may have set some).
+  withr::local_options(list(shard.copy_threads = NULL, shard.numa = NULL, shard.huge_pages = NULL))
   a <- share(c(1, 2))
   b <- share(c(3, 4))
   on.exit({ close(a); close(b) }, add = TRUE)
@@ -44,10 +78,11 @@ test_that("the default $options list is shared but never changed through another
   a$options$numa <- "changed"
   a$options$copy_threads <- 7L
   expect_identical(b$options, want)
-  expect_identical(share(c(5, 6))$options, want)
+  d <- share(c(5, 6))
+  on.exit(close(d), add = TRUE)
+  expect_identical(d$options, want)
   # Options other than the defaults get a list of their own.
-  old <- options(shard.copy_threads = 2, shard.huge_pages = FALSE)
-  on.exit(options(old), add = TRUE)
+  withr::local_options(list(shard.copy_threads = 2, shard.huge_pages = FALSE))
   c2 <- share(c(7, 8))
   on.exit(close(c2), add = TRUE)
   expect_identical(c2$options, list(numa = "default", huge_pages = FALSE, copy_threads = 2L))
