@@ -204,15 +204,25 @@ if (section("small")) {
 # small object live in the region (the usual state of a process that uses
 # shard). The kept-region counters are printed with the rows.
 x2 <- c(1, 2)
+# REPS rounds, each a bench::mark of both (5000 iterations each, the order
+# swapped every round), so a load spike on a shared machine lands on both
+# sides; the row is the median over rounds of each side's median.
 small_rt <- function(label) {
-  b <- bench::mark(shard = { s <- share(x2); y <- fetch(s); close(s) },
-                   serialize = unserialize(serialize(x2, NULL, xdr = FALSE)),
-                   check = FALSE, min_iterations = 20000)
-  r <- as.numeric(b$median[1] / b$median[2])
-  results[[length(results) + 1]] <<- data.frame(case = label, resident = as.numeric(b$median[2]),
-    fetched = as.numeric(b$median[1]), wrapper = NA, fetched_ratio = r, wrapper_ratio = NA)
-  cat(sprintf("%-44s serialize %10s  shard %10s (%.2fx)\n", label, fmt_t(as.numeric(b$median[2])),
-              fmt_t(as.numeric(b$median[1])), r))
+  sh <- se <- numeric(REPS)
+  for (i in seq_len(REPS)) {
+    shard_rt <- quote({ s <- share(x2); y <- fetch(s); close(s) })
+    ser_rt <- quote(unserialize(serialize(x2, NULL, xdr = FALSE)))
+    exprs <- if (i %% 2) list(shard = shard_rt, serialize = ser_rt) else list(serialize = ser_rt, shard = shard_rt)
+    b <- bench::mark(exprs = exprs, check = FALSE, min_iterations = 5000)
+    m <- setNames(as.numeric(b$median), as.character(b$expression))
+    sh[i] <- m[["shard"]]
+    se[i] <- m[["serialize"]]
+  }
+  r <- median(sh) / median(se)
+  results[[length(results) + 1]] <<- data.frame(case = label, resident = median(se),
+    fetched = median(sh), wrapper = NA, fetched_ratio = r, wrapper_ratio = NA)
+  cat(sprintf("%-44s serialize %10s  shard %10s (%.2fx; per-round ratios %s)\n", label, fmt_t(median(se)),
+              fmt_t(median(sh)), r, paste(sprintf("%.2f", sh / se), collapse = " ")))
 }
 d0 <- shard_diagnostics()
 small_rt("share+fetch+close of c(1, 2), alone, vs serialize+unserialize")
