@@ -66,7 +66,7 @@ struct Owned {
 
 /// The objects this process owns, by object key.
 #[derive(Default)]
-struct OwnedTable(HashMap<ObjKey, Owned>);
+struct OwnedTable(HashMap<ObjKey, Owned, registry::KeyHash>);
 
 impl OwnedTable {
     /// The owned object matching handle `h` exactly: `Closed` when this process

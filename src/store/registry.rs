@@ -128,8 +128,9 @@ pub struct ObjState {
 }
 
 /// Hashes [`ObjKey`]s (a few integers) with a multiply-rotate per word from a
-/// per-process random seed: SipHash was ~5% of a small object's share and
-/// close (one insert per share, one lookup per close). Seeded so that handles
+/// per-process random seed, for the object-states map and the owned-objects
+/// table: SipHash was ~5-8% of a small object's share, attach and close (an
+/// insert in each map per share, a lookup per attach and per close). Seeded so that handles
 /// another process hands us cannot be crafted to collide here without knowing
 /// this process's seed.
 #[derive(Clone)]
