@@ -211,3 +211,43 @@ fn a_kept_region_that_is_retired_or_fills_up_is_released() {
         assert!(a.region(id).is_none(), "the full region was not released");
     }
 }
+
+#[test]
+fn free_unmapped_takes_the_callers_probe_for_the_region() {
+    let _g = serial();
+    let a = Allocator::new(opts(1)).unwrap();
+    // The store probes (others_may_read) and, finding no reader, frees with
+    // free_unmapped: the allocator keeps the region without probing again.
+    let b = one(&a, &Request::default());
+    let id = b.region.id();
+    a.free_unmapped(&b).unwrap();
+    assert!(a.region(id).is_some());
+    assert_eq!(a.stats().retained_regions, 1);
+    // Only the caller's word is checked: with a reader's lock in place, plain
+    // free() finds it and releases; free_unmapped() trusts the caller (which
+    // is why the store calls it only right after its own probe found none).
+    let fd = b.region.readonly_fd().as_raw_fd();
+    let reader = std::fs::File::open(format!("/proc/self/fd/{fd}")).unwrap();
+    shard_alloc::sys::flock::lock_shared(&reader).unwrap();
+    let b = one(&a, &Request::default());
+    assert_eq!(b.region.id(), id);
+    a.free(&b).unwrap();
+    assert!(
+        a.region(id).is_none(),
+        "free() kept a region a reader locks"
+    );
+    let c = one(&a, &Request::default());
+    let id2 = c.region.id();
+    assert_ne!(id2, id);
+    let fd2 = c.region.readonly_fd().as_raw_fd();
+    let reader2 = std::fs::File::open(format!("/proc/self/fd/{fd2}")).unwrap();
+    shard_alloc::sys::flock::lock_shared(&reader2).unwrap();
+    a.free_unmapped(&c).unwrap();
+    assert!(a.region(id2).is_some(), "free_unmapped() probed anyway");
+    // The vouch covers that one call only: the next plain free() probes.
+    let d = one(&a, &Request::default());
+    assert_eq!(d.region.id(), id2);
+    a.free(&d).unwrap();
+    assert!(a.region(id2).is_none(), "a vouch outlived its call");
+    drop((reader, reader2));
+}

@@ -4,6 +4,8 @@
 //! keeps for reuse (at most `retain_empty_regions` over all pools; see
 //! `Allocator::keep_empty`).
 
+use std::cell::Cell;
+
 use super::table::Kind;
 use super::{Allocator, State};
 use crate::numa::Placement;
@@ -78,6 +80,28 @@ impl Allocator {
     }
 }
 
+thread_local! {
+    /// (allocator id, region id) while [`Allocator::free_unmapped`] runs on
+    /// this thread: its caller has just found that no other process maps that
+    /// region, so keeping it needs no second probe. (0, 0) otherwise.
+    static VOUCHED: Cell<(u64, u32)> = const { Cell::new((0, 0)) };
+}
+
+/// Sets [`VOUCHED`] for one call; restores it when dropped (also on unwind).
+pub(super) struct Vouch((u64, u32));
+
+impl Vouch {
+    pub(super) fn set(alloc: u64, region: u32) -> Vouch {
+        Vouch(VOUCHED.with(|v| v.replace((alloc, region))))
+    }
+}
+
+impl Drop for Vouch {
+    fn drop(&mut self) {
+        VOUCHED.with(|v| v.set(self.0));
+    }
+}
+
 impl Allocator {
     /// Whether slab region `idx`, whose last block just left (under the lock),
     /// is kept for reuse instead of released: the next small object then needs
@@ -98,7 +122,9 @@ impl Allocator {
     ///   process maps it (readers hold a shared `flock` while they map a
     ///   region; see `sys::flock` and the store's quarantine in
     ///   `src/store/close.rs`): a slot another process may still read is never
-    ///   handed to a new object. A probe that fails releases the region.
+    ///   handed to a new object. A probe that fails releases the region. The
+    ///   probe is skipped when the free that emptied the region came through
+    ///   [`Allocator::free_unmapped`] for it (its caller probed just before).
     pub(super) fn keep_empty(&self, st: &mut State, idx: u32) -> bool {
         let cap = self.opts.retain_empty_regions as usize;
         if cap == 0 {
@@ -129,8 +155,10 @@ impl Allocator {
             kept_now += list.len();
             st.pools[p].retained = list;
         }
+        let vouched = VOUCHED.with(|v| v.get()) == (self.id, region.id());
         let keep = kept_now < cap
-            && !crate::sys::flock::others_hold_lock(region.readonly_fd()).unwrap_or(true);
+            && (vouched
+                || !crate::sys::flock::others_hold_lock(region.readonly_fd()).unwrap_or(true));
         if keep {
             st.pools[pool].retained.push(idx);
             st.pools[pool].kept += 1;
