@@ -683,42 +683,6 @@ int32_t shard_set_prefault(int32_t mode);
 int32_t shard_set_spare_region(int32_t on);
 
 /**
- * Maps `byte_len` bytes from `byte_offset` of view `v`'s data privately
- * (copy-on-write), behind `lead` bytes of anonymous memory: `*block` receives
- * the start of those `lead` bytes (the vector's bytes follow them), `*out` the
- * mapping to free with `shard_plain_free`. Returns 0 with `*out = NULL` when
- * no such mapping can be made (hugetlb region, or the kernel refused): keep
- * the other reader. `SHARD_CLOSED` once the object was closed here.
- *
- * # Safety
- * `v` is a live view; `out` and `block` are writable.
- */
-int32_t shard_plain_map(const struct shard_view *v,
-                        uint64_t byte_offset,
-                        uint64_t byte_len,
-                        uint64_t lead,
-                        struct shard_plain **out,
-                        uint8_t **block);
-
-/**
- * Non-zero once the mapping's object has been closed in this process.
- *
- * # Safety
- * `p` is a live mapping from `shard_plain_map`.
- */
-int32_t shard_plain_closed(const struct shard_plain *p);
-
-/**
- * Unmaps a plain vector's pages and releases its view (the region is
- * unmapped and its `flock` dropped when its last view goes). Safe to call
- * from R's garbage collector: no call into R.
- *
- * # Safety
- * `p` is a live mapping or NULL; nothing reads its pages afterwards.
- */
-void shard_plain_free(struct shard_plain *p);
-
-/**
  * Creates a buffer of `size` zeroed bytes owned by this process: its handle
  * goes to `out_handle` (`SHARD_HANDLE_LEN` bytes: what other processes open),
  * the buffer to `*out` (its pointers: `shard_buffer_state`). `huge_pages`
@@ -808,6 +772,42 @@ int32_t shard_buffer_close(const struct shard_buffer *b);
  * `b` is a live buffer or NULL; not used afterwards.
  */
 void shard_buffer_free(struct shard_buffer *b);
+
+/**
+ * Maps `byte_len` bytes from `byte_offset` of view `v`'s data privately
+ * (copy-on-write), behind `lead` bytes of anonymous memory: `*block` receives
+ * the start of those `lead` bytes (the vector's bytes follow them), `*out` the
+ * mapping to free with `shard_plain_free`. Returns 0 with `*out = NULL` when
+ * no such mapping can be made (hugetlb region, or the kernel refused): keep
+ * the other reader. `SHARD_CLOSED` once the object was closed here.
+ *
+ * # Safety
+ * `v` is a live view; `out` and `block` are writable.
+ */
+int32_t shard_plain_map(const struct shard_view *v,
+                        uint64_t byte_offset,
+                        uint64_t byte_len,
+                        uint64_t lead,
+                        struct shard_plain **out,
+                        uint8_t **block);
+
+/**
+ * Non-zero once the mapping's object has been closed in this process.
+ *
+ * # Safety
+ * `p` is a live mapping from `shard_plain_map`.
+ */
+int32_t shard_plain_closed(const struct shard_plain *p);
+
+/**
+ * Unmaps a plain vector's pages and releases its view (the region is
+ * unmapped and its `flock` dropped when its last view goes). Safe to call
+ * from R's garbage collector: no call into R.
+ *
+ * # Safety
+ * `p` is a live mapping or NULL; nothing reads its pages afterwards.
+ */
+void shard_plain_free(struct shard_plain *p);
 
 /**
  * Decodes and validates the strings layout at `byte_offset .. byte_offset +

@@ -48,10 +48,11 @@ fn hundred_thousand_small_shares_hold_few_fds_and_mappings() {
         drop(hs);
         say(&format!(
             "SMALL {dfd} {drmap} fds/region mappings added ({dmap} mappings in all), \
-             {:.0} objects/s; after close: {} fds {} region mappings",
+             {:.0} objects/s; after close: {} fds {} region mappings, {} kept",
             1e5 / secs,
             fd_count() as i64 - fds as i64,
-            region_maps() as i64 - rmaps as i64
+            region_maps() as i64 - rmaps as i64,
+            s.alloc_stats().retained_regions
         ));
         return;
     }
@@ -70,8 +71,12 @@ fn hundred_thousand_small_shares_hold_few_fds_and_mappings() {
         .map(|x| x.parse().unwrap())
         .collect();
     assert!(w[0] <= 24 && w[1] <= 24, "fds/mappings added: {line}");
+    // Everything goes at close but the one empty slab region the allocator
+    // keeps for the next small object (`retain_empty_regions`, default 1): its
+    // two fds (writer, read-only) and two mappings.
     assert!(
-        line.ends_with("after close: 0 fds 0 region mappings"),
+        line.ends_with("after close: 0 fds 0 region mappings, 0 kept")
+            || line.ends_with("after close: 2 fds 2 region mappings, 1 kept"),
         "{line}"
     );
 }

@@ -20,6 +20,7 @@
 //! | `placement` | `SHARD_PLACEMENT` | `default` | NUMA placement of new regions: `default`, `local`, `interleave`, `bind:N`, `preferred:N` (applied with `mbind` before first touch). |
 //! | `populate_new_regions` | `SHARD_POPULATE_NEW_REGIONS` (old: `SHARD_PREFAULT`) | `false` | Fault every page of a new region in when it is created (`MADV_POPULATE_WRITE`) instead of on first touch. Old name `prefault`. |
 //! | `max_object` | `SHARD_MAX_OBJECT` | `64T` | Largest single object; the allocator also caps it at physical memory. |
+//! | `retain_empty_regions` | `SHARD_RETAIN_EMPTY_REGIONS` | `1` | Most empty small-object (slab) regions kept for the next small objects instead of released at once (at most one per pool, i.e. per placement; 0 ..= 64; 0 = release at once). A region another process still maps is never kept. |
 //!
 //! Names say one thing each. `populate_new_regions` was called `prefault`, a
 //! word the store also uses for its copy helper thread, next to its `populate`
@@ -330,8 +331,18 @@ crate::knobs! {
             env "SHARD_MAX_OBJECT", default "64T",
             parse parse_size,
             meaning "Largest single object; the allocator also caps it at physical memory.";
+        /// Most empty slab regions kept for reuse (0 = release at once).
+        /// Saves the create/seal/map/unmap of a region on every share and
+        /// close of a lone small object (mimalloc's segment cache).
+        retain_empty_regions: u32 = 1;
+            env "SHARD_RETAIN_EMPTY_REGIONS", default "1",
+            parse parse_int,
+            meaning "Most empty small-object (slab) regions kept for the next small objects instead of released at once (at most one per pool, i.e. per placement; 0 ..= 64; 0 = release at once). A region another process still maps is never kept.";
     }
 }
+
+/// Most empty slab regions a pool may keep (`retain_empty_regions`).
+pub const MAX_RETAINED: u32 = 64;
 
 /// Names of every knob as profiles use them (old names not included; env vars
 /// and old names are in [`Options::KNOBS`]). Generated from the table.
@@ -469,6 +480,13 @@ impl Options {
         }
         if self.max_object == 0 {
             return Err(bad("max_object", "0", "must be positive"));
+        }
+        if self.retain_empty_regions > MAX_RETAINED {
+            return Err(bad(
+                "retain_empty_regions",
+                &self.retain_empty_regions.to_string(),
+                "must be 0 ..= 64",
+            ));
         }
         Ok(())
     }

@@ -9,7 +9,18 @@ use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 use shard_alloc::{AllocError, Allocator, Block, Request};
 
 mod common;
-use common::{skip, small_regions};
+use common::skip;
+
+/// Small regions, each released as soon as its last block goes
+/// (`retain_empty_regions = 0`): these tests are about that release and about
+/// cached slots of released regions. Keeping an empty region is tested in
+/// `retained.rs`.
+fn small_regions() -> shard_alloc::Options {
+    shard_alloc::Options {
+        retain_empty_regions: 0,
+        ..common::small_regions()
+    }
+}
 
 /// The tests here count the process's fds: one at a time.
 fn serial() -> MutexGuard<'static, ()> {

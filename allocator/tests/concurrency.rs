@@ -137,6 +137,18 @@ fn eight_threads_random_alloc_publish_free() {
         a.free(b).unwrap();
     }
     let st = a.stats();
-    assert_eq!((st.regions, st.live_blocks, st.bytes_live), (0, 0, 0));
-    assert_eq!(st.regions_created, st.regions_released);
+    // Only the empty slab region kept for reuse (at most one) is still held.
+    assert!(st.retained_regions <= 1, "kept {}", st.retained_regions);
+    assert_eq!(
+        (
+            st.regions - st.retained_regions,
+            st.live_blocks,
+            st.bytes_live
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(
+        st.regions_created,
+        st.regions_released + st.retained_regions
+    );
 }

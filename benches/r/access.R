@@ -211,22 +211,38 @@ options(shard.huge_pages = FALSE)
 
 ## --- small objects: share() + fetch() + close() vs serialize() + unserialize() --
 if (section("small")) {
-# Twice: alone (the small-object region is created and released on every round
-# trip: the allocator returns an empty region at once) and with another small
-# object live in the region (the usual state of a process that uses shard).
+# Twice: alone (the object's small-object region empties at every close: the
+# allocator keeps it for the next share, `retain_empty_regions`; before, it
+# was released and a new one created on every round trip) and with another
+# small object live in the region (the usual state of a process that uses
+# shard). The kept-region counters are printed with the rows.
 x2 <- c(1, 2)
+# REPS rounds, each a bench::mark of both (5000 iterations each, the order
+# swapped every round), so a load spike on a shared machine lands on both
+# sides; the row is the median over rounds of each side's median.
 small_rt <- function(label) {
-  b <- bench::mark(shard = { s <- share(x2); y <- fetch(s); close(s) },
-                   serialize = unserialize(serialize(x2, NULL, xdr = FALSE)),
-                   check = FALSE, min_iterations = 20000)
-  r <- as.numeric(b$median[1] / b$median[2])
-  results[[length(results) + 1]] <<- data.frame(case = label, resident = as.numeric(b$median[2]),
-    fetched = as.numeric(b$median[1]), wrapper = NA, plain = NA, fetched_ratio = r, wrapper_ratio = NA,
+  sh <- se <- numeric(REPS)
+  for (i in seq_len(REPS)) {
+    shard_rt <- quote({ s <- share(x2); y <- fetch(s); close(s) })
+    ser_rt <- quote(unserialize(serialize(x2, NULL, xdr = FALSE)))
+    exprs <- if (i %% 2) list(shard = shard_rt, serialize = ser_rt) else list(serialize = ser_rt, shard = shard_rt)
+    b <- bench::mark(exprs = exprs, check = FALSE, min_iterations = 5000)
+    m <- setNames(as.numeric(b$median), as.character(b$expression))
+    sh[i] <- m[["shard"]]
+    se[i] <- m[["serialize"]]
+  }
+  r <- median(sh) / median(se)
+  results[[length(results) + 1]] <<- data.frame(case = label, resident = median(se),
+    fetched = median(sh), wrapper = NA, plain = NA, fetched_ratio = r, wrapper_ratio = NA,
     plain_ratio = NA)
-  cat(sprintf("%-44s serialize %10s  shard %10s (%.2fx)\n", label, fmt_t(as.numeric(b$median[2])),
-              fmt_t(as.numeric(b$median[1])), r))
+  cat(sprintf("%-44s serialize %10s  shard %10s (%.2fx; per-round ratios %s)\n", label, fmt_t(median(se)),
+              fmt_t(median(sh)), r, paste(sprintf("%.2f", sh / se), collapse = " ")))
 }
+d0 <- shard_diagnostics()
 small_rt("share+fetch+close of c(1, 2), alone, vs serialize+unserialize")
+d1 <- shard_diagnostics()
+cat(sprintf("alone: regions created %+.0f, released %+.0f during the round trips\n",
+            d1$regions_created - d0$regions_created, d1$regions_released - d0$regions_released))
 keep <- share(c(3, 4))
 small_rt("share+fetch+close of c(1, 2), region live, vs serialize+unserialize")
 close(keep)

@@ -12,12 +12,13 @@ share <- function(x, backing = c("auto", "mmap", "shm"), readonly = TRUE, name =
                   deep = FALSE, min_bytes = 64 * 1024 * 1024, cycle = c("error", "skip"),
                   mode = c("balanced", "strict"), cluster = NULL) {
   if (missing(x)) stop("shard: `x` is missing: share(x) needs an R object to share", call. = FALSE)
+  # share(x) alone of a vector without attributes (the common case, e.g.
+  # lapply(xs, share)): one C call does share_one()'s work; NULL when it cannot.
+  # (With one argument, `cluster` is NULL: checked after this.)
+  if (nargs() == 1L && !is.null(out <- .Call(C_share_plain, x))) return(out)
   if (!is.null(cluster))   # one copy per node of a parallel/snow cluster: R/cluster.R
     return(share_cluster(x, cluster, list(backing = backing, readonly = readonly, name = name, deep = deep,
                                           min_bytes = min_bytes, cycle = cycle, mode = mode)))
-  # share(x) alone of a vector without attributes (the common case, e.g.
-  # lapply(xs, share)): one C call does share_one()'s work; NULL when it cannot.
-  if (nargs() == 1L && !is.null(out <- .Call(C_share_plain, x))) return(out)
   if (is.object(x)) {
     if (inherits(x, c("shard_shared", "shard_deep_shared"))) return(x)
     if (inherits(x, "shard_segment"))
@@ -158,15 +159,20 @@ share_call <- function(x, layout, meta, opts) {
 
 #' @export
 fetch <- function(x, ...) {
-  # A plain vector of a shard_shared object is finished in C, without S3 dispatch.
-  if (identical(oldClass(x), "shard_shared") && typeof(h <- .Call(C_fetch, x$handle)) != "externalptr")
-    return(h)
+  # A plain vector of a shard_shared object is finished in C, without S3
+  # dispatch: given a list, C_fetch checks the class and takes x$handle itself
+  # (NULL: not that case, dispatch as usual).
+  if (is.list(x) && !is.null(v <- .Call(C_fetch, x))) return(v)
   UseMethod("fetch")
 }
 
 #' @export
 fetch.shard_shared <- function(x, ...) {
-  holder <- .Call(C_fetch, x$handle)   # a plain vector is finished in C
+  h <- x$handle
+  # C_fetch takes a list as a whole object (fetch()'s first step); a handle that
+  # is a list goes in as NULL: "a handle must be a raw vector of N bytes".
+  if (is.list(h)) h <- NULL
+  holder <- .Call(C_fetch, h)   # a plain vector is finished in C
   if (typeof(holder) != "externalptr") return(holder)
   info <- .Call(C_view_info, holder)
   restore_from_view(holder, x$handle, info)

@@ -75,10 +75,12 @@ SEXP C_handle_node(SEXP handle) {
 }
 
 SEXP attach_holder(SEXP handle) {
+    static SEXP tag = NULL; /* a symbol: installed once, never collected */
+    if (tag == NULL) tag = Rf_install("shard_view");
     check_handle(handle);
     shard_view *v = NULL;
     if (shard_attach(RAW(handle), (uint64_t) XLENGTH(handle), &v) != SHARD_OK) return R_NilValue;
-    SEXP h = PROTECT(R_MakeExternalPtr(v, Rf_install("shard_view"), R_NilValue));
+    SEXP h = PROTECT(R_MakeExternalPtr(v, tag, R_NilValue));
     R_RegisterCFinalizerEx(h, view_finalize, TRUE);
     UNPROTECT(1);
     return h;
@@ -91,9 +93,39 @@ SEXP C_attach(SEXP handle) {
     return h;
 }
 
+/* The element of list x named exactly `name`, or NULL (R_NilValue). */
+static SEXP list_elt(SEXP x, const char *name) {
+    SEXP nm = Rf_getAttrib(x, R_NamesSymbol);
+    if (TYPEOF(nm) != STRSXP) return NULL;
+    R_xlen_t n = XLENGTH(x) < XLENGTH(nm) ? XLENGTH(x) : XLENGTH(nm);
+    for (R_xlen_t i = 0; i < n; i++)
+        if (strcmp(CHAR(STRING_ELT(nm, i)), name) == 0) return VECTOR_ELT(x, i);
+    return NULL;
+}
+
+/* Whether x's class attribute is exactly "shard_shared" (identical(oldClass(x),
+ * "shard_shared") without the closure call). */
+static int is_plain_shared(SEXP x) {
+    SEXP cl = Rf_getAttrib(x, R_ClassSymbol);
+    return TYPEOF(cl) == STRSXP && XLENGTH(cl) == 1 && strcmp(CHAR(STRING_ELT(cl, 0)), "shard_shared") == 0;
+}
+
 /* fetch() of a plain vector object (no attributes): attach and return the ALTREP
- * vector (marked not mutable). Otherwise the view holder, for R to finish. */
+ * vector (marked not mutable). Otherwise the view holder, for R to finish.
+ *
+ * Given a list instead of a handle (fetch()'s first step, for any list x): when x
+ * is a shard_shared object (class exactly "shard_shared") with a "handle"
+ * element, the same for x$handle, except that NULL comes back instead of a view
+ * holder; NULL for any other list. R then dispatches as usual (and
+ * fetch.shard_shared attaches again): every check of the handle is the same. */
 SEXP C_fetch(SEXP handle) {
+    if (TYPEOF(handle) == VECSXP) {
+        SEXP h;
+        if (!is_plain_shared(handle) || (h = list_elt(handle, "handle")) == NULL || TYPEOF(h) == VECSXP)
+            return R_NilValue;
+        SEXP r = C_fetch(h);
+        return TYPEOF(r) == EXTPTRSXP ? R_NilValue : r;
+    }
     SEXP holder = PROTECT(attach_holder(handle));
     if (holder == R_NilValue) rust_error("attach");
     shard_view *v = holder_view(holder);

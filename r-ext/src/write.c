@@ -94,12 +94,20 @@ static const uint8_t *meta_ptr(SEXP meta, uint64_t *len) {
     return NULL;
 }
 
+/* Shares one atomic or character vector with parsed options. */
+static SEXP share_vector_with(SEXP x, SEXP meta, const shard_share_opts *o);
+
 /* Shares one atomic or character vector. */
 SEXP C_share_vector(SEXP x, SEXP meta, SEXP opts) {
-    int k = vec_kind(x);
-    if (k < 0) Rf_error("shard: cannot share a vector of type %s natively", Rf_type2char(TYPEOF(x)));
     shard_share_opts o;
     parse_opts(opts, &o);
+    return share_vector_with(x, meta, &o);
+}
+
+static SEXP share_vector_with(SEXP x, SEXP meta, const shard_share_opts *opt) {
+    int k = vec_kind(x);
+    if (k < 0) Rf_error("shard: cannot share a vector of type %s natively", Rf_type2char(TYPEOF(x)));
+    shard_share_opts o = *opt;
     uint64_t mlen;
     const uint8_t *m = meta_ptr(meta, &mlen);
     uint64_t bytes = leaf_bytes(x);
@@ -216,37 +224,49 @@ static int digits_after(const char *s, const char *prefix) {
  * huge_pages, copy_threads, name, placement), from the shard.* options; NULL when
  * an option is not in a plain valid form (R's check_options() then validates it
  * and names the bad one). The usual case costs no R closure call. */
-SEXP C_share_opts(SEXP backing, SEXP readonly, SEXP name) {
+/* The shard.* options in plain valid form: 1 and *numa (NULL for "default"),
+ * *huge, *threads set; 0 when R's check_options() must look. */
+static int plain_options(SEXP *numa_out, int *huge_out, int *threads_out) {
     SEXP ov[O_N];
     shard_options(ov);
     SEXP numa = ov[O_NUMA];
     if (numa != R_NilValue) {
-        if (TYPEOF(numa) != STRSXP || XLENGTH(numa) != 1 || STRING_ELT(numa, 0) == NA_STRING) return R_NilValue;
+        if (TYPEOF(numa) != STRSXP || XLENGTH(numa) != 1 || STRING_ELT(numa, 0) == NA_STRING) return 0;
         const char *p = CHAR(STRING_ELT(numa, 0));
         if (strcmp(p, "default") == 0) numa = R_NilValue;
         else if (!(strcmp(p, "local") == 0 || strcmp(p, "interleave") == 0 || digits_after(p, "bind:") ||
                    digits_after(p, "preferred:")))
-            return R_NilValue;
+            return 0;
     }
     SEXP huge = ov[O_HUGE];
     int h = TRUE;
     if (huge != R_NilValue) {
-        if (TYPEOF(huge) != LGLSXP || XLENGTH(huge) != 1 || LOGICAL(huge)[0] == NA_LOGICAL) return R_NilValue;
+        if (TYPEOF(huge) != LGLSXP || XLENGTH(huge) != 1 || LOGICAL(huge)[0] == NA_LOGICAL) return 0;
         h = LOGICAL(huge)[0];
     }
     SEXP th = ov[O_THREADS];
     int threads = 0;
     if (th != R_NilValue) {
         double d;
-        if (XLENGTH(th) != 1) return R_NilValue;
+        if (XLENGTH(th) != 1) return 0;
         if (TYPEOF(th) == INTSXP) d = INTEGER(th)[0] == NA_INTEGER ? -1 : INTEGER(th)[0];
         else if (TYPEOF(th) == REALSXP) d = REAL(th)[0];
-        else return R_NilValue;
-        if (!(d >= 0 && d <= 256 && d == (double) (int) d)) return R_NilValue;
+        else return 0;
+        if (!(d >= 0 && d <= 256 && d == (double) (int) d)) return 0;
         threads = (int) d;
     }
     static const char *const cow_ok[] = {"allow", "error"}, *const ser_ok[] = {"handle", "data"};
-    if (!opt_string(ov[O_COW], cow_ok, 2) || !opt_string(ov[O_SERIALIZE], ser_ok, 2)) return R_NilValue;
+    if (!opt_string(ov[O_COW], cow_ok, 2) || !opt_string(ov[O_SERIALIZE], ser_ok, 2)) return 0;
+    *numa_out = numa;
+    *huge_out = h;
+    *threads_out = threads;
+    return 1;
+}
+
+SEXP C_share_opts(SEXP backing, SEXP readonly, SEXP name) {
+    SEXP numa;
+    int h, threads;
+    if (!plain_options(&numa, &h, &threads)) return R_NilValue;
     SEXP r = PROTECT(Rf_allocVector(VECSXP, 6));
     SET_VECTOR_ELT(r, 0, backing);
     SET_VECTOR_ELT(r, 1, readonly);
@@ -262,7 +282,8 @@ SEXP C_share_opts(SEXP backing, SEXP readonly, SEXP name) {
  * once per session (preserved, not mutable: R copies before changing one). */
 enum { KS_NAMES_OBJ, KS_NAMES_CI, KS_NAMES_OPT, KS_CLASS, KS_MEMFD, KS_SHM, KS_MMAP, KS_DEFAULT, KS_VECTOR,
        KS_MATRIX_ARRAY, KS_ARRAY, KS_NUMERIC, KS_INTEGER, KS_LOGICAL, KS_COMPLEX, KS_CHARACTER, KS_RAW,
-       KS_T_DOUBLE, KS_T_INTEGER, KS_T_LOGICAL, KS_T_COMPLEX, KS_T_CHARACTER, KS_T_RAW, KS_ZERO, KS_N };
+       KS_T_DOUBLE, KS_T_INTEGER, KS_T_LOGICAL, KS_T_COMPLEX, KS_T_CHARACTER, KS_T_RAW, KS_ZERO,
+       KS_OPTIONS_DEFAULT, KS_N };
 static SEXP konst_tab = NULL;
 
 static SEXP names_of(const char **nm, int n) {
@@ -289,6 +310,15 @@ static SEXP konst(int k) {
         for (int i = KS_CLASS; i <= KS_T_RAW; i++)
             if (i != KS_MATRIX_ARRAY) SET_VECTOR_ELT(t, i, Rf_mkString(one[i - KS_CLASS]));
         SET_VECTOR_ELT(t, KS_ZERO, Rf_ScalarInteger(0));
+        /* $options of an object shared with the default shard.* options:
+         * list(numa = "default", huge_pages = TRUE, copy_threads = 0L). */
+        SEXP od = PROTECT(Rf_allocVector(VECSXP, 3));
+        Rf_setAttrib(od, R_NamesSymbol, VECTOR_ELT(t, KS_NAMES_OPT));
+        SET_VECTOR_ELT(od, 0, VECTOR_ELT(t, KS_DEFAULT));
+        SET_VECTOR_ELT(od, 1, Rf_ScalarLogical(TRUE));
+        SET_VECTOR_ELT(od, 2, VECTOR_ELT(t, KS_ZERO));
+        SET_VECTOR_ELT(t, KS_OPTIONS_DEFAULT, od);
+        UNPROTECT(1);
         for (int i = 0; i < KS_N; i++) MARK_NOT_MUTABLE(VECTOR_ELT(t, i));
         R_PreserveObject(t);
         UNPROTECT(1);
@@ -328,45 +358,122 @@ static SEXP type_string(SEXP x) {
 /* The shard_shared object around a new handle (see new_shared() in R):
  * list(path, backing, size, readonly, class_info, handle, name, options).
  * class_info is computed here for a plain (non-object) vector, else given. */
+static SEXP shared_object(SEXP handle, SEXP x, SEXP layout, SEXP readonly, SEXP name, SEXP numa, SEXP huge,
+                          SEXP threads, SEXP class_info);
+
 SEXP C_shared_object(SEXP handle, SEXP x, SEXP layout, SEXP readonly, SEXP name, SEXP opts,
                      SEXP class_info) {
+    return shared_object(handle, x, layout, readonly, name, VECTOR_ELT(opts, 5), VECTOR_ELT(opts, 2),
+                         VECTOR_ELT(opts, 3), class_info);
+}
+
+/* The last path, size and class_info the shard_shared object was built with,
+ * reused (not mutable: R copies before changing one) when the next object has
+ * the same: objects in one region have one path, and a loop shares vectors of
+ * one type and length (lapply(chunks, share)). Saves their allocations (and
+ * the path's formatting and CHARSXP lookup) per share. */
+enum { LAST_PATH, LAST_SIZE, LAST_CI, LAST_N };
+static SEXP last_tab = NULL;
+static uint64_t last_pid, last_fd, last_size, last_n;
+static int last_type = -1;
+
+static SEXP last(void) {
+    if (last_tab == NULL) {
+        last_tab = Rf_allocVector(VECSXP, LAST_N);
+        R_PreserveObject(last_tab);
+    }
+    return last_tab;
+}
+
+static SEXP remember_last(int k, SEXP v) {
+    MARK_NOT_MUTABLE(v);
+    SET_VECTOR_ELT(last(), k, v);
+    return v;
+}
+
+static SEXP memfd_path(const shard_handle_fields *h) {
+    uint64_t pid = h->owner_pid, fd = h->fd;
+    SEXP t = last();
+    if (VECTOR_ELT(t, LAST_PATH) != R_NilValue && pid == last_pid && fd == last_fd) return VECTOR_ELT(t, LAST_PATH);
+    char buf[64];
+    snprintf(buf, sizeof buf, "/proc/%u/fd/%u", (unsigned) pid, (unsigned) fd);
+    SEXP p = remember_last(LAST_PATH, Rf_mkString(buf));
+    last_pid = pid;
+    last_fd = fd;
+    return p;
+}
+
+static SEXP object_size(const shard_handle_fields *h) {
+    uint64_t len = h->len;
+    SEXP t = last();
+    if (VECTOR_ELT(t, LAST_SIZE) != R_NilValue && len == last_size) return VECTOR_ELT(t, LAST_SIZE);
+    SEXP v = remember_last(LAST_SIZE, Rf_ScalarReal((double) len));
+    last_size = len;
+    return v;
+}
+
+static SEXP make_class_info(SEXP x, SEXP layout) {
+    SEXP ci = PROTECT(Rf_allocVector(VECSXP, 5));
+    Rf_setAttrib(ci, R_NamesSymbol, konst(KS_NAMES_CI));
+    SET_VECTOR_ELT(ci, 0, implicit_class(x));
+    SET_VECTOR_ELT(ci, 1, type_string(x));
+    R_xlen_t n = Rf_xlength(x);
+    SET_VECTOR_ELT(ci, 2, n <= INT_MAX ? Rf_ScalarInteger((int) n) : Rf_ScalarReal((double) n));
+    SET_VECTOR_ELT(ci, 3, Rf_getAttrib(x, R_DimSymbol));
+    SET_VECTOR_ELT(ci, 4, layout);
+    UNPROTECT(1);
+    return ci;
+}
+
+/* class_info of a plain vector: list(class, type, length, dim, layout). The
+ * last one is reused for a vector of the same type and length, without dim,
+ * shared as "vector" (the plain path's constant layout string). */
+static SEXP class_info_of(SEXP x, SEXP layout) {
+    int cacheable = layout == konst(KS_VECTOR) && Rf_getAttrib(x, R_DimSymbol) == R_NilValue;
+    if (!cacheable) return make_class_info(x, layout);
+    SEXP t = last();
+    uint64_t n = (uint64_t) Rf_xlength(x);
+    if (VECTOR_ELT(t, LAST_CI) != R_NilValue && (int) TYPEOF(x) == last_type && n == last_n)
+        return VECTOR_ELT(t, LAST_CI);
+    SEXP ci = remember_last(LAST_CI, make_class_info(x, layout));
+    last_type = (int) TYPEOF(x);
+    last_n = n;
+    return ci;
+}
+
+static SEXP shared_object(SEXP handle, SEXP x, SEXP layout, SEXP readonly, SEXP name, SEXP numa, SEXP huge,
+                          SEXP threads, SEXP class_info) {
     shard_handle_fields h = handle_fields(handle); /* decoded by Rust */
     if (h.backing > 2) Rf_error("shard: corrupt handle");
     SEXP r = PROTECT(Rf_allocVector(VECSXP, 8));
     Rf_setAttrib(r, R_NamesSymbol, konst(KS_NAMES_OBJ));
-    if (h.backing == 0) {
-        char buf[64];
-        snprintf(buf, sizeof buf, "/proc/%u/fd/%u", (unsigned) h.owner_pid, (unsigned) h.fd);
-        SET_VECTOR_ELT(r, 0, Rf_mkString(buf));
-    }
+    Rf_setAttrib(r, R_ClassSymbol, konst(KS_CLASS));
+    if (h.backing == 0) SET_VECTOR_ELT(r, 0, memfd_path(&h));
     SET_VECTOR_ELT(r, 1, konst(KS_MEMFD + h.backing));
-    SET_VECTOR_ELT(r, 2, Rf_ScalarReal((double) h.len));
+    SET_VECTOR_ELT(r, 2, object_size(&h));
     SET_VECTOR_ELT(r, 3, readonly);
     if (class_info == R_NilValue) {
-        SEXP ci = PROTECT(Rf_allocVector(VECSXP, 5));
-        Rf_setAttrib(ci, R_NamesSymbol, konst(KS_NAMES_CI));
-        SET_VECTOR_ELT(ci, 0, implicit_class(x));
-        SET_VECTOR_ELT(ci, 1, type_string(x));
-        R_xlen_t n = Rf_xlength(x);
-        SET_VECTOR_ELT(ci, 2, n <= INT_MAX ? Rf_ScalarInteger((int) n) : Rf_ScalarReal((double) n));
-        SET_VECTOR_ELT(ci, 3, Rf_getAttrib(x, R_DimSymbol));
-        SET_VECTOR_ELT(ci, 4, layout);
-        SET_VECTOR_ELT(r, 4, ci);
-        UNPROTECT(1);
+        SET_VECTOR_ELT(r, 4, class_info_of(x, layout));
     } else {
         SET_VECTOR_ELT(r, 4, class_info);
     }
     SET_VECTOR_ELT(r, 5, handle);
     SET_VECTOR_ELT(r, 6, name);
-    SEXP o = PROTECT(Rf_allocVector(VECSXP, 3));
-    Rf_setAttrib(o, R_NamesSymbol, konst(KS_NAMES_OPT));
-    SEXP numa = VECTOR_ELT(opts, 5);
-    SET_VECTOR_ELT(o, 0, numa == R_NilValue ? konst(KS_DEFAULT) : numa);
-    SET_VECTOR_ELT(o, 1, VECTOR_ELT(opts, 2));
-    SET_VECTOR_ELT(o, 2, VECTOR_ELT(opts, 3));
-    SET_VECTOR_ELT(r, 7, o);
-    UNPROTECT(1);
-    Rf_setAttrib(r, R_ClassSymbol, konst(KS_CLASS));
+    int dflt = numa == R_NilValue && TYPEOF(huge) == LGLSXP && XLENGTH(huge) == 1 && LOGICAL(huge)[0] == TRUE &&
+               TYPEOF(threads) == INTSXP && XLENGTH(threads) == 1 && INTEGER(threads)[0] == 0;
+    if (dflt) {
+        /* The usual options: one shared constant (not mutable: R copies it
+         * before any change). */
+        SET_VECTOR_ELT(r, 7, konst(KS_OPTIONS_DEFAULT));
+    } else {
+        SEXP o = PROTECT(Rf_allocVector(VECSXP, 3));
+        Rf_setAttrib(o, R_NamesSymbol, konst(KS_NAMES_OPT));
+        SET_VECTOR_ELT(o, 0, numa == R_NilValue ? konst(KS_DEFAULT) : numa);
+        SET_VECTOR_ELT(o, 1, huge);
+        SET_VECTOR_ELT(o, 2, threads);
+        SET_VECTOR_ELT(r, 7, o);
+        UNPROTECT(1);
+    }
     UNPROTECT(1);
     return r;
 }
@@ -374,26 +481,29 @@ SEXP C_shared_object(SEXP handle, SEXP x, SEXP layout, SEXP readonly, SEXP name,
 /* share(x) with every argument at its default, for an atomic or character vector
  * without attributes: options, the share and the shard_shared object in one call
  * (what share_one() does in R for that case). NULL: R takes its general path. */
-typedef struct { SEXP handle, x, opts; } plain_args;
+typedef struct { SEXP handle, x, numa, huge, threads; } plain_args;
 
 static SEXP plain_object(void *d) {
     plain_args *a = (plain_args *) d;
-    SEXP out = PROTECT(C_shared_object(a->handle, a->x, konst(KS_VECTOR), Rf_ScalarLogical(TRUE), R_NilValue,
-                                       a->opts, R_NilValue));
-    SEXP ns = PROTECT(R_FindNamespace(Rf_mkString("shard")));
+    SEXP out = PROTECT(shared_object(a->handle, a->x, konst(KS_VECTOR), Rf_ScalarLogical(TRUE), R_NilValue,
+                                     a->numa, a->huge, a->threads, R_NilValue));
+    /* The namespace only when R code must run (R_FindNamespace evaluates a call
+     * to getNamespace(): ~1 us, more than the rest of this function). */
     if (VECTOR_ELT(out, 0) == R_NilValue) { /* not memfd: the path is the file's */
+        SEXP ns = PROTECT(R_FindNamespace(Rf_mkString("shard")));
         SEXP dec = PROTECT(Rf_lang2(Rf_install("decode_handle"), a->handle));
         SEXP call = PROTECT(Rf_lang3(Rf_install("handle_path"), dec, R_NilValue));
         SET_VECTOR_ELT(out, 0, Rf_eval(call, ns));
-        UNPROTECT(2);
+        UNPROTECT(3);
     }
     const char *fb = shard_take_fallback();
     if (fb) {
+        SEXP ns = PROTECT(R_FindNamespace(Rf_mkString("shard")));
         SEXP call = PROTECT(Rf_lang2(Rf_install("warn_fallback"), Rf_mkString(fb)));
         Rf_eval(call, ns);
-        UNPROTECT(1);
+        UNPROTECT(2);
     }
-    UNPROTECT(2);
+    UNPROTECT(1);
     return out;
 }
 
@@ -409,14 +519,28 @@ static void plain_cleanup(void *d, Rboolean jump) {
 
 SEXP C_share_plain(SEXP x) {
     if (vec_kind(x) < 0 || Rf_isObject(x) || HAS_ATTRIB(x)) return R_NilValue;
-    SEXP opts = PROTECT(C_share_opts(konst(KS_ZERO), Rf_ScalarLogical(TRUE), R_NilValue));
-    if (opts == R_NilValue) { UNPROTECT(1); return R_NilValue; }
+    /* The options as parse_opts() would read C_share_opts()'s list, without
+     * making the list (backing auto, read-only, no name). */
+    SEXP numa;
+    int huge, threads;
+    if (!plain_options(&numa, &huge, &threads)) return R_NilValue;
+    shard_share_opts o;
+    memset(&o, 0, sizeof o);
+    o.backing = 0;
+    o.readonly = 1;
+    o.huge_pages = huge != 0;
+    o.copy_threads = threads;
+    o.name = NULL;
+    o.placement = numa == R_NilValue ? NULL : CHAR(STRING_ELT(numa, 0));
     plain_args a;
     a.x = x;
-    a.opts = opts;
-    a.handle = PROTECT(C_share_vector(x, R_NilValue, opts));
+    a.numa = numa;
+    a.huge = Rf_ScalarLogical(huge);
+    a.threads = threads == 0 ? konst(KS_ZERO) : PROTECT(Rf_ScalarInteger(threads));
+    int np = threads == 0 ? 0 : 1;
+    a.handle = PROTECT(share_vector_with(x, R_NilValue, &o));
     SEXP cont = PROTECT(R_MakeUnwindCont());
     SEXP out = R_UnwindProtect(plain_object, &a, plain_cleanup, &a, cont);
-    UNPROTECT(3);
+    UNPROTECT(2 + np);
     return out;
 }

@@ -3,7 +3,7 @@
 //! the parent had mapped, so attaching the parent's objects maps nothing).
 
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use shard_alloc::Backing;
@@ -91,8 +91,17 @@ pub(crate) fn fork_parent() {
 /// this child may read them. Forgets their numbers only (a fork of this
 /// child must not close them). Allocates nothing.
 pub(crate) fn fork_child() {
+    // This is another process: Store::global reads its pid anew.
+    PID.store(0, Relaxed);
     FORK_COUNT.store(0, Relaxed);
 }
+
+/// This process's pid once the global store exists (0: read it with
+/// `getpid`). A syscall per store entry was ~10% of a small object's
+/// share/fetch/close round trip; the fork child handler ([`fork_child`])
+/// clears it, and it is set only while a store exists, i.e. after the handler
+/// is installed (`Store::with_options`).
+static PID: AtomicU32 = AtomicU32::new(0);
 
 impl Store {
     /// The process-wide store, created on first use from `Options::from_env()`.
@@ -107,9 +116,13 @@ impl Store {
     pub fn global() -> Result<Arc<Store>> {
         let _pass = fork::enter();
         let mut g = lock(&GLOBAL);
-        let me = process::pid();
+        let me = match PID.load(Relaxed) {
+            0 => process::pid(),
+            p => p,
+        };
         if let Some(s) = g.as_ref() {
             if s.pid == me {
+                PID.store(me, Relaxed);
                 return Ok(s.clone());
             }
         }

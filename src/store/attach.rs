@@ -161,11 +161,16 @@ impl Store {
             return Err(StoreError::BadHandle("block shorter than a header".into()));
         }
         let key = ObjKey::of(h);
-        let region = if self.is_mine(h) {
+        // An object of ours carries its state: no lookup in the states map.
+        let (region, state) = if self.is_mine(h) {
             let owned = lock(&self.owned);
-            Arc::new(Attached::own(owned.find(h)?.block.region.clone()))
+            let o = owned.find(h)?;
+            (
+                Arc::new(Attached::own(o.block.region.clone())),
+                Some(o.state.clone()),
+            )
         } else {
-            self.attached_region(h)?
+            (self.attached_region(h)?, None)
         };
         let fits = h
             .offset
@@ -182,7 +187,7 @@ impl Store {
         };
         c.fetch_add(1, Ordering::Relaxed);
         Ok(View {
-            state: self.state_for(key),
+            state: state.unwrap_or_else(|| self.state_for(key)),
             region,
             header,
             handle: *h,

@@ -73,7 +73,7 @@ impl Store {
         if !o.handle.writable && others_may_read(&o.block) {
             lock(&self.quarantine).push(o.block.clone());
         } else {
-            self.core.free_block(&o.block)?;
+            self.core.free_block_unmapped(&o.block)?;
         }
         self.counters.closes.fetch_add(1, Ordering::Relaxed);
         self.drain_quarantine();
@@ -94,7 +94,7 @@ impl Store {
             free
         };
         for b in free {
-            let _ = self.core.free_block(&b);
+            let _ = self.core.free_block_unmapped(&b);
         }
     }
 

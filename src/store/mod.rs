@@ -69,7 +69,7 @@ struct Owned {
 
 /// The objects this process owns, by object key.
 #[derive(Default)]
-struct OwnedTable(HashMap<ObjKey, Owned>);
+struct OwnedTable(HashMap<ObjKey, Owned, registry::KeyHash>);
 
 impl OwnedTable {
     /// The owned object matching handle `h` exactly: `Closed` when this process
@@ -183,6 +183,21 @@ impl Core {
     /// last view of it in this process is gone).
     fn free_block(&self, b: &Block) -> Result<()> {
         self.alloc.free(b)?;
+        self.after_free(b);
+        Ok(())
+    }
+
+    /// [`Core::free_block`] right after `others_may_read(b)` found no other
+    /// process mapping `b`'s region (`close.rs`): the allocator then keeps the
+    /// region, if this empties it, without probing again.
+    fn free_block_unmapped(&self, b: &Block) -> Result<()> {
+        self.alloc.free_unmapped(b)?;
+        self.after_free(b);
+        Ok(())
+    }
+
+    /// Unlinks a name-based region's file once the allocator released it.
+    fn after_free(&self, b: &Block) {
         let r = &b.region;
         if self.alloc.region(r.id()).is_none() {
             if let Some(link) = r.link() {
@@ -196,7 +211,6 @@ impl Core {
                 crate::tracker::untrack(&path);
             }
         }
-        Ok(())
     }
 }
 

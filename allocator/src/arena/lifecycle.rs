@@ -176,21 +176,31 @@ impl Allocator {
             return false;
         }
         if e.gate().counts().live == 0 {
+            // An empty slab region may be kept for the next small object
+            // (bounded, and never one another process maps).
+            if self.keep_empty(st, idx) {
+                return false;
+            }
             let _ = self.retire_locked(st, idx);
-            let e = st.regions.at(idx).expect("still held");
+            let Some(e) = st.regions.at(idx) else {
+                return true; // retiring an empty region released it
+            };
             if e.gate().counts().live == 0 {
                 self.release(st, idx);
                 return true;
             }
         }
-        let e = st.regions.at(idx).expect("still held");
+        let Some(e) = st.regions.at(idx) else {
+            return true;
+        };
         if e.kind != Kind::Own && e.sealable() {
             let _ = self.try_seal(st, idx);
         }
         false
     }
 
-    /// Drops region `idx` (it holds no live block and is retired). Readers that
+    /// Drops region `idx` (it holds no live block and is retired, or is a
+    /// kept empty region over the cap). Readers that
     /// still hold the `Arc` keep their mapping; cached slots of it are dropped
     /// by their threads (the epoch bump tells them).
     pub(super) fn release(&self, st: &mut State, idx: u32) {
@@ -200,6 +210,7 @@ impl Allocator {
         if e.kind != Kind::Own {
             let p = &mut st.pools[e.pool];
             p.forget_active(idx);
+            p.retained.retain(|&r| r != idx);
             for v in &mut p.partial {
                 v.retain(|(r, _)| *r != idx);
             }
@@ -233,6 +244,13 @@ impl Allocator {
             // Thread caches drop their slots of this region on their next use.
             self.epoch.fetch_add(1, Ordering::Release);
         }
+        // A kept empty region that is retired (full for a new slab, or retired
+        // by the caller) can never take a block again: it goes now. The flag
+        // is set, so no cached slot can enter it after this count.
+        if kind == Kind::Slab && e_live(st, idx) == Some(0) {
+            self.release(st, idx);
+            return Ok(());
+        }
         if seal {
             self.try_seal(st, idx)?;
         }
@@ -260,4 +278,9 @@ impl Allocator {
         }
         first
     }
+}
+
+/// Live blocks of region `idx` (`None`: not held).
+fn e_live(st: &mut State, idx: u32) -> Option<u64> {
+    st.regions.at(idx).map(|e| e.gate().counts().live)
 }

@@ -18,7 +18,9 @@
 //! sealed as soon as nothing in it is pending. A large object's own region is
 //! sealed on publish. [`Allocator::free`] returns the slot or run (reused only while
 //! the region is unretired: a sealed file cannot be written again); a region whose
-//! last block goes is released (unmapped, fd closed) at once. A seal that fails
+//! last block goes is released (unmapped, fd closed) at once, except an empty
+//! slab region kept for reuse (`retain_empty_regions`, at most one per pool and
+//! never one another process maps: `Allocator::keep_empty`). A seal that fails
 //! (e.g. `EBUSY`) after a free or a shared-region publish does not fail that call:
 //! it is counted in [`Stats::seal_failures`], warned about once, and retried by
 //! the next call touching the region.

@@ -22,8 +22,17 @@ pub struct ClassStats {
 /// A snapshot of the allocator's state.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
-    /// Regions held (every one has at least one live block).
+    /// Regions held: every one has at least one live block, except the empty
+    /// slab regions kept for reuse ([`Stats::retained_regions`]).
     pub regions: u64,
+    /// Empty slab regions kept for the next small objects instead of released
+    /// (at most `retain_empty_regions` per pool; included in `regions` and
+    /// `bytes_mapped`).
+    pub retained_regions: u64,
+    /// Times a slab region whose last block left was kept instead of released
+    /// (since start; each such time saved a region's release and the next
+    /// one's creation).
+    pub regions_kept: u64,
     pub sealed_regions: u64,
     /// Regions by role.
     pub slab_regions: u64,
@@ -117,6 +126,7 @@ impl Allocator {
             regions_created: st.created,
             regions_released: st.released,
             seal_failures: st.seal_failures,
+            regions_kept: st.pools.iter().map(|p| p.kept).sum(),
             ..Stats::default()
         };
         let mut pages: HashMap<PageSize, u64> = HashMap::new();
@@ -129,6 +139,9 @@ impl Allocator {
                 Kind::Own => s.own_regions += 1,
             }
             let c = e.gate().counts();
+            if e.kind == Kind::Slab && c.live == 0 && !e.retired() {
+                s.retained_regions += 1;
+            }
             s.bytes_mapped += e.region.size();
             s.bytes_live += e.live_bytes;
             s.bytes_reserved += e.reserved_bytes;
