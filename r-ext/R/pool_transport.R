@@ -77,6 +77,10 @@ transport_ready <- function(nodes, timeout) {
   socketSelect(lapply(nodes, transport_con), FALSE, timeout = timeout)
 }
 
+# The same for the nodes' connections (transport_con() of each, kept by the
+# pool in pool$cons: the scheduler selects on them once per message).
+transport_ready_cons <- function(cons, timeout) socketSelect(cons, FALSE, timeout = timeout)
+
 # Asks a node to exit (parallel's DONE message) and closes its socket.
 transport_stop <- function(node) {
   try(serialize(list(type = "DONE", data = NULL, tag = NULL), node$con, xdr = transport_xdr(node)),

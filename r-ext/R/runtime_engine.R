@@ -66,7 +66,8 @@ runtime_run <- function(pool, job, ntask, items, seeds, task_sizes, max_retries,
     pool$busy <- FALSE
   })
 
-  payload <- function(t) serialize(list(items = items(t), seeds = seeds(t)), NULL, xdr = FALSE)
+  # the task as it travels (serialized once, inside the scheduler's message)
+  payload <- function(t) list(items = items(t), seeds = seeds(t))
   on_answer <- function(t, w, r, time) {
     task_worker[t] <<- w
     task_pid[t] <<- pool$pids[w]
@@ -88,7 +89,7 @@ runtime_run <- function(pool, job, ntask, items, seeds, task_sizes, max_retries,
       errors[[t]] <<- r$errors
       err_attempts[t] <<- err_attempts[t] + 1L
       if (err_attempts[t] <= max_retries && !run$stopping) {
-        run$queue <- c(run$queue, t)     # retried (its payload is kept)
+        sched_requeue(run, t)            # retried (its payload is computed again)
         return(invisible())
       }
       failed[t] <<- TRUE
@@ -281,7 +282,7 @@ runtime_counters <- function() {
 }
 
 # Runs one task: the chunk's items through FUN (or, mode "chunks", FUN(chunk, ...)).
-runtime_task <- function(job_id, job_raw, task_raw) {
+runtime_task <- function(job_id, job_raw, task) {
   st <- .pool_worker
   rt <- .runtime_worker
   if (length(job_raw)) {
@@ -305,13 +306,14 @@ runtime_task <- function(job_id, job_raw, task_raw) {
     rt$diagnostics <- isTRUE(job$diagnostics)
     rt$borrow <- lapply(job$borrow, runtime_fetch)
     rt$out <- job$out
+    # FUN's arguments after the shard, the same for every shard of the run
+    rt$extra <- if (identical(rt$mode, "chunks")) st$dots else c(rt$borrow, rt$out, st$dots)
     rt$c0 <- runtime_counters()
     st$on_clear <- runtime_clear_job
     runtime_reset_peak()
   } else if (!identical(st$job_id, job_id)) {
     stop(sprintf("worker %d was sent a task of job %d without the job", Sys.getpid(), job_id))
   }
-  task <- unserialize(task_raw)
   items <- task$items
   seeds <- task$seeds
   n <- length(items)
@@ -323,23 +325,32 @@ runtime_task <- function(job_id, job_raw, task_raw) {
     had <- exists(".Random.seed", envir = globalenv(), inherits = FALSE)
     old <- if (had) get(".Random.seed", envir = globalenv(), inherits = FALSE)
     on.exit(if (had) assign(".Random.seed", old, envir = globalenv()) else
-      if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) rm(".Random.seed", envir = globalenv()))
+      if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) rm(".Random.seed", envir = globalenv()),
+      add = TRUE)
   }
-  extra <- if (identical(rt$mode, "chunks")) st$dots else c(rt$borrow, rt$out, st$dots)
-  cow_opt <- if (identical(rt$cow, "deny")) list(shard.cow = "error") else list()
+  fun <- st$fun
+  extra <- rt$extra
+  run1 <- function(FUN, shard, ...) FUN(shard, ...)
+  # cow = "deny": FUN runs with options(shard.cow = "error"), set once for the
+  # task's shards and restored after them
+  old_opt <- NULL
+  on.exit(if (!is.null(old_opt)) options(old_opt), add = TRUE)
+  if (identical(rt$cow, "deny")) old_opt <- options(shard.cow = "error")
   c_before <- if (identical(rt$cow, "audit")) runtime_counters() else NULL
+  k <- 0L
+  # one warning handler for the task (it reads the current k), not one per shard
+  on_warning <- function(w) {
+    if (length(warns) < 10L) warns[[length(warns) + 1L]] <<- list(k = k, message = conditionMessage(w))
+    invokeRestart("muffleWarning")
+  }
   for (k in seq_len(n)) {
     if (length(seeds)) assign(".Random.seed", seeds[[k]], envir = globalenv())
-    t0 <- proc.time()[["elapsed"]]
-    old_opt <- if (length(cow_opt)) options(cow_opt) else NULL
+    t0 <- proc.time()[[3L]]
     r <- withCallingHandlers(
-      tryCatch(list(do.call(st$fun, c(list(items[[k]]), extra), quote = TRUE)), error = function(e) e),
-      warning = function(w) {
-        if (length(warns) < 10L) warns[[length(warns) + 1L]] <<- list(k = k, message = conditionMessage(w))
-        invokeRestart("muffleWarning")
-      })
-    if (!is.null(old_opt)) options(old_opt)
-    times[k] <- proc.time()[["elapsed"]] - t0
+      tryCatch(list(if (length(extra)) do.call(run1, c(list(fun, items[[k]]), extra), quote = TRUE) else
+        run1(fun, items[[k]])), error = function(e) e),
+      warning = on_warning)
+    times[k] <- proc.time()[[3L]] - t0
     if (inherits(r, "error")) {
       call <- conditionCall(r)
       errors[[length(errors) + 1L]] <- list(
@@ -348,6 +359,10 @@ runtime_task <- function(job_id, job_raw, task_raw) {
     } else if (!is.null(r[[1]])) {
       values[[k]] <- r[[1]]
     }
+  }
+  if (!is.null(old_opt)) {
+    options(old_opt)
+    old_opt <- NULL
   }
   if (identical(rt$mode, "reduce") && !length(errors) && n) {
     acc <- values[[1]]
