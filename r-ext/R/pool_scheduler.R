@@ -58,6 +58,9 @@ sched_new <- function(pool, job_id, job_raw, ntask, payload, on_answer, on_lost,
   run$stub <- worker_stub(runner)
   run$tag_base <- c(as.integer(pool$id), run$job_id)
   run$io <- NULL                                  # slot whose socket is being read or written
+  run$rounds <- 0L                                # select rounds (timeouts are checked every 64th)
+  run$check_due <- logical(pool$n)                # a memory check asked for (shard_map's health_check_interval)
+  run$check_due_gap <- min(run$check_interval, 0.1)
   run$timeout <- Inf                              # seconds a task may run (shard_map's timeout=)
   run$timed_out <- integer()                      # tasks whose worker was stopped for running too long
   run
@@ -123,7 +126,10 @@ sched_pump <- function(run) {
     ready <- transport_ready_cons(pool$cons[active], timeout = 1)
     # A task running longer than run$timeout: its worker is stopped and replaced,
     # the task retried like one whose worker died (shard_map()'s timeout=).
-    if (timed && sched_timeouts(run, active[!ready])) next
+    # Looked at when no answer came within the second, and every 64th round
+    # while answers keep coming (a timeout is seconds; a round, microseconds).
+    if (timed && (!any(ready) || (run$rounds <- run$rounds + 1L) %% 64L == 0L) &&
+        sched_timeouts(run, active[!ready])) next
     if (!any(ready)) {
       # No message for a second: the heartbeat. A worker whose process vanished
       # without closing its socket is lost; the others are seen alive.
@@ -232,7 +238,8 @@ sched_receive <- function(run, w) {
   if (idle && run$rtt_n < 2L * pool$n) {
     run$rtt_sum <- run$rtt_sum + (proc.time()[[3L]] - sent_at)
     run$rtt_n <- run$rtt_n + 1L
-    if (run$rtt_n >= pool$n) run$depth <- if (run$prefetch && run$rtt_sum / run$rtt_n < 0.01) 2L else 1L
+    if (run$rtt_n >= pool$n) run$depth <- if (run$prefetch && run$rtt_sum / run$rtt_n < 0.01)
+      as.integer(getOption("shard.prefetch_depth", 2L)) else 1L
   }
   pool$tasks[w] <- pool$tasks[w] + 1L
   pool$last_seen[w] <- unclass(Sys.time())
@@ -243,9 +250,14 @@ sched_receive <- function(run, w) {
   # (1): with tiny tasks, reading /proc after each answer (every ~0.1 s was
   # measured too) slowed a 2000-task call by half on the loaded 2-core VM
   # (benches/r/pool_supervision.R); tests set it to 0 to check every task.
+  # A check asked for by the caller (run$check_due: shard_map()'s
+  # health_check_interval) waits at most min(that, 0.1 s): every N tasks, but
+  # not more often than ten times a second per worker.
   if (run$supervised && idle && !run$stopping && sched_queued(run) &&
-      proc.time()[[3L]] - pool$last_check[w] >= run$check_interval)
+      proc.time()[[3L]] - pool$last_check[w] >= (if (run$check_due[w]) run$check_due_gap else run$check_interval)) {
+    run$check_due[w] <- FALSE
     pool_supervise(pool, w)
+  }
   invisible()
 }
 

@@ -95,16 +95,17 @@ runtime_run <- function(pool, job, ntask, items, seeds, task_sizes, max_retries,
       failed[t] <<- TRUE
       values[[t]] <<- r$values
     } else {
-      errors[t] <<- list(NULL)
+      if (err_attempts[t]) errors[t] <<- list(NULL)
       done[t] <<- TRUE
       on_value(t, r$values, w)
     }
     st$items_done <- st$items_done + task_sizes[t]
     st$completions <- st$completions + 1L
     # every health_check_interval completions, this worker's memory is read
-    # now (the scheduler checks it right after this callback)
-    if (st$completions %% health_check_interval == 0L) pool$last_check[w] <- -Inf
-    runtime_progress(st, label)
+    # (the scheduler checks it right after this callback, at most ten times a
+    # second per worker: see sched_receive())
+    if (st$completions %% health_check_interval == 0L) run$check_due[w] <- TRUE
+    if (progress) runtime_progress(st, label)
   }
   on_lost <- function(t, pids) {
     lost[[t]] <<- pids
@@ -137,9 +138,16 @@ runtime_run <- function(pool, job, ntask, items, seeds, task_sizes, max_retries,
   st$death_retries <- pool$retries - retries0
   st$round_trip <- sched_round_trip(run)
   # end-of-run memory of each worker (PSS counts shared pages once overall)
+  # (PSS needs /proc/<pid>/smaps_rollup, which the kernel computes by walking
+  # every mapping: ~2/3 of the master's fixed cost of a short call; read only
+  # when diagnostics are collected, RSS from statm otherwise)
+  full <- isTRUE(job$diagnostics)
   st$worker_mem <- lapply(seq_len(pool$n), function(i) {
-    m <- proc_memory(pool$pids[i])
-    list(worker = i, pid = pool$pids[i], rss = m[["rss"]], pss = m[["pss"]], private = worker_rss(pool$pids[i]))
+    pid <- pool$pids[i]
+    if (full) {
+      m <- proc_memory(pid)
+      list(worker = i, pid = pid, rss = m[["rss"]], pss = m[["pss"]], private = worker_rss(pid))
+    } else list(worker = i, pid = pid, rss = rss_get_pid(pid), pss = NA_real_, private = worker_rss(pid))
   })
   pool_release_job(pool, job_id)
   run <- NULL
@@ -281,6 +289,9 @@ runtime_counters <- function() {
     copies = s$copies, copy_bytes = s$copy_bytes)
 }
 
+# FUN on one shard (the call an error in FUN reports: FUN(shard, ...)).
+runtime_call1 <- function(FUN, shard, ...) FUN(shard, ...)
+
 # Runs one task: the chunk's items through FUN (or, mode "chunks", FUN(chunk, ...)).
 runtime_task <- function(job_id, job_raw, task) {
   st <- .pool_worker
@@ -330,13 +341,12 @@ runtime_task <- function(job_id, job_raw, task) {
   }
   fun <- st$fun
   extra <- rt$extra
-  run1 <- function(FUN, shard, ...) FUN(shard, ...)
+  cow <- rt$cow
   # cow = "deny": FUN runs with options(shard.cow = "error"), set once for the
-  # task's shards and restored after them
-  old_opt <- NULL
-  on.exit(if (!is.null(old_opt)) options(old_opt), add = TRUE)
-  if (identical(rt$cow, "deny")) old_opt <- options(shard.cow = "error")
-  c_before <- if (identical(rt$cow, "audit")) runtime_counters() else NULL
+  # task's shards and restored after them (on.exit only as the fallback)
+  old_opt <- if (identical(cow, "deny")) options(shard.cow = "error")
+  if (!is.null(old_opt)) on.exit(if (!is.null(old_opt)) options(old_opt), add = TRUE)
+  c_before <- if (identical(cow, "audit")) runtime_counters() else NULL
   k <- 0L
   # one warning handler for the task (it reads the current k), not one per shard
   on_warning <- function(w) {
@@ -347,8 +357,8 @@ runtime_task <- function(job_id, job_raw, task) {
     if (length(seeds)) assign(".Random.seed", seeds[[k]], envir = globalenv())
     t0 <- proc.time()[[3L]]
     r <- withCallingHandlers(
-      tryCatch(list(if (length(extra)) do.call(run1, c(list(fun, items[[k]]), extra), quote = TRUE) else
-        run1(fun, items[[k]])), error = function(e) e),
+      tryCatch(list(if (length(extra)) do.call(runtime_call1, c(list(fun, items[[k]]), extra), quote = TRUE) else
+        runtime_call1(fun, items[[k]])), error = identity),
       warning = on_warning)
     times[k] <- proc.time()[[3L]] - t0
     if (inherits(r, "error")) {
@@ -356,8 +366,8 @@ runtime_task <- function(job_id, job_raw, task) {
       errors[[length(errors) + 1L]] <- list(
         k = k, message = conditionMessage(r),
         call = if (is.null(call)) NULL else paste(deparse(call, nlines = 1L, width.cutoff = 80L), collapse = ""))
-    } else if (!is.null(r[[1]])) {
-      values[[k]] <- r[[1]]
+    } else if (!is.null(r[[1L]])) {
+      values[[k]] <- r[[1L]]
     }
   }
   if (!is.null(old_opt)) {
