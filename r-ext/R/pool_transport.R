@@ -68,7 +68,7 @@ transport_recv <- function(node) {
     stop("shard: a pool worker sent a message that is not parallel's VALUE answer ",
          "(has the `parallel` package's protocol changed?)", call. = FALSE)
   list(tag = msg$tag, value = msg$value, success = msg$success,
-       time = if (length(msg$time) >= 3L) unname(msg$time[[3L]]) else NA_real_)
+       time = if (length(msg$time) >= 3L) msg$time[[3L]] else NA_real_)
 }
 
 # Which of `nodes` have something to read (an answer, or end of file) within
