@@ -186,6 +186,11 @@ cat(sprintf("| parLapply(chunk.size = 1) | %s | %s | %.2f |\n", fmt_time(m[["par
             m[["par1"]] / m[["shard"]]))
 cat(sprintf("| parLapply (default: one chunk per worker) | %s | %s | %.2f |\n", fmt_time(m[["par"]]),
             fmt_time(m[["par"]] / tiny), m[["par"]] / m[["shard"]]))
+cat(sprintf("shard_map(chunk_size = 1) / parLapply(chunk.size = 1): %.2f (medians); per repeat %s\n",
+            m[["shard"]] / m[["par1"]], paste(sprintf("%.2f", tt$shard / tt$par1), collapse = ", ")))
+cat(sprintf("pool_lapply / parLapply(chunk.size = 1): %.2f (medians); per repeat %s\n",
+            m[["pool"]] / m[["par1"]], paste(sprintf("%.2f", tt$pool / tt$par1), collapse = ", ")))
+cat(sprintf("load average at the end: %s\n", paste(strsplit(readLines("/proc/loadavg"), " ")[[1]][1:3], collapse = " ")))
 }
 stopCluster(cl)
 pool_stop()
