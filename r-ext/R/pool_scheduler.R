@@ -176,14 +176,15 @@ sched_send <- function(run, w, t) {
   pool <- run$pool
   with_job <- !identical(pool$job_of[w], run$job_id)
   jr <- if (with_job) run$job_raw else NULL
+  node <- pool$cl[[w]]
+  msg <- transport_encode(node, run$stub, list(run$job_id, jr, run$payload(t)), c(run$tag_base, t))
   # In flight from before the first byte goes out: if the call is interrupted
   # mid-send, sched_abort() then knows this worker may hold (part of) a task.
   run$inflight[[w]] <- c(run$inflight[[w]], t)
   run$inflight_at[[w]] <- c(run$inflight_at[[w]], proc.time()[[3L]])
   run$load[w] <- run$load[w] + 1L
-  args <- list(run$job_id, jr, run$payload(t))
   run$io <- list(op = "send", w = w)
-  bytes <- transport_send(pool$cl[[w]], run$stub, args, c(run$tag_base, t))
+  bytes <- transport_write(node, msg)
   run$io <- NULL
   if (with_job) {
     pool$job_of[w] <- run$job_id

@@ -53,9 +53,17 @@ transport_xdr <- function(node) !inherits(node, "SOCK0node")
 
 # Sends do.call(fun, args) to one node without waiting for the answer; returns
 # the bytes written. Errors if the socket is gone.
-transport_send <- function(node, fun, args, tag) {
-  msg <- list(type = "EXEC", data = list(fun = fun, args = args, return = TRUE, tag = tag), tag = NULL)
-  raw <- serialize(msg, NULL, xdr = transport_xdr(node))
+transport_send <- function(node, fun, args, tag) transport_write(node, transport_encode(node, fun, args, tag))
+
+# The same in two steps: the message's bytes (an error here is the message's,
+# e.g. something that cannot be serialized) and writing them (an error here is
+# the socket's: the worker is gone). Returns the bytes written.
+transport_encode <- function(node, fun, args, tag) {
+  serialize(list(type = "EXEC", data = list(fun = fun, args = args, return = TRUE, tag = tag), tag = NULL), NULL,
+            xdr = transport_xdr(node))
+}
+
+transport_write <- function(node, raw) {
   writeBin(raw, node$con)
   length(raw)
 }
