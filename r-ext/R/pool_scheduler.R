@@ -16,14 +16,16 @@
 #
 # Dynamic load balancing: a worker slot gets the next queued task as soon as it
 # has fewer than `depth` tasks in flight (depth 1: one at a time, the best
-# balance). Once tasks turn out short (a round trip under 10 ms over the first
-# 2 per worker) each worker gets its next task before it answers the current
-# one (depth 2), hiding the master's turnaround: for 3000 one-element tasks on
-# the loaded 2-core VM, pool_lapply() went from 1.04x to 0.62x the time of
-# parLapply(chunk.size = 1), and shard_map() from 1.45x to 1.02x (same runs).
-# options(shard.pool_prefetch = FALSE) (pool_lapply) and
-# options(shard.runtime_prefetch = FALSE) (shard_map and friends) turn it off.
-# Depth 3 or 4 was slower (1.11x, 1.28x).
+# balance). With prefetch (run$prefetch: options(shard.runtime_prefetch) for
+# shard_map and friends, on by default; options(shard.pool_prefetch) for
+# pool_lapply, off by default), once tasks turn out short (a round trip under
+# 10 ms over the first 2 per worker) each worker gets its next task before it
+# answers the current one (depth 2), hiding the master's turnaround: 3000
+# one-element tasks on the loaded 2-core VM took 0.62x instead of 1.04x the
+# time of parLapply(chunk.size = 1) with pool_lapply(), 1.02x instead of 1.45x
+# with shard_map() (same runs); depth 3 or 4 was slower (1.11x, 1.28x). The
+# price: a task queued behind a slow one waits for it (pool_lapply() keeps
+# its "a slow element does not hold back the others" by default).
 
 sched_new <- function(pool, job_id, job_raw, ntask, payload, on_answer, on_lost, retries,
                       runner = "pool_task") {
@@ -55,7 +57,7 @@ sched_new <- function(pool, job_id, job_raw, ntask, payload, on_answer, on_lost,
   run$task_bytes <- numeric(ntask)
   run$stopping <- FALSE
   run$depth <- 1L
-  run$prefetch <- isTRUE(getOption("shard.pool_prefetch", TRUE))
+  run$prefetch <- isTRUE(getOption("shard.pool_prefetch", FALSE))
   run$rtt_sum <- 0
   run$rtt_n <- 0L
   run$check_interval <- getOption("shard.pool_check_interval", 1)
