@@ -261,6 +261,10 @@ runtime_clear_job <- function() {
   rt <- .runtime_worker
   rt$borrow <- NULL
   rt$out <- NULL
+  if (!is.null(rt$old_cow)) {
+    options(rt$old_cow)
+    rt$old_cow <- NULL
+  }
   for (p in ls(.buffer_maps, all.names = TRUE)) {
     try(.Call(C_buffer_close, .buffer_maps[[p]], FALSE), silent = TRUE)
     rm(list = p, envir = .buffer_maps)
@@ -321,6 +325,12 @@ runtime_task <- function(job_id, job_raw, task) {
     rt$extra <- if (identical(rt$mode, "chunks")) st$dots else c(rt$borrow, rt$out, st$dots)
     rt$c0 <- runtime_counters()
     st$on_clear <- runtime_clear_job
+    # cow = "deny" in a map: options(shard.cow = "error") for the whole job (set
+    # here, restored by runtime_clear_job() when the job is released), not set
+    # and restored around every task: at 10 000 tiny shards that pair of
+    # options() calls per task measured as the largest worker-side cost. (A
+    # reduce toggles it per task: combine() runs outside it, as before.)
+    if (identical(job$cow, "deny") && !identical(job$mode, "reduce")) rt$old_cow <- options(shard.cow = "error")
     runtime_reset_peak()
   } else if (!identical(st$job_id, job_id)) {
     stop(sprintf("worker %d was sent a task of job %d without the job", Sys.getpid(), job_id))
@@ -342,9 +352,10 @@ runtime_task <- function(job_id, job_raw, task) {
   fun <- st$fun
   extra <- rt$extra
   cow <- rt$cow
-  # cow = "deny": FUN runs with options(shard.cow = "error"), set once for the
-  # task's shards and restored after them (on.exit only as the fallback)
-  old_opt <- if (identical(cow, "deny")) options(shard.cow = "error")
+  # cow = "deny": FUN runs with options(shard.cow = "error"): set for the whole
+  # job in a map (above), else once for the task's shards and restored after
+  # them (on.exit only as the fallback)
+  old_opt <- if (identical(cow, "deny") && is.null(rt$old_cow)) options(shard.cow = "error")
   if (!is.null(old_opt)) on.exit(if (!is.null(old_opt)) options(old_opt), add = TRUE)
   c_before <- if (identical(cow, "audit")) runtime_counters() else NULL
   k <- 0L
