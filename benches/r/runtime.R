@@ -155,24 +155,24 @@ if (exists("X")) rm(X)
 invisible(gc())
 if ("tiny" %in% parts) {
 tt <- list()
+# the five cases, run in a rotated order in each repeat (the first of a repeat
+# is not always the same one: on a shared machine, position matters)
+cases <- list(
+  shard = function() {
+    res <- shard_map(shards(tiny, block_size = 1), function(s) s$id, workers = workers, diagnostics = FALSE)
+    stopifnot(succeeded(res))
+  },
+  shard100 = function() shard_map(shards(tiny, block_size = 1), function(s) s$id, workers = workers,
+                                  diagnostics = FALSE, chunk_size = 100),
+  pool = function() pool_lapply(seq_len(tiny), function(i) i),
+  par1 = function() parLapply(cl, seq_len(tiny), function(i) i, chunk.size = 1),
+  par = function() parLapply(cl, seq_len(tiny), function(i) i))
 for (r in seq_len(repeats)) {
-  t0 <- now()
-  res <- shard_map(shards(tiny, block_size = 1), function(s) s$id, workers = workers, diagnostics = FALSE)
-  tt$shard <- c(tt$shard, now() - t0)
-  stopifnot(succeeded(res))
-  t0 <- now()
-  res <- shard_map(shards(tiny, block_size = 1), function(s) s$id, workers = workers, diagnostics = FALSE,
-                   chunk_size = 100)
-  tt$shard100 <- c(tt$shard100, now() - t0)
-  t0 <- now()
-  r0 <- pool_lapply(seq_len(tiny), function(i) i)
-  tt$pool <- c(tt$pool, now() - t0)
-  t0 <- now()
-  r1 <- parLapply(cl, seq_len(tiny), function(i) i, chunk.size = 1)
-  tt$par1 <- c(tt$par1, now() - t0)
-  t0 <- now()
-  r2 <- parLapply(cl, seq_len(tiny), function(i) i)
-  tt$par <- c(tt$par, now() - t0)
+  for (k in (seq_along(cases) + r - 2L) %% length(cases) + 1L) {
+    t0 <- now()
+    cases[[k]]()
+    tt[[names(cases)[k]]] <- c(tt[[names(cases)[k]]], now() - t0)
+  }
 }
 m <- vapply(tt, median, 0)
 cat(sprintf("\n%d tiny shards (median of %d, same run):\n", tiny, repeats))
@@ -186,6 +186,11 @@ cat(sprintf("| parLapply(chunk.size = 1) | %s | %s | %.2f |\n", fmt_time(m[["par
             m[["par1"]] / m[["shard"]]))
 cat(sprintf("| parLapply (default: one chunk per worker) | %s | %s | %.2f |\n", fmt_time(m[["par"]]),
             fmt_time(m[["par"]] / tiny), m[["par"]] / m[["shard"]]))
+cat(sprintf("shard_map(chunk_size = 1) / parLapply(chunk.size = 1): %.2f (medians); per repeat %s\n",
+            m[["shard"]] / m[["par1"]], paste(sprintf("%.2f", tt$shard / tt$par1), collapse = ", ")))
+cat(sprintf("pool_lapply / parLapply(chunk.size = 1): %.2f (medians); per repeat %s\n",
+            m[["pool"]] / m[["par1"]], paste(sprintf("%.2f", tt$pool / tt$par1), collapse = ", ")))
+cat(sprintf("load average at the end: %s\n", paste(strsplit(readLines("/proc/loadavg"), " ")[[1]][1:3], collapse = " ")))
 }
 stopCluster(cl)
 pool_stop()

@@ -104,7 +104,7 @@ pool_prepare_fun <- function(FUN) {
 
 # Runs one task (a chunk of elements) on a worker. The job (FUN, `...`, globals)
 # comes with a worker's first task of each call and is kept for the next tasks.
-pool_task <- function(job_id, job_raw, task_raw) {
+pool_task <- function(job_id, job_raw, xs) {
   st <- .pool_worker
   if (length(job_raw)) {
     job <- unserialize(job_raw)
@@ -122,21 +122,24 @@ pool_task <- function(job_id, job_raw, task_raw) {
   } else if (!identical(st$job_id, job_id)) {
     stop(sprintf("worker %d was sent a task of job %d without the job", Sys.getpid(), job_id))
   }
-  xs <- unserialize(task_raw)
   run1 <- function(FUN, X, i, ...) FUN(X[[i]], ...)
+  fun <- st$fun
+  dots <- st$dots
   n <- length(xs)
   values <- vector("list", n)
   errors <- list()
   warns <- list()
   k <- 0L
+  # one handler for the task (it reads the current k), not one per element
+  on_warning <- function(w) {
+    if (length(warns) < 10L) warns[[length(warns) + 1L]] <<- list(k = k, message = conditionMessage(w))
+    invokeRestart("muffleWarning")
+  }
   for (k in seq_len(n)) {
     r <- withCallingHandlers(
-      tryCatch(list(do.call(run1, c(list(st$fun, xs, k), st$dots), quote = TRUE)),
+      tryCatch(list(if (length(dots)) do.call(run1, c(list(fun, xs, k), dots), quote = TRUE) else run1(fun, xs, k)),
                error = function(e) e),
-      warning = function(w) {
-        if (length(warns) < 10L) warns[[length(warns) + 1L]] <<- list(k = k, message = conditionMessage(w))
-        invokeRestart("muffleWarning")
-      })
+      warning = on_warning)
     if (inherits(r, "error")) {
       call <- conditionCall(r)
       errors[[length(errors) + 1L]] <- list(

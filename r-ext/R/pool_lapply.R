@@ -52,17 +52,13 @@ pool_lapply <- function(X, FUN, ..., pool = NULL, chunk_size = 1L,
   starts <- seq.int(1L, n, by = chunk_size)
   chunks <- lapply(starts, function(s) s:min(n, s + chunk_size - 1L))
   ntask <- length(chunks)
-  envelope <- transport_message_bytes(worker_stub("pool_task"), list(job_id, raw(0), raw(0)))
+  envelope <- transport_message_bytes(worker_stub("pool_task"), list(job_id, raw(0), NULL))
   warn_limit <- getOption("shard.pool_warn_bytes", 1024^2)
   if (length(job_raw) + envelope > warn_limit)
     pool_warn_large(length(job_raw) + envelope, job, "the job (FUN, its globals and `...`)")
 
-  payload <- function(t) {
-    raw <- serialize(X[chunks[[t]]], NULL, xdr = FALSE)
-    if (length(raw) + envelope > warn_limit)
-      pool_warn_large(length(raw) + envelope, NULL, sprintf("elements %s of X", range_label(chunks[[t]])))
-    raw
-  }
+  # a task's elements travel as they are (serialized once, in the message)
+  payload <- function(t) X[chunks[[t]]]
   on_answer <- function(t, w, r, time) {
     lapply_collect(out, r, chunks[[t]], w, pool$pids[w], nms, on_error)
     if (inherits(r, "try-error")) pool$job_of[w] <- NA_integer_
@@ -79,6 +75,9 @@ pool_lapply <- function(X, FUN, ..., pool = NULL, chunk_size = 1L,
     out$done <- out$done + length(chunks[[t]])
   }
   run <- sched_new(pool, job_id, job_raw, ntask, payload, on_answer, on_lost, retries)
+  run$warn_bytes <- warn_limit
+  run$on_large <- function(t, bytes)
+    pool_warn_large(bytes, NULL, sprintf("elements %s of X", range_label(chunks[[t]])))
   if (progress) out$pb <- pb_open(n)
   sched_loop(run)
 

@@ -53,9 +53,17 @@ transport_xdr <- function(node) !inherits(node, "SOCK0node")
 
 # Sends do.call(fun, args) to one node without waiting for the answer; returns
 # the bytes written. Errors if the socket is gone.
-transport_send <- function(node, fun, args, tag) {
-  msg <- list(type = "EXEC", data = list(fun = fun, args = args, return = TRUE, tag = tag), tag = NULL)
-  raw <- serialize(msg, NULL, xdr = transport_xdr(node))
+transport_send <- function(node, fun, args, tag) transport_write(node, transport_encode(node, fun, args, tag))
+
+# The same in two steps: the message's bytes (an error here is the message's,
+# e.g. something that cannot be serialized) and writing them (an error here is
+# the socket's: the worker is gone). Returns the bytes written.
+transport_encode <- function(node, fun, args, tag) {
+  serialize(list(type = "EXEC", data = list(fun = fun, args = args, return = TRUE, tag = tag), tag = NULL), NULL,
+            xdr = transport_xdr(node))
+}
+
+transport_write <- function(node, raw) {
   writeBin(raw, node$con)
   length(raw)
 }
@@ -68,7 +76,7 @@ transport_recv <- function(node) {
     stop("shard: a pool worker sent a message that is not parallel's VALUE answer ",
          "(has the `parallel` package's protocol changed?)", call. = FALSE)
   list(tag = msg$tag, value = msg$value, success = msg$success,
-       time = if (length(msg$time) >= 3L) unname(msg$time[[3L]]) else NA_real_)
+       time = if (length(msg$time) >= 3L) msg$time[[3L]] else NA_real_)
 }
 
 # Which of `nodes` have something to read (an answer, or end of file) within
@@ -76,6 +84,10 @@ transport_recv <- function(node) {
 transport_ready <- function(nodes, timeout) {
   socketSelect(lapply(nodes, transport_con), FALSE, timeout = timeout)
 }
+
+# The same for the nodes' connections (transport_con() of each, kept by the
+# pool in pool$cons: the scheduler selects on them once per message).
+transport_ready_cons <- function(cons, timeout) socketSelect(cons, FALSE, timeout = timeout)
 
 # Asks a node to exit (parallel's DONE message) and closes its socket.
 transport_stop <- function(node) {

@@ -59,6 +59,10 @@ pool_slot_started <- function(pool, i, node, pid, node_key = NA_character_) {
   cl <- pool$cl
   cl[[i]] <- node
   pool$cl <- cl
+  cons <- pool$cons
+  if (length(cons) != pool$n) cons <- vector("list", pool$n)
+  cons[[i]] <- transport_con(node)
+  pool$cons <- cons
   pool$pids[i] <- pid
   pool$node_keys[i] <- node_key
   pool$dead[i] <- FALSE

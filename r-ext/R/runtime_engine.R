@@ -66,7 +66,8 @@ runtime_run <- function(pool, job, ntask, items, seeds, task_sizes, max_retries,
     pool$busy <- FALSE
   })
 
-  payload <- function(t) serialize(list(items = items(t), seeds = seeds(t)), NULL, xdr = FALSE)
+  # the task as it travels (serialized once, inside the scheduler's message)
+  payload <- function(t) list(items = items(t), seeds = seeds(t))
   on_answer <- function(t, w, r, time) {
     task_worker[t] <<- w
     task_pid[t] <<- pool$pids[w]
@@ -88,22 +89,23 @@ runtime_run <- function(pool, job, ntask, items, seeds, task_sizes, max_retries,
       errors[[t]] <<- r$errors
       err_attempts[t] <<- err_attempts[t] + 1L
       if (err_attempts[t] <= max_retries && !run$stopping) {
-        run$queue <- c(run$queue, t)     # retried (its payload is kept)
+        sched_requeue(run, t)            # retried (its payload is computed again)
         return(invisible())
       }
       failed[t] <<- TRUE
       values[[t]] <<- r$values
     } else {
-      errors[t] <<- list(NULL)
+      if (err_attempts[t]) errors[t] <<- list(NULL)
       done[t] <<- TRUE
       on_value(t, r$values, w)
     }
     st$items_done <- st$items_done + task_sizes[t]
     st$completions <- st$completions + 1L
     # every health_check_interval completions, this worker's memory is read
-    # now (the scheduler checks it right after this callback)
-    if (st$completions %% health_check_interval == 0L) pool$last_check[w] <- -Inf
-    runtime_progress(st, label)
+    # (the scheduler checks it right after this callback, at most ten times a
+    # second per worker: see sched_receive())
+    if (st$completions %% health_check_interval == 0L) run$check_due[w] <- TRUE
+    if (progress) runtime_progress(st, label)
   }
   on_lost <- function(t, pids) {
     lost[[t]] <<- pids
@@ -136,9 +138,16 @@ runtime_run <- function(pool, job, ntask, items, seeds, task_sizes, max_retries,
   st$death_retries <- pool$retries - retries0
   st$round_trip <- sched_round_trip(run)
   # end-of-run memory of each worker (PSS counts shared pages once overall)
+  # (PSS needs /proc/<pid>/smaps_rollup, which the kernel computes by walking
+  # every mapping: ~2/3 of the master's fixed cost of a short call; read only
+  # when diagnostics are collected, RSS from statm otherwise)
+  full <- isTRUE(job$diagnostics)
   st$worker_mem <- lapply(seq_len(pool$n), function(i) {
-    m <- proc_memory(pool$pids[i])
-    list(worker = i, pid = pool$pids[i], rss = m[["rss"]], pss = m[["pss"]], private = worker_rss(pool$pids[i]))
+    pid <- pool$pids[i]
+    if (full) {
+      m <- proc_memory(pid)
+      list(worker = i, pid = pid, rss = m[["rss"]], pss = m[["pss"]], private = worker_rss(pid))
+    } else list(worker = i, pid = pid, rss = rss_get_pid(pid), pss = NA_real_, private = worker_rss(pid))
   })
   pool_release_job(pool, job_id)
   run <- NULL
@@ -252,6 +261,10 @@ runtime_clear_job <- function() {
   rt <- .runtime_worker
   rt$borrow <- NULL
   rt$out <- NULL
+  if (!is.null(rt$old_cow)) {
+    options(rt$old_cow)
+    rt$old_cow <- NULL
+  }
   for (p in ls(.buffer_maps, all.names = TRUE)) {
     try(.Call(C_buffer_close, .buffer_maps[[p]], FALSE), silent = TRUE)
     rm(list = p, envir = .buffer_maps)
@@ -280,8 +293,11 @@ runtime_counters <- function() {
     copies = s$copies, copy_bytes = s$copy_bytes)
 }
 
+# FUN on one shard (the call an error in FUN reports: FUN(shard, ...)).
+runtime_call1 <- function(FUN, shard, ...) FUN(shard, ...)
+
 # Runs one task: the chunk's items through FUN (or, mode "chunks", FUN(chunk, ...)).
-runtime_task <- function(job_id, job_raw, task_raw) {
+runtime_task <- function(job_id, job_raw, task) {
   st <- .pool_worker
   rt <- .runtime_worker
   if (length(job_raw)) {
@@ -307,13 +323,20 @@ runtime_task <- function(job_id, job_raw, task_raw) {
     rt$borrow <- if (identical(job$cow, "allow")) lapply(job$borrow, runtime_fetch) else
       with_altrep(lapply(job$borrow, runtime_fetch))
     rt$out <- job$out
+    # FUN's arguments after the shard, the same for every shard of the run
+    rt$extra <- if (identical(rt$mode, "chunks")) st$dots else c(rt$borrow, rt$out, st$dots)
     rt$c0 <- runtime_counters()
     st$on_clear <- runtime_clear_job
+    # cow = "deny" in a map: options(shard.cow = "error") for the whole job (set
+    # here, restored by runtime_clear_job() when the job is released), not set
+    # and restored around every task: at 10 000 tiny shards that pair of
+    # options() calls per task measured as the largest worker-side cost. (A
+    # reduce toggles it per task: combine() runs outside it, as before.)
+    if (identical(job$cow, "deny") && !identical(job$mode, "reduce")) rt$old_cow <- options(shard.cow = "error")
     runtime_reset_peak()
   } else if (!identical(st$job_id, job_id)) {
     stop(sprintf("worker %d was sent a task of job %d without the job", Sys.getpid(), job_id))
   }
-  task <- unserialize(task_raw)
   items <- task$items
   seeds <- task$seeds
   n <- length(items)
@@ -325,31 +348,44 @@ runtime_task <- function(job_id, job_raw, task_raw) {
     had <- exists(".Random.seed", envir = globalenv(), inherits = FALSE)
     old <- if (had) get(".Random.seed", envir = globalenv(), inherits = FALSE)
     on.exit(if (had) assign(".Random.seed", old, envir = globalenv()) else
-      if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) rm(".Random.seed", envir = globalenv()))
+      if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) rm(".Random.seed", envir = globalenv()),
+      add = TRUE)
   }
-  extra <- if (identical(rt$mode, "chunks")) st$dots else c(rt$borrow, rt$out, st$dots)
-  cow_opt <- if (identical(rt$cow, "deny")) list(shard.cow = "error") else list()
-  c_before <- if (identical(rt$cow, "audit")) runtime_counters() else NULL
+  fun <- st$fun
+  extra <- rt$extra
+  cow <- rt$cow
+  # cow = "deny": FUN runs with options(shard.cow = "error"): set for the whole
+  # job in a map (above), else once for the task's shards and restored after
+  # them (on.exit only as the fallback)
+  old_opt <- if (identical(cow, "deny") && is.null(rt$old_cow)) options(shard.cow = "error")
+  if (!is.null(old_opt)) on.exit(if (!is.null(old_opt)) options(old_opt), add = TRUE)
+  c_before <- if (identical(cow, "audit")) runtime_counters() else NULL
+  k <- 0L
+  # one warning handler for the task (it reads the current k), not one per shard
+  on_warning <- function(w) {
+    if (length(warns) < 10L) warns[[length(warns) + 1L]] <<- list(k = k, message = conditionMessage(w))
+    invokeRestart("muffleWarning")
+  }
   for (k in seq_len(n)) {
     if (length(seeds)) assign(".Random.seed", seeds[[k]], envir = globalenv())
-    t0 <- proc.time()[["elapsed"]]
-    old_opt <- if (length(cow_opt)) options(cow_opt) else NULL
+    t0 <- proc.time()[[3L]]
     r <- withCallingHandlers(
-      tryCatch(list(do.call(st$fun, c(list(items[[k]]), extra), quote = TRUE)), error = function(e) e),
-      warning = function(w) {
-        if (length(warns) < 10L) warns[[length(warns) + 1L]] <<- list(k = k, message = conditionMessage(w))
-        invokeRestart("muffleWarning")
-      })
-    if (!is.null(old_opt)) options(old_opt)
-    times[k] <- proc.time()[["elapsed"]] - t0
+      tryCatch(list(if (length(extra)) do.call(runtime_call1, c(list(fun, items[[k]]), extra), quote = TRUE) else
+        runtime_call1(fun, items[[k]])), error = identity),
+      warning = on_warning)
+    times[k] <- proc.time()[[3L]] - t0
     if (inherits(r, "error")) {
       call <- conditionCall(r)
       errors[[length(errors) + 1L]] <- list(
         k = k, message = conditionMessage(r),
         call = if (is.null(call)) NULL else paste(deparse(call, nlines = 1L, width.cutoff = 80L), collapse = ""))
-    } else if (!is.null(r[[1]])) {
-      values[[k]] <- r[[1]]
+    } else if (!is.null(r[[1L]])) {
+      values[[k]] <- r[[1L]]
     }
+  }
+  if (!is.null(old_opt)) {
+    options(old_opt)
+    old_opt <- NULL
   }
   if (identical(rt$mode, "reduce") && !length(errors) && n) {
     acc <- values[[1]]
