@@ -89,3 +89,57 @@ fn plain_map_places_the_bytes_behind_the_header_and_keeps_writes_private() {
         assert!(m.is_closed());
     }
 }
+
+/// The owner closes an object while one of its own plain vectors still reads
+/// the pages: the block is kept (quarantined), so the next object of the same
+/// size lands elsewhere and the plain vector keeps the old values; once the
+/// plain vector goes, the block is freed at the next close or share.
+#[test]
+fn a_closed_object_read_by_a_local_plain_vector_is_not_reused() {
+    let s = Store::global().unwrap();
+    // Each round: a slab object, a plain map of it, close, a same-sized share.
+    let n = 600usize;
+    let a = f64_data(n, 1.0);
+    let keep = s
+        .share(
+            Kind::F64,
+            n as u64,
+            b"",
+            &f64_data(n, 9.0),
+            ShareOptions::default(),
+        )
+        .unwrap();
+    let h = s
+        .share(Kind::F64, n as u64, b"", &a, ShareOptions::default())
+        .unwrap();
+    let v = s.attach(&h).unwrap();
+    if v.page_size() != 4096 {
+        println!("SKIPPED: slab on {}-byte pages", v.page_size());
+        return;
+    }
+    let m = v.plain_map(0, a.len() as u64, 48).unwrap().unwrap();
+    drop(v);
+    let before = s.quarantined();
+    s.close(&h).unwrap();
+    assert_eq!(
+        s.quarantined(),
+        before + 1,
+        "kept for the local plain vector"
+    );
+    let b = f64_data(n, 1000.0);
+    let h2 = s
+        .share(Kind::F64, n as u64, b"", &b, ShareOptions::default())
+        .unwrap();
+    // SAFETY: the mapping is live; 48 + len bytes.
+    let got = unsafe { std::slice::from_raw_parts(m.block().add(48), a.len()) };
+    assert_eq!(
+        sum_f64(got),
+        sum_f64(&a),
+        "the plain vector keeps its values"
+    );
+    assert_ne!(h2.offset, h.offset, "the closed slot was not handed out");
+    drop(m);
+    s.close(&h2).unwrap(); // drains the quarantine
+    assert_eq!(s.quarantined(), before, "freed once the plain vector went");
+    s.close(&keep).unwrap();
+}

@@ -48,7 +48,7 @@ pub(crate) fn fork_prepare() {
     let regions = owned
         .iter()
         .map(|(_, o)| &o.block.region)
-        .chain(quarantine.iter().map(|b| &b.region));
+        .chain(quarantine.iter().map(|(b, _)| &b.region));
     // The regions' own fds, to lock each region once.
     let mut seen = [-1i32; 256];
     let mut n = 0;

@@ -4,11 +4,12 @@
 //! [`Store::segment_write`], [`Store::protect`]) and [`Store::seal_all`].
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use shard_alloc::{Backing, Block};
 
 use super::options::ShareOptions;
-use super::registry::ObjKey;
+use super::registry::{ObjKey, ObjState};
 use super::{lock, Store};
 use crate::error::{Result, StoreError};
 use crate::fork;
@@ -42,6 +43,12 @@ fn others_may_read(b: &Block) -> bool {
     shard_alloc::sys::flock::others_hold_lock(r.readonly_fd()).unwrap_or(false)
 }
 
+/// Whether plain R vectors of this process still read the object's pages
+/// ([`PlainMap`](super::PlainMap)).
+fn local_plain(st: &ObjState) -> bool {
+    st.plain_maps.load(Ordering::Acquire) > 0
+}
+
 impl Store {
     /// Closes an object.
     ///
@@ -70,8 +77,10 @@ impl Store {
         // as published and readers' own `closed` state is what refuses them.
         self.core.alloc.tombstone(&o.block, 0, &CLOSED_MAGIC)?;
         // A writable object has a region of its own: never reused (above).
-        if !o.handle.writable && others_may_read(&o.block) {
-            lock(&self.quarantine).push(o.block.clone());
+        // This process's own plain vectors read the pages with no check: they
+        // keep the block as another process's reader does.
+        if !o.handle.writable && (local_plain(&o.state) || others_may_read(&o.block)) {
+            lock(&self.quarantine).push((o.block.clone(), o.state.clone()));
         } else {
             self.core.free_block_unmapped(&o.block)?;
         }
@@ -84,16 +93,18 @@ impl Store {
     /// (called on every close and every begin of a share: one `flock` probe per
     /// block).
     pub(super) fn drain_quarantine(&self) {
-        let free: Vec<Block> = {
+        let free: Vec<(Block, Arc<ObjState>)> = {
             let mut q = lock(&self.quarantine);
             if q.is_empty() {
                 return;
             }
-            let (free, keep) = q.drain(..).partition(|b| !others_may_read(b));
+            let (free, keep) = q
+                .drain(..)
+                .partition(|(b, st)| !local_plain(st) && !others_may_read(b));
             *q = keep;
             free
         };
-        for b in free {
+        for (b, _) in free {
             let _ = self.core.free_block_unmapped(&b);
         }
     }

@@ -127,7 +127,9 @@ pub struct Store {
     owned: Mutex<OwnedTable>,
     /// Closed objects whose memory another process may still read: not freed
     /// until no other process maps their region (see `close.rs`).
-    quarantine: Mutex<Vec<shard_alloc::Block>>,
+    /// Closed blocks kept while another process, or a plain vector of this
+    /// one, may read them (`close.rs`), with the object's state.
+    quarantine: Mutex<Vec<(shard_alloc::Block, Arc<ObjState>)>>,
     registry: Mutex<HashMap<RegionKey, Weak<Attached>>>,
     /// Regions inherited across fork: kept mapped so children attach for free.
     inherited: Mutex<HashMap<RegionKey, Arc<Attached>>>,

@@ -6,7 +6,7 @@
 //! ([`ObjState`]) that every view of it in this process reads.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use shard_alloc::sys::mman::Mapping;
@@ -125,6 +125,10 @@ impl Attached {
 #[derive(Debug, Default)]
 pub struct ObjState {
     pub(super) closed: AtomicBool,
+    /// Live [`PlainMap`](super::PlainMap)s of the object in this process:
+    /// plain R vectors read its pages with no check at all, so the owner's
+    /// close keeps the block (quarantine) until they are gone.
+    pub(super) plain_maps: AtomicUsize,
 }
 
 /// Hashes [`ObjKey`]s (a few integers) with a multiply-rotate per word from a

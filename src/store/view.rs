@@ -90,6 +90,13 @@ pub struct PlainMap {
 // raw pointer is only handed out.
 unsafe impl Send for PlainMap {}
 
+impl Drop for PlainMap {
+    fn drop(&mut self) {
+        // The owner's close may be keeping the block for this map (close.rs).
+        self.view.state.plain_maps.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl PlainMap {
     /// Start of the caller's block: `lead` bytes, then the vector's bytes.
     pub fn block(&self) -> *mut u8 {
@@ -288,6 +295,7 @@ impl View {
         let lead_r = lead_pages.div_ceil(4096) * 4096;
         // The vector's bytes are at lead_r + skip; the block starts lead before.
         let block = map.as_ptr().wrapping_add(lead_r + skip - lead);
+        self.state.plain_maps.fetch_add(1, Ordering::AcqRel);
         Ok(Some(PlainMap {
             _map: map,
             block,
