@@ -248,6 +248,17 @@ test_that("forked children (mclapply) open the buffer by its handle and write di
   expect_identical(b[], rep(1:4, each = 1000))
   b[1] <- 9L      # the owner's mappings are intact after the children exited
   expect_identical(b[1:2], c(9L, 1L))
+  # mclapply() returns once the children sent their results, maybe before they
+  # exited (a child's mappings go when it exits): wait until each is gone or a
+  # zombie, then the seal must succeed at once.
+  exited <- function(pid) {
+    st <- tryCatch(suppressWarnings(readLines(sprintf("/proc/%d/status", pid), warn = FALSE)),
+                   error = function(e) NULL)
+    is.null(st) || any(grepl("^State:\\s+Z", st))
+  }
+  deadline <- Sys.time() + 10
+  while (!all(vapply(unlist(r), exited, TRUE)) && Sys.time() < deadline) Sys.sleep(0.02)
+  expect_true(all(vapply(unlist(r), exited, TRUE)))
   buffer_seal(b)  # and the children's mappings are gone
   expect_true(buffer_info(b)$sealed)
   buffer_close(b)
