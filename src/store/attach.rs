@@ -16,7 +16,7 @@ use shard_alloc::sys::process;
 use shard_alloc::sys::OwnedFd;
 use shard_alloc::RegionHeader;
 
-use super::registry::{check_object, Attached, ObjKey, Source};
+use super::registry::{check_object, check_region, Attached, ObjKey, Source};
 use super::view::View;
 use super::{lock, Store};
 use crate::error::{Result, StoreError};
@@ -121,16 +121,7 @@ impl Store {
         let mut rb = [0u8; RegionHeader::ENCODED_LEN];
         file.read_exact_at(&mut rb, 0)
             .map_err(|e| StoreError::io("pread of a region header", e))?;
-        let rh = RegionHeader::decode(&rb)
-            .ok_or_else(|| StoreError::BadHandle("no region header".into()))?;
-        if rh.token != h.token
-            || rh.owner_pid != h.owner_pid
-            || rh.owner_start != h.owner_start
-            || rh.id != h.region_id
-            || rh.size != h.region_size
-        {
-            return Err(StoreError::BadHandle("region token mismatch".into()));
-        }
+        let rh = check_region(&rb, h)?;
         let mut ob = [0u8; HEADER_LEN as usize];
         file.read_exact_at(&mut ob, h.offset)
             .map_err(|e| StoreError::io("pread of an object header", e))?;

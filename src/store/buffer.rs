@@ -38,7 +38,7 @@ use shard_alloc::sys::process;
 use shard_alloc::{AllocError, RegionHeader, Seals};
 
 use super::options::{BackingChoice, ShareOptions};
-use super::registry::check_object;
+use super::registry::{check_object, check_region};
 use super::view::View;
 use super::{lock, Store};
 use crate::error::{Result, StoreError};
@@ -247,16 +247,7 @@ impl Store {
         // generation or kind).
         let mut rb = [0u8; RegionHeader::ENCODED_LEN];
         map.read(0, &mut rb)?;
-        let rh = RegionHeader::decode(&rb)
-            .ok_or_else(|| StoreError::BadHandle("no region header".into()))?;
-        if rh.token != h.token
-            || rh.owner_pid != h.owner_pid
-            || rh.owner_start != h.owner_start
-            || rh.id != h.region_id
-            || rh.size != h.region_size
-        {
-            return Err(StoreError::BadHandle("region token mismatch".into()));
-        }
+        let rh = check_region(&rb, h)?;
         let mut ob = [0u8; HEADER_LEN as usize];
         map.read(h.offset, &mut ob)?;
         let header = check_object(&ob, h)?;

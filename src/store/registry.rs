@@ -11,7 +11,7 @@ use std::sync::{Arc, Weak};
 
 use shard_alloc::sys::mman::Mapping;
 use shard_alloc::sys::OwnedFd;
-use shard_alloc::{Region, Seals};
+use shard_alloc::{Region, RegionHeader, Seals};
 
 use super::{lock, Store};
 use crate::error::{Result, StoreError};
@@ -212,6 +212,23 @@ impl States {
             s.closed.store(true, Ordering::Release);
         }
     }
+}
+
+/// Checks the region header read at offset 0 of the region `h` names: the
+/// token, owner, id and size must be the handle's (a forged or stale handle
+/// fails here before anything is mapped). Returns the header.
+pub(super) fn check_region(bytes: &[u8], h: &Handle) -> Result<RegionHeader> {
+    let rh = RegionHeader::decode(bytes)
+        .ok_or_else(|| StoreError::BadHandle("no region header".into()))?;
+    if rh.token != h.token
+        || rh.owner_pid != h.owner_pid
+        || rh.owner_start != h.owner_start
+        || rh.id != h.region_id
+        || rh.size != h.region_size
+    {
+        return Err(StoreError::BadHandle("region token mismatch".into()));
+    }
+    Ok(rh)
 }
 
 /// Checks the object header found where handle `h` points.
