@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -18,7 +18,6 @@ use common::*;
 use shard::ffi::{SHARD_CLOSED, SHARD_HANDLE_LEN, SHARD_INVALID_ARGUMENT, SHARD_OK};
 use shard::ffi_buffer::*;
 use shard::{names, Code, Handle, Kind, ShareOptions, Store, StoreError};
-use shard_alloc::sys::process;
 
 const PAGE: usize = 4096;
 const PAGES: usize = 32;
@@ -506,11 +505,6 @@ fn the_c_abi_creates_opens_seals_and_frees() {
     }
 }
 
-fn id_of(user: &str, flag: &str) -> Option<u32> {
-    let out = Command::new("id").args([flag, user]).output().ok()?;
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-}
-
 /// Child role "intruder" (another user): tries to open the buffer both ways.
 fn intruder() {
     let s = Store::global().unwrap();
@@ -530,43 +524,16 @@ fn another_user_cannot_open_a_buffer() {
         Some(_) => return,
         None => {}
     }
-    let Ok(user) = std::env::var("SHARD_TEST_OTHER_USER") else {
-        println!(
-            "\n*** SKIPPED: {TEST_USER}: set SHARD_TEST_OTHER_USER to a second user (CI does; \
-             `useradd -M shardtest`) and run as root ***\n"
-        );
+    let Some(user) = OtherUser::from_env(TEST_USER) else {
         return;
     };
-    let (Some(uid), Some(gid)) = (id_of(&user, "-u"), id_of(&user, "-g")) else {
-        panic!("SHARD_TEST_OTHER_USER={user} is not a user on this machine");
-    };
-    assert_eq!(process::uid(), 0, "switching to {user} needs root");
     let s = Store::global().unwrap();
     let b = s.buffer_create(PAGE as u64, true).unwrap();
-    // A copy of this test binary the other user can run.
-    let dir = temp_dir("buffer-other-user");
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let exe = dir.join("test-binary");
-    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut c = Command::new("setpriv");
-    c.args([
-        &format!("--reuid={uid}"),
-        &format!("--regid={gid}"),
-        "--clear-groups",
-        exe.to_str().unwrap(),
-        "--exact",
+    let out = user.run(
         TEST_USER,
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env("SHARD_TEST_ROLE", "intruder")
-    .env("HOME", "/tmp")
-    .env_remove("SHARD_TMPDIR")
-    .env("TMPDIR", "/tmp")
-    .env("SHARD_TEST_HANDLE", handle_hex(b.handle()));
-    let out = run_ok(c);
-    let _ = std::fs::remove_dir_all(&dir);
+        "intruder",
+        &[("SHARD_TEST_HANDLE", handle_hex(b.handle()))],
+    );
     println!("{out}");
     assert!(!out.contains("GOT"), "{out}");
     let denied = format!("INTRUDER {} ", Code::PermissionDenied as i32);

@@ -9,31 +9,14 @@
 
 mod common;
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 
 use common::*;
 use shard::{names, BackingChoice, Code, Kind, ShareOptions, Store};
 use shard_alloc::sys::process;
 
 const TEST: &str = "another_user_is_refused";
-
-fn id_of(user: &str, flag: &str) -> Option<u32> {
-    let out = Command::new("id").args([flag, user]).output().ok()?;
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-}
-
-/// A copy of this test binary that the other user can run (the build tree may
-/// not be readable by it).
-fn runnable_copy() -> PathBuf {
-    let dir = temp_dir("other-user");
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let exe = dir.join("test-binary");
-    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-    exe
-}
 
 fn intruder() {
     say("");
@@ -57,18 +40,9 @@ fn another_user_is_refused() {
     if role().is_some() {
         return intruder();
     }
-    let Ok(user) = std::env::var("SHARD_TEST_OTHER_USER") else {
-        println!(
-            "\n*** SKIPPED: {TEST}: set SHARD_TEST_OTHER_USER to a second user (CI does; \
-             `useradd -M shardtest`) and run as root ***\n"
-        );
+    let Some(user) = OtherUser::from_env(TEST) else {
         return;
     };
-    let (Some(uid), Some(gid)) = (id_of(&user, "-u"), id_of(&user, "-g")) else {
-        panic!("SHARD_TEST_OTHER_USER={user} is not a user on this machine");
-    };
-    assert_eq!(process::uid(), 0, "switching to {user} needs root");
-    assert_ne!(uid, 0);
     let s = Store::global().unwrap();
     let mut hs = Vec::new();
     for backing in [BackingChoice::Auto, BackingChoice::Shm, BackingChoice::Mmap] {
@@ -107,33 +81,21 @@ fn another_user_is_refused() {
         & 0o777;
     assert_eq!(dmode, 0o700);
 
-    let exe = runnable_copy();
-    let mut c = Command::new("setpriv");
-    c.args([
-        &format!("--reuid={uid}"),
-        &format!("--regid={gid}"),
-        "--clear-groups",
-        exe.to_str().unwrap(),
-        "--exact",
+    let out = user.run(
         TEST,
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env("SHARD_TEST_ROLE", "intruder")
-    .env("HOME", "/tmp")
-    .env_remove("SHARD_TMPDIR")
-    .env("TMPDIR", "/tmp")
-    .env(
-        "SHARD_TEST_HANDLES",
-        hs.iter().map(handle_hex).collect::<Vec<_>>().join(","),
-    )
-    .env(
-        "SHARD_TEST_PATHS",
-        format!("{},{}", shm.display(), file.display()),
+        "intruder",
+        &[
+            (
+                "SHARD_TEST_HANDLES",
+                hs.iter().map(handle_hex).collect::<Vec<_>>().join(","),
+            ),
+            (
+                "SHARD_TEST_PATHS",
+                format!("{},{}", shm.display(), file.display()),
+            ),
+        ],
     );
-    let out = run_ok(c);
     println!("{out}");
-    let _ = std::fs::remove_dir_all(Path::new(&exe).parent().unwrap());
     assert!(
         !out.contains("GOT-DATA") && !out.contains("OPENED"),
         "{out}"

@@ -82,6 +82,92 @@ pub fn run_ok(mut c: Command) -> String {
     stdout
 }
 
+/// The second user of the "another user is refused" tests, named by
+/// `SHARD_TEST_OTHER_USER` (CI creates `shardtest`; locally
+/// `id shardtest || useradd -M shardtest`), and a way to run a test of this
+/// binary as that user.
+pub struct OtherUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+fn id_of(user: &str, flag: &str) -> Option<u32> {
+    let out = Command::new("id").args([flag, user]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+impl OtherUser {
+    /// The user named by `SHARD_TEST_OTHER_USER`; `None` after a loud
+    /// `SKIPPED:` line naming `test` when it is unset. Panics when the user
+    /// does not exist or is root, or when this process is not root (switching
+    /// users with `setpriv` needs it).
+    pub fn from_env(test: &str) -> Option<OtherUser> {
+        let Ok(name) = std::env::var("SHARD_TEST_OTHER_USER") else {
+            println!(
+                "\n*** SKIPPED: {test}: set SHARD_TEST_OTHER_USER to a second user (CI does; \
+                 `useradd -M shardtest`) and run as root ***\n"
+            );
+            return None;
+        };
+        let (Some(uid), Some(gid)) = (id_of(&name, "-u"), id_of(&name, "-g")) else {
+            panic!("SHARD_TEST_OTHER_USER={name} is not a user on this machine");
+        };
+        assert_eq!(
+            shard_alloc::sys::process::uid(),
+            0,
+            "switching to {name} needs root"
+        );
+        assert_ne!(uid, 0, "SHARD_TEST_OTHER_USER={name} is root");
+        Some(OtherUser { name, uid, gid })
+    }
+
+    /// Runs `test` of this test binary as this user (`setpriv`, no
+    /// supplementary groups) with `SHARD_TEST_ROLE=role` and the extra
+    /// environment `env`; `HOME` and `TMPDIR` are `/tmp` and `SHARD_TMPDIR` is
+    /// unset, so the child uses its own per-user directory. It runs a copy of
+    /// the binary in a fresh 0755 directory (the build tree may not be
+    /// readable by the other user), removed afterwards. Returns the child's
+    /// stdout; panics with its output if it failed.
+    pub fn run(&self, test: &str, role: &str, env: &[(&str, String)]) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("other-user");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let exe = dir.join("test-binary");
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut c = Command::new("setpriv");
+        c.args([
+            &format!("--reuid={}", self.uid),
+            &format!("--regid={}", self.gid),
+            "--clear-groups",
+            exe.to_str().unwrap(),
+            "--exact",
+            test,
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SHARD_TEST_ROLE", role)
+        .env("HOME", "/tmp")
+        .env_remove("SHARD_TMPDIR")
+        .env("TMPDIR", "/tmp");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "child as {} failed ({}):\n{stdout}\n{}",
+            self.name,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+}
+
 /// A child we talk to line by line.
 pub struct Talk {
     pub child: Child,
