@@ -513,6 +513,22 @@ int32_t shard_view_advise(const struct shard_view *v, int32_t advice);
 int32_t shard_view_private(const struct shard_view *v, struct shard_private **out, uint8_t **data);
 
 /**
+ * Makes a private copy-on-write mapping of `byte_len` bytes from `byte_offset`
+ * of the view's data (one vector's bytes, at any offset): `*out` (free with
+ * `shard_private_free`) and `*data` (writable, the first of those bytes).
+ * Returns 0 with `*out = NULL` when no such mapping can be made (a hugetlb
+ * region and not the whole data section, or the kernel refused): copy instead.
+ *
+ * # Safety
+ * `v` is a live view; `out`, `data` writable.
+ */
+int32_t shard_view_private_range(const struct shard_view *v,
+                                 uint64_t byte_offset,
+                                 uint64_t byte_len,
+                                 struct shard_private **out,
+                                 uint8_t **data);
+
+/**
  * 1 if any page of the private mapping has been written, 0 if none, negative on error.
  *
  * # Safety

@@ -608,6 +608,39 @@ pub unsafe extern "C" fn shard_view_private(
     })
 }
 
+/// Makes a private copy-on-write mapping of `byte_len` bytes from `byte_offset`
+/// of the view's data (one vector's bytes, at any offset): `*out` (free with
+/// `shard_private_free`) and `*data` (writable, the first of those bytes).
+/// Returns 0 with `*out = NULL` when no such mapping can be made (a hugetlb
+/// region and not the whole data section, or the kernel refused): copy instead.
+///
+/// # Safety
+/// `v` is a live view; `out`, `data` writable.
+#[no_mangle]
+pub unsafe extern "C" fn shard_view_private_range(
+    v: *const shard_view,
+    byte_offset: u64,
+    byte_len: u64,
+    out: *mut *mut shard_private,
+    data: *mut *mut u8,
+) -> i32 {
+    guard(|| {
+        if v.is_null() || out.is_null() || data.is_null() {
+            return Err(invalid("NULL argument"));
+        }
+        // SAFETY: caller promises a live view and writable outs.
+        unsafe {
+            *out = std::ptr::null_mut();
+            *data = std::ptr::null_mut();
+            if let Some(m) = (*v).v.private_map_range(byte_offset, byte_len)? {
+                *data = m.as_mut_ptr();
+                *out = Box::into_raw(Box::new(shard_private { _m: m }));
+            }
+        }
+        Ok(())
+    })
+}
+
 /// 1 if any page of the private mapping has been written, 0 if none, negative on error.
 ///
 /// # Safety

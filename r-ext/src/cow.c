@@ -30,8 +30,9 @@ void strict_error(void) {
  *  - hugetlb objects, vector shared: the read-only shared pointer. A private
  *    mapping of hugetlb pages reserves the whole object in huge pages (or fails
  *    with an empty pool), and a copy doubles the memory in every reader.
- *  - otherwise: a private copy-on-write mapping of the pages when the data are
- *    page-aligned (O(1); only pages R writes are copied), else a copy.
+ *  - otherwise: a private copy-on-write mapping of the pages holding the
+ *    vector's bytes, at any offset (O(1); only pages R writes are copied); a
+ *    copy only for a vector under one page, or where the kernel refuses.
  * The shared bytes are never writable through either. */
 void *writable_data(SEXP x, shard_vec *s) {
     if (s->priv_data) return s->priv_data;
@@ -63,11 +64,19 @@ void *writable_data(SEXP x, shard_vec *s) {
         }
         return (void *) s->base;
     }
-    /* Only a vector that spans the whole data section can use the object's mapping. */
-    if (s->byte_offset == 0 && s->byte_len == info.data_len && s->byte_len > 0) {
+    /* A private mapping of the pages that hold this vector's bytes, wherever they
+     * start (a view at any row offset, a slab object mid-page): the returned
+     * pointer is the vector's first byte inside it, so reads copy nothing. A
+     * vector under one page is copied (a mapping costs more than copying it)
+     * unless it is a whole page-aligned data section (shard_view_private: NULL
+     * otherwise). Hugetlb regions map only a whole data section. */
+    int whole = s->byte_offset == 0 && s->byte_len == info.data_len;
+    if (s->byte_len >= 4096 || (whole && s->byte_len > 0)) {
         shard_private *p = NULL;
         uint8_t *d = NULL;
-        if (shard_view_private(v, &p, &d) != SHARD_OK) rust_error("private mapping");
+        int rc = s->byte_len >= 4096 ? shard_view_private_range(v, s->byte_offset, s->byte_len, &p, &d)
+                                     : shard_view_private(v, &p, &d);
+        if (rc != SHARD_OK) rust_error("private mapping");
         if (p) {
             s->priv = p;
             s->priv_data = d;

@@ -303,6 +303,58 @@ impl View {
         }))
     }
 
+    /// A private copy-on-write mapping of `byte_len` bytes from `byte_offset` of
+    /// the data (one vector's bytes, e.g. a view that starts mid-page): the
+    /// mapping covers the 4 KiB pages holding those bytes, and
+    /// [`PrivateMap::as_mut_ptr`] is the first of them (same offset within its
+    /// page as in the shared mapping, so the same alignment). O(1); pages are
+    /// copied only when written. Why: R asks for a writable pointer even to read
+    /// (`var()`, `range()`, `identical()`), and a copy of a view costs its whole
+    /// size in every reader. Hugetlb regions keep [`View::private_map`]'s rule
+    /// (the whole data section only: a private hugetlb mapping reserves huge
+    /// pages). `Ok(None)` where no mapping can be made: the caller copies.
+    pub fn private_map_range(&self, byte_offset: u64, byte_len: u64) -> Result<Option<PrivateMap>> {
+        if self.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        let fits = byte_offset
+            .checked_add(byte_len)
+            .is_some_and(|e| e <= self.header.data_len);
+        if !fits || byte_len == 0 {
+            return Err(StoreError::InvalidArgument(format!(
+                "{byte_len} bytes at {byte_offset} are not inside the object's {} data bytes",
+                self.header.data_len
+            )));
+        }
+        if self.region.page_size() != 4096 {
+            if byte_offset == 0 && byte_len == self.header.data_len {
+                return self.private_map();
+            }
+            return Ok(None);
+        }
+        let start = self.handle.offset + self.header.data_off + byte_offset;
+        let map_off = start & !4095;
+        let skip = (start - map_off) as usize;
+        // Fits inside the data section, which is mapped: fits in usize.
+        let len = byte_len as usize;
+        match Mapping::map(
+            self.region.ro_fd(),
+            map_off,
+            skip + len,
+            Access::CopyOnWrite,
+            false,
+        ) {
+            Ok(map) => Ok(Some(PrivateMap { map, skip, len })),
+            Err(e)
+                if e.raw_os_error() == Some(libc::ENOMEM)
+                    || e.raw_os_error() == Some(libc::EINVAL) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(StoreError::io("mmap(MAP_PRIVATE)", e)),
+        }
+    }
+
     /// A private copy-on-write mapping of the data (O(1); pages are copied only
     /// when written). `Ok(None)` when the data does not start on a page boundary of
     /// its region's page size, or a private hugetlb mapping cannot be reserved: the
