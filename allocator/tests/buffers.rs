@@ -14,11 +14,30 @@ use std::process::{Command, Stdio};
 use common::child_role;
 use shard_alloc::buffer::BufferMap;
 use shard_alloc::sys::memfd::FileId;
-use shard_alloc::{AllocError, Allocator, HugePages, Options, Request, Seals};
+use shard_alloc::{AllocError, Allocator, Block, HugePages, Options, Request, Seals};
 
 const TEST: &str = "owner_and_worker_write_one_buffer_then_it_seals_read_only";
 const PAGE: usize = 4096;
 const PAGES: usize = 64;
+
+/// An allocator with 4 KiB pages only (buffers of any size take the same
+/// path on every machine) and `sizes.len()` published writable buffers.
+fn allocator_with_buffers(sizes: &[u64]) -> (Allocator, Vec<Block>) {
+    let a = Allocator::new(Options {
+        huge_pages: HugePages::Off,
+        ..Options::default()
+    })
+    .unwrap();
+    let bs = sizes
+        .iter()
+        .map(|&n| {
+            let b = a.alloc(n, &Request::buffer()).unwrap();
+            a.publish(&b, false).unwrap();
+            b
+        })
+        .collect();
+    (a, bs)
+}
 
 fn worker() {
     let var = |k: &str| std::env::var(k).unwrap().parse::<u64>().unwrap();
@@ -55,13 +74,8 @@ fn owner_and_worker_write_one_buffer_then_it_seals_read_only() {
     if child_role().is_some() {
         return;
     }
-    let a = Allocator::new(Options {
-        huge_pages: HugePages::Off,
-        ..Options::default()
-    })
-    .unwrap();
-    let b = a.alloc((PAGES * PAGE) as u64, &Request::buffer()).unwrap();
-    a.publish(&b, false).unwrap();
+    let (a, mut bs) = allocator_with_buffers(&[(PAGES * PAGE) as u64]);
+    let b = bs.remove(0);
     let r = b.region.clone();
     assert!(!r.is_write_protected() && !r.is_sealed() && r.is_writable());
     assert_eq!(r.kernel_seals(), Seals::empty());
@@ -145,15 +159,8 @@ fn a_stale_or_forged_fd_maps_nothing() {
     if child_role().is_some() {
         return;
     }
-    let a = Allocator::new(Options {
-        huge_pages: HugePages::Off,
-        ..Options::default()
-    })
-    .unwrap();
-    let b1 = a.alloc(4096, &Request::buffer()).unwrap();
-    a.publish(&b1, false).unwrap();
-    let b2 = a.alloc(4096, &Request::buffer()).unwrap();
-    a.publish(&b2, false).unwrap();
+    let (a, mut bs) = allocator_with_buffers(&[4096, 4096]);
+    let (b1, b2) = (bs.remove(0), bs.remove(0));
     let me = std::process::id();
     let (r1, r2) = (b1.region.clone(), b2.region.clone());
     let errno = |e: AllocError| match e {
