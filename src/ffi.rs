@@ -591,6 +591,21 @@ pub unsafe extern "C" fn shard_view_private(
     out: *mut *mut shard_private,
     data: *mut *mut u8,
 ) -> i32 {
+    // SAFETY: the caller's promises, passed on.
+    unsafe { private_out(v, out, data, View::private_map) }
+}
+
+/// `shard_view_private*`: fills `*out`/`*data` from `make(view)` (NULL both
+/// when it made no mapping).
+///
+/// # Safety
+/// `v` is a live view or NULL; `out`, `data` writable or NULL.
+unsafe fn private_out(
+    v: *const shard_view,
+    out: *mut *mut shard_private,
+    data: *mut *mut u8,
+    make: impl FnOnce(&View) -> Result<Option<PrivateMap>, StoreError>,
+) -> i32 {
     guard(|| {
         if v.is_null() || out.is_null() || data.is_null() {
             return Err(invalid("NULL argument"));
@@ -599,7 +614,7 @@ pub unsafe extern "C" fn shard_view_private(
         unsafe {
             *out = std::ptr::null_mut();
             *data = std::ptr::null_mut();
-            if let Some(m) = (*v).v.private_map()? {
+            if let Some(m) = make(&(*v).v)? {
                 *data = m.as_mut_ptr();
                 *out = Box::into_raw(Box::new(shard_private { _m: m }));
             }
@@ -624,21 +639,8 @@ pub unsafe extern "C" fn shard_view_private_range(
     out: *mut *mut shard_private,
     data: *mut *mut u8,
 ) -> i32 {
-    guard(|| {
-        if v.is_null() || out.is_null() || data.is_null() {
-            return Err(invalid("NULL argument"));
-        }
-        // SAFETY: caller promises a live view and writable outs.
-        unsafe {
-            *out = std::ptr::null_mut();
-            *data = std::ptr::null_mut();
-            if let Some(m) = (*v).v.private_map_range(byte_offset, byte_len)? {
-                *data = m.as_mut_ptr();
-                *out = Box::into_raw(Box::new(shard_private { _m: m }));
-            }
-        }
-        Ok(())
-    })
+    // SAFETY: the caller's promises, passed on.
+    unsafe { private_out(v, out, data, |v| v.private_map_range(byte_offset, byte_len)) }
 }
 
 /// 1 if any page of the private mapping has been written, 0 if none, negative on error.

@@ -333,10 +333,16 @@ impl View {
             return Ok(None);
         }
         let start = self.handle.offset + self.header.data_off + byte_offset;
-        let map_off = start & !4095;
+        // Inside the data section, which is mapped: fits in usize.
+        self.map_cow(start, 4096, byte_len as usize)
+    }
+
+    /// A private copy-on-write mapping of `len` bytes at region offset `start`,
+    /// from the `page`-aligned offset below it; `Ok(None)` where the kernel
+    /// refuses it (no huge pages to reserve, a file that cannot be mapped so).
+    fn map_cow(&self, start: u64, page: u64, len: usize) -> Result<Option<PrivateMap>> {
+        let map_off = start - start % page;
         let skip = (start - map_off) as usize;
-        // Fits inside the data section, which is mapped: fits in usize.
-        let len = byte_len as usize;
         match Mapping::map(
             self.region.ro_fd(),
             map_off,
@@ -369,23 +375,6 @@ impl View {
         if len == 0 || start % 4096 != 0 {
             return Ok(None);
         }
-        let map_off = start - start % page;
-        let skip = (start - map_off) as usize;
-        match Mapping::map(
-            self.region.ro_fd(),
-            map_off,
-            skip + len,
-            Access::CopyOnWrite,
-            false,
-        ) {
-            Ok(map) => Ok(Some(PrivateMap { map, skip, len })),
-            Err(e)
-                if e.raw_os_error() == Some(libc::ENOMEM)
-                    || e.raw_os_error() == Some(libc::EINVAL) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(StoreError::io("mmap(MAP_PRIVATE)", e)),
-        }
+        self.map_cow(start, page, len)
     }
 }
