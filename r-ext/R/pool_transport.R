@@ -91,12 +91,26 @@ transport_ready_cons <- function(cons, timeout) socketSelect(cons, FALSE, timeou
 
 # Asks a node to exit (parallel's DONE message) and closes its socket.
 transport_stop <- function(node) {
+  if (!transport_open(node)) return(invisible())
   try(serialize(list(type = "DONE", data = NULL, tag = NULL), node$con, xdr = transport_xdr(node)),
       silent = TRUE)
   transport_close(node)
 }
 
-transport_close <- function(node) try(close(node$con), silent = TRUE)
+# Whether the node's socket is still the connection it was made with. R numbers
+# connections by slot and gives a closed connection's number to the next one
+# opened, and close() of a stale connection object closes whatever holds that
+# number now: a pool that closed a lost worker's socket and started a new worker
+# would close the new worker's socket when closing the old node again (both
+# slots then shared one worker and the other exited: test-pool.R "interrupted").
+# The object's conn_id names the connection it was made for.
+transport_open <- function(node) {
+  con <- node$con
+  cur <- tryCatch(getConnection(as.integer(con)), error = function(e) NULL)
+  !is.null(cur) && identical(attr(cur, "conn_id"), attr(con, "conn_id"))
+}
+
+transport_close <- function(node) if (transport_open(node)) try(close(node$con), silent = TRUE)
 
 # Bytes of an EXEC message around `args` (for size warnings before anything is sent).
 transport_message_bytes <- function(fun, args) {

@@ -18,6 +18,26 @@ wait_dead <- function(pid, secs = 10) {
   !shard:::proc_alive(pid)
 }
 
+# The start time of process `pid` (field 22 of /proc/<pid>/stat, clock ticks
+# since boot), NA when there is none. With the pid it names one process: a pid is
+# given to a new process once the old one is gone (soon, on a busy machine).
+proc_start <- function(pid) {
+  s <- tryCatch(suppressWarnings(readLines(sprintf("/proc/%d/stat", as.integer(pid)), warn = FALSE)),
+                error = function(e) character())
+  if (!length(s)) return(NA_real_)
+  as.numeric(strsplit(sub("^.*\\) ", "", s[1]), " ", fixed = TRUE)[[1]][20])   # field 3 is the first here
+}
+
+# Waits until the process that was `pid`, started at `start`, has exited (gone, a
+# zombie, or the pid names another process now); TRUE once it has. The bound
+# only turns a hang into a failure: a SIGKILLed process exits at once.
+wait_exited <- function(pid, start, secs = 120) {
+  exited <- function() !shard:::proc_alive(pid) || !identical(proc_start(pid), start)
+  deadline <- Sys.time() + secs
+  while (!exited() && Sys.time() < deadline) Sys.sleep(0.02)
+  exited()
+}
+
 n_sockets <- function() {
   fds <- list.files("/proc/self/fd", full.names = TRUE)
   sum(startsWith(Sys.readlink(fds), "socket:"), na.rm = TRUE)
@@ -211,19 +231,63 @@ test_that("a worker killed from outside (idle or busy) is replaced", {
 test_that("a pool_lapply() interrupted while tasks run leaves a working pool", {
   p <- local_pool(2)
   before <- p$pids
+  born <- vapply(before, proc_start, 0)
   master <- Sys.getpid()
-  # the last task sent interrupts the caller (as Ctrl-C would) while both run
+  flags <- withr::local_tempdir()
+  # Each task says it started; task 2 waits until task 1 has too, then interrupts
+  # the caller (as Ctrl-C would): both run when the interrupt lands, whatever the
+  # load. No task ends by itself: the interrupt ends the call, not the length of a
+  # sleep (the 10-minute bounds only turn a broken pool into a failure, not a hang).
   r <- tryCatch(pool_lapply(1:2, function(i) {
-    if (i == 2) tools::pskill(master, tools::SIGINT)
-    Sys.sleep(30)
+    file.create(file.path(flags, i))
+    give_up <- Sys.time() + 600
+    if (i == 2) {
+      while (!file.exists(file.path(flags, 1)) && Sys.time() < give_up) Sys.sleep(0.01)
+      tools::pskill(master, tools::SIGINT)
+    }
+    while (Sys.time() < give_up) Sys.sleep(0.1)
     i
   }), interrupt = function(e) "interrupted")
   expect_identical(r, "interrupted")
-  # the busy workers were stopped (their answers would be stale); the next call replaces them
-  for (pid in before) expect_true(wait_dead(pid))
+  expect_true(all(file.exists(file.path(flags, 1:2))))
+  # the busy workers were stopped (their answers would be stale): marked dead and
+  # killed at once (each checked by pid and start time: a pid may be reused);
+  # the next call replaces them
+  expect_true(all(p$dead))
+  for (k in seq_along(before)) expect_true(wait_exited(before[k], born[k]), info = before[k])
   expect_identical(pool_sapply(1:4, function(i) i), 1:4)
   expect_equal(p$replaced, 2L)
   expect_true(all(pool_status()$alive))
+})
+
+test_that("replacing lost workers never closes a new worker's socket (R reuses connection numbers)", {
+  # R gives a closed connection's number to the next connection opened; closing
+  # a lost worker's stale connection object again closed whatever held its
+  # number, e.g. the socket of the worker just started in the other slot (both
+  # slots then talked to one worker, the other exited). Whether that happened
+  # depended on which connection numbers were free below the old sockets': here
+  # every free number below theirs is taken, so the new workers get exactly the
+  # old numbers, every time.
+  p <- local_pool(2)
+  old <- vapply(1:2, function(i) as.integer(p$cl[[i]]$con), 1L)
+  for (w in 1:2) shard:::pool_drop_worker(p, w)    # lost, as an interrupted call leaves them
+  held <- list()
+  withr::defer(for (h in held) close(h))
+  repeat {
+    h <- file(nullfile(), "r")
+    held[[length(held) + 1L]] <- h
+    if (as.integer(h) > max(old)) break
+  }
+  keep <- !vapply(held, function(h) as.integer(h) %in% old || as.integer(h) > max(old), TRUE)
+  for (h in held[!keep]) close(h)
+  held <- held[keep]
+  expect_identical(pool_sapply(1:4, function(i) i), 1:4)
+  expect_equal(p$replaced, 2L)
+  cons <- vapply(1:2, function(i) as.integer(p$cl[[i]]$con), 1L)
+  expect_false(cons[1] == cons[2])
+  expect_true(all(pool_status()$alive))
+  expect_identical(pool_dispatch(1, quote(Sys.getpid()), pool = p), p$pids[1])
+  expect_identical(pool_dispatch(2, quote(Sys.getpid()), pool = p), p$pids[2])
 })
 
 test_that("an answer left over from an earlier call is not taken for a new task's", {
