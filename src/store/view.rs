@@ -247,17 +247,9 @@ impl View {
         self.region.is_own()
     }
 
-    /// A [`PlainMap`] of `byte_len` bytes from `byte_offset` of the data, behind
-    /// `lead` bytes for the caller's header. `Ok(None)` where it cannot be made
-    /// (pages of a hugetlb region: a private mapping would reserve the whole
-    /// object in huge pages; or the kernel refused the mapping): the caller
-    /// keeps its other reader. `Closed` once the object was closed here.
-    pub fn plain_map(
-        &self,
-        byte_offset: u64,
-        byte_len: u64,
-        lead: usize,
-    ) -> Result<Option<PlainMap>> {
+    /// `Closed` once the object was closed here; `InvalidArgument` unless
+    /// `byte_len` (> 0) bytes from `byte_offset` lie inside the data section.
+    fn check_span(&self, byte_offset: u64, byte_len: u64) -> Result<()> {
         if self.is_closed() {
             return Err(StoreError::Closed);
         }
@@ -270,6 +262,21 @@ impl View {
                 self.header.data_len
             )));
         }
+        Ok(())
+    }
+
+    /// A [`PlainMap`] of `byte_len` bytes from `byte_offset` of the data, behind
+    /// `lead` bytes for the caller's header. `Ok(None)` where it cannot be made
+    /// (pages of a hugetlb region: a private mapping would reserve the whole
+    /// object in huge pages; or the kernel refused the mapping): the caller
+    /// keeps its other reader. `Closed` once the object was closed here.
+    pub fn plain_map(
+        &self,
+        byte_offset: u64,
+        byte_len: u64,
+        lead: usize,
+    ) -> Result<Option<PlainMap>> {
+        self.check_span(byte_offset, byte_len)?;
         if self.region.page_size() != 4096 {
             return Ok(None);
         }
@@ -314,18 +321,7 @@ impl View {
     /// (the whole data section only: a private hugetlb mapping reserves huge
     /// pages). `Ok(None)` where no mapping can be made: the caller copies.
     pub fn private_map_range(&self, byte_offset: u64, byte_len: u64) -> Result<Option<PrivateMap>> {
-        if self.is_closed() {
-            return Err(StoreError::Closed);
-        }
-        let fits = byte_offset
-            .checked_add(byte_len)
-            .is_some_and(|e| e <= self.header.data_len);
-        if !fits || byte_len == 0 {
-            return Err(StoreError::InvalidArgument(format!(
-                "{byte_len} bytes at {byte_offset} are not inside the object's {} data bytes",
-                self.header.data_len
-            )));
-        }
+        self.check_span(byte_offset, byte_len)?;
         if self.region.page_size() != 4096 {
             if byte_offset == 0 && byte_len == self.header.data_len {
                 return self.private_map();
