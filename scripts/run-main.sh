@@ -50,8 +50,7 @@ Rscript -e '
     for (j in s$idx) {
       v <- shared_view(X, (j - 1) * nrow(X) + 1, nrow(X))   # zero-copy column
       # mean() and sd() read the view in place (sd() asks R for a writable
-      # pointer: it gets the shared pages read-only, a borrowed input under
-      # cow = "deny"): copy_report() shows 0 copies.
+      # data pointer; a view answers without copying): copy_report() shows 0.
       out[, j] <- c(mean(v), sd(v))
     }
     NULL
