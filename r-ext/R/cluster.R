@@ -168,7 +168,7 @@ fetch.shard_cluster_shared <- function(x, ..., wait = 0, plain = NULL) {
                  paste(vapply(names(x$hosts), function(k) node_label(x$hosts[[k]], k), ""), collapse = ", ")),
          call. = FALSE)
   }
-  fetch(s, ..., plain = plain)
+  if (is.null(plain)) fetch(s, ...) else fetch(s, ..., plain = plain)
 }
 
 #' @export
