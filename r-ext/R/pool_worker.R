@@ -38,11 +38,6 @@ pool_init_nodes <- function(pool, cl) {
       if (!suppressPackageStartupMessages(require(p, character.only = TRUE, quietly = TRUE)))
         stop(sprintf("package %s (in `packages`) could not be loaded from %s", p, paste(.libPaths(), collapse = ":")))
     }
-    # Numeric vectors of 64 KiB or more fetched here are plain R vectors over the
-    # shared pages (read at resident speed; docs/ARCHITECTURE.md "Plain vectors
-    # over shared pages", why that is safe in a worker). Set before init_expr,
-    # so that init_expr (or a profile that set it already) decides otherwise.
-    if (is.null(getOption("shard.plain_min_bytes"))) options(shard.plain_min_bytes = 65536)
     if (is.function(init_expr)) init_expr() else if (!is.null(init_expr)) eval(init_expr, globalenv())
     invisible(gc(verbose = FALSE))   # a clean heap for the RSS baseline
     # the worker's node (boot id / PID namespace, R/cluster.R): a pool with
