@@ -38,6 +38,27 @@ task <- function(j, s, rows) {
   t1 <- as.numeric(bench::hires_time())
   c(t = t1 - t0, plain = .Call(shard:::C_is_plain_vector, data), sum = tot)
 }
+# In this process first: the cost of a fresh plain mapping (first row read)
+# against the ALTREP vector, and warm random rows (REPS rounds, medians).
+one <- function(pl) {
+  t0 <- bench::hires_time(); y <- fetch(s, plain = pl); t1 <- bench::hires_time()
+  a <- sum(y[17L, ]); t2 <- bench::hires_time(); b <- sum(y[18L, ]); t3 <- bench::hires_time()
+  c(fetch = t1 - t0, row1 = t2 - t1, row2 = t3 - t2)
+}
+fr <- lapply(1:REPS, function(k) { r <- rbind(plain = one(TRUE), altrep = one(FALSE)); invisible(gc()); r })
+fr <- apply(simplify2array(fr), 1:2, median) * 1e3
+cat(sprintf("one process, fresh fetch: plain fetch %.3f ms + first row %.3f ms + next row %.3f ms; ALTREP %.3f + %.3f + %.3f ms\n",
+            fr["plain", "fetch"], fr["plain", "row1"], fr["plain", "row2"], fr["altrep", "fetch"], fr["altrep", "row1"],
+            fr["altrep", "row2"]))
+yp <- fetch(s, plain = TRUE); ya <- fetch(s, plain = FALSE)
+rr <- sample.int(nr, 2000)
+warm <- function(y) { t0 <- bench::hires_time(); tot <- 0; for (i in rr) tot <- tot + sum(y[i, ]); bench::hires_time() - t0 }
+for (y in list(yp, ya, m)) warm(y)
+wr <- apply(sapply(1:REPS, function(k) c(plain = warm(yp), altrep = warm(ya), resident = warm(m))), 1, median)
+cat(sprintf("one process, 2000 random row sums after warm-up: plain %.1f ms, ALTREP %.1f ms, resident %.1f ms\n",
+            wr[["plain"]] * 1e3, wr[["altrep"]] * 1e3, wr[["resident"]] * 1e3))
+rm(yp, ya); invisible(gc())
+
 pools <- list(plain = pool_create(W, set_default = FALSE, init_expr = quote(options(shard.plain_min_bytes = 65536))),
               altrep = pool_create(W, set_default = FALSE))
 expect <- vapply(seq_len(TASKS), function(j) sum(vapply(rows[, j], function(i) sum(m[i, ]), 0)), 0)
