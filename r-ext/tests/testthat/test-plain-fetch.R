@@ -288,3 +288,24 @@ test_that("shard_map with the option set in workers: audit still counts writes t
   expect_identical(as.logical(r[, "plain"]), c(TRUE, TRUE))
   expect_equal(r[, "s"], rep(sum(x) - x[1], 2))
 })
+
+test_that("cluster shares pass plain = on to the node's copy; bad values error before any work", {
+  cl <- psock_cluster(1L)
+  on.exit(parallel::stopCluster(cl))
+  x <- data.frame(v = runif(2e4), s = sprintf("s%05d", 1:2e4))
+  s <- share(x, cluster = cl)
+  on.exit(close(s), add = TRUE)
+  y <- fetch(s, plain = TRUE)
+  expect_identical(y, x)
+  expect_true(is_plain(y$v))
+  expect_identical(altrep_in(y), character())
+  expect_true(is_altrep_shard(fetch(s, plain = FALSE)$v))
+  expect_identical(fetch(s), x)
+  expect_error(fetch(s, plain = "TRUE"), "must be NULL")
+  got <- parallel::clusterCall(cl, function(s) {
+    v <- shard::fetch(s, plain = TRUE)
+    c(plain = .Call(shard:::C_is_plain_vector, v$v), same = identical(v$s, sprintf("s%05d", 1:2e4)))
+  }, s)[[1]]
+  expect_identical(got, c(plain = TRUE, same = TRUE))
+  expect_identical(plain_mode(), -1L)
+})
