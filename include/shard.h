@@ -826,6 +826,13 @@ int32_t shard_plain_closed(const struct shard_plain *p);
 void shard_plain_free(struct shard_plain *p);
 
 /**
+ * The kernel's limit on mappings per process (`/proc/sys/vm/max_map_count`),
+ * 0 when it cannot be read. The R package lets plain vectors (two mappings
+ * each) use a quarter of it and keeps the rest ALTREP.
+ */
+uint64_t shard_max_map_count(void);
+
+/**
  * Decodes and validates the strings layout at `byte_offset .. byte_offset +
  * byte_len` of the view's data (a strings object: 0 and its `data_len`; a
  * strings column: its `shard_leaf` offset and length) into `*out`.

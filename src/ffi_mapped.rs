@@ -82,3 +82,14 @@ pub unsafe extern "C" fn shard_plain_free(p: *mut shard_plain) {
         let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(p) })));
     }
 }
+
+/// The kernel's limit on mappings per process (`/proc/sys/vm/max_map_count`),
+/// 0 when it cannot be read. The R package lets plain vectors (two mappings
+/// each) use a quarter of it and keeps the rest ALTREP.
+#[no_mangle]
+pub extern "C" fn shard_max_map_count() -> u64 {
+    catch_unwind(shard_alloc::sys::mman::max_map_count)
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+}

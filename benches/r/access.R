@@ -3,15 +3,19 @@
 # same data in one process:
 #   resident  an ordinary R object
 #   fetched   fetch(share(x)) as ALTREP vectors over shared memory (the default)
-#   plain     fetch(share(x)) as plain R vectors over the shared pages
-#             (r-ext/src/mapped.c; options(shard.plain_min_bytes = 65536):
-#             numeric vectors of >= 64 KiB; strings stay ALTREP)
+#   plain     fetch(share(x), plain = TRUE): an ordinary R object, numeric
+#             vectors as plain R vectors over the shared pages
+#             (r-ext/src/mapped.c), character vectors materialized (an
+#             ordinary STRSXP made in one pass by fetch()); what pool workers
+#             get by default for numeric vectors >= 64 KiB
 #   wrapper   R's own ALTREP wrapper class over the resident object,
 #             .Internal(wrap_meta(x, 0L, 0L)) (per column for data.frames)
 # Methods are interleaved round-robin, REPS repeats, medians; ratios are
 # fetched/resident, plain/resident and wrapper/resident from the same run. Reads of character
 # data are timed after a first untimed touch ("after the first touch"); the
-# first full pass is its own row, against unserialize() of the same vector.
+# first full pass is its own row, against unserialize() of the same vector
+# (fetched: nchar() of the ALTREP vector; plain: fetch(s, plain = TRUE), which
+# makes every string, then nchar()).
 #
 #   R_LIBS=/work/rlib/cext Rscript benches/r/access.R            # full sizes
 #   MATRIX=64M VEC=2e6 ROWS=2e5 REPS=5 Rscript benches/r/access.R  # smaller
@@ -25,7 +29,7 @@ suppressPackageStartupMessages({
   library(shard)
   library(bench)
 })
-options(shard.huge_pages = FALSE, shard.plain_min_bytes = 65536)
+options(shard.huge_pages = FALSE)
 now <- function() as.numeric(bench::hires_time())
 env_bytes <- function(name, default) {
   v <- toupper(Sys.getenv(name, ""))
@@ -75,11 +79,11 @@ case <- function(label, objs, f, warm = FALSE, check = TRUE, reps = REPS) {
               if (is.na(row$wrapper)) "-" else sprintf("%.2fx", row$wrapper_ratio)))
   invisible(row)
 }
-fetch_altrep <- function(s) { o <- options(shard.plain_min_bytes = Inf); on.exit(options(o)); fetch(s) }
+fetch_altrep <- function(s) fetch(s, plain = FALSE)
 is_plain <- function(x) isTRUE(shared_info(x)$plain)
 three <- function(x, s) {
-  p <- fetch(s)
-  if (!is_plain(p)) stop("fetch() did not give a plain vector (options(shard.plain_min_bytes)?)")
+  p <- fetch(s, plain = TRUE)
+  if (!is_plain(p)) stop("fetch(plain = TRUE) did not give a plain vector")
   list(resident = x, fetched = fetch_altrep(s), plain = p, wrapper = wrap(x))
 }
 
@@ -124,7 +128,7 @@ case("identical(v, v2)", V, function(x) identical(x, v2))
 case("which(v > 0.99)", V, function(x) which(x > 0.99))
 case("sort(v)", V, sort)
 mv <- matrix(v[1:(1e6)], ncol = 100)
-case("%*% (1e4 x 100 by 100)", list(resident = mv, fetched = { s2 <- share(mv); fetch_altrep(s2) }, plain = fetch(s2),
+case("%*% (1e4 x 100 by 100)", list(resident = mv, fetched = { s2 <- share(mv); fetch_altrep(s2) }, plain = fetch(s2, plain = TRUE),
                                      wrapper = wrap(mv)),
      function(x) x %*% rep(1, 100))
 close(s2)
@@ -139,7 +143,7 @@ df <- data.frame(v = runif(ROWS), i = sample.int(1000L, ROWS, replace = TRUE), s
                  t = as.POSIXct("2020-01-01", tz = "UTC") + runif(ROWS, 0, 1e8),
                  stringsAsFactors = FALSE)
 sdf <- share(df)
-D <- list(resident = df, fetched = fetch_altrep(sdf), plain = fetch(sdf), wrapper = wrap_df(df))
+D <- list(resident = df, fetched = fetch_altrep(sdf), plain = fetch(sdf, plain = TRUE), wrapper = wrap_df(df))
 stopifnot(identical(D$fetched, df), identical(D$plain, df), is_plain(D$plain$v), !is_plain(D$fetched$v))
 case("df[df$v > 0.5, ]", D, function(d) d[d$v > 0.5, ])
 case("df[order(df$v)[1:1e5], ]", D, function(d) d[order(d$v)[1:1e5], ])
@@ -170,15 +174,19 @@ s_ser <- serialize(keys, NULL, xdr = FALSE)
 sk <- share(keys)
 fp <- function(kind) {
   if (kind == "resident") { t0 <- now(); y <- unserialize(s_ser); invisible(nchar(y)); return(now() - t0) }
+  if (kind == "plain") { t0 <- now(); y <- fetch(sk, plain = TRUE); invisible(nchar(y)); return(now() - t0) }
   y <- fetch(sk); t0 <- now(); invisible(nchar(y)); now() - t0
 }
-tt <- sapply(1:REPS, function(r) c(resident = fp("resident"), fetched = fp("fetched")))
+kinds <- c("resident", "fetched", "plain")
+tt <- sapply(1:REPS, function(r) sapply(if (r %% 2) kinds else rev(kinds), fp)[kinds])
 med <- apply(tt, 1, median)
 results[[length(results) + 1]] <- data.frame(case = "first pass: nchar(fetch(s)) vs unserialize()+nchar",
-  resident = med[["resident"]], fetched = med[["fetched"]], wrapper = NA, plain = NA,
-  fetched_ratio = med[["fetched"]] / med[["resident"]], wrapper_ratio = NA, plain_ratio = NA)
-cat(sprintf("%-44s unserialize %10s  fetched %10s (%.2fx)\n", "first full pass (1e6 strings)",
-            fmt_t(med[["resident"]]), fmt_t(med[["fetched"]]), med[["fetched"]] / med[["resident"]]))
+  resident = med[["resident"]], fetched = med[["fetched"]], wrapper = NA, plain = med[["plain"]],
+  fetched_ratio = med[["fetched"]] / med[["resident"]], wrapper_ratio = NA,
+  plain_ratio = med[["plain"]] / med[["resident"]])
+cat(sprintf("%-44s unserialize %10s  fetched %10s (%.2fx)  fetch(plain = TRUE) %10s (%.2fx)\n",
+            "first full pass (1e6 strings)", fmt_t(med[["resident"]]), fmt_t(med[["fetched"]]),
+            med[["fetched"]] / med[["resident"]], fmt_t(med[["plain"]]), med[["plain"]] / med[["resident"]]))
 d <- shard_diagnostics()
 cat(sprintf("string cache: %.1f MiB for %.0f elements\n", d$string_cache_bytes / 2^20, d$string_cache_elements))
 close(sk)

@@ -155,9 +155,10 @@ share_cluster <- function(x, cluster, args) {
 # ---- fetch / close / print --------------------------------------------------------------
 
 #' @export
-fetch.shard_cluster_shared <- function(x, ..., wait = 0) {
+fetch.shard_cluster_shared <- function(x, ..., wait = 0, plain = NULL) {
+  check_plain(plain)
   me <- node_identity()
-  if (identical(x$engine, "batch")) return(fetch(batch_node_copy(x, me, wait), ...))
+  if (identical(x$engine, "batch")) return(fetch(batch_node_copy(x, me, wait), ..., plain = plain))
   s <- x$nodes[[me$key]]
   if (is.null(s)) {
     stop(sprintf(paste0("shard: this process runs on node %s, which holds no copy of this shared object ",
@@ -167,7 +168,7 @@ fetch.shard_cluster_shared <- function(x, ..., wait = 0) {
                  paste(vapply(names(x$hosts), function(k) node_label(x$hosts[[k]], k), ""), collapse = ", ")),
          call. = FALSE)
   }
-  fetch(s, ...)
+  if (is.null(plain)) fetch(s, ...) else fetch(s, ..., plain = plain)
 }
 
 #' @export

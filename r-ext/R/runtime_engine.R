@@ -265,6 +265,10 @@ runtime_clear_job <- function() {
     options(rt$old_cow)
     rt$old_cow <- NULL
   }
+  if (!is.null(rt$old_plain)) {
+    options(rt$old_plain)
+    rt$old_plain <- NULL
+  }
   for (p in ls(.buffer_maps, all.names = TRUE)) {
     try(.Call(C_buffer_close, .buffer_maps[[p]], FALSE), silent = TRUE)
     rm(list = p, envir = .buffer_maps)
@@ -319,7 +323,13 @@ runtime_task <- function(job_id, job_raw, task) {
     rt$combine <- job$combine
     rt$cow <- job$cow
     rt$diagnostics <- isTRUE(job$diagnostics)
-    # cow = "deny"/"audit" act in the ALTREP class's hooks: no plain vectors there.
+    # cow = "deny"/"audit" act in the ALTREP class's hooks: no plain vectors there,
+    # for the whole job (restored by runtime_clear_job()): R's duplicate of a
+    # borrowed input is a new shard vector too, which pool workers' default
+    # (shard.plain_min_bytes = 65536, pool_worker.R) would make plain, and then
+    # the write to it would not be seen by audit.
+    if (!identical(job$cow, "allow") && is.null(rt$old_plain))
+      rt$old_plain <- options(shard.plain_min_bytes = Inf)
     rt$borrow <- if (identical(job$cow, "allow")) lapply(job$borrow, runtime_fetch) else
       with_altrep(lapply(job$borrow, runtime_fetch))
     rt$out <- job$out

@@ -344,7 +344,12 @@ segment_close <- function(x, unlink = NULL) {
 close.shard_segment <- function(con, ...) segment_close(con, ...)
 
 #' @export
-fetch.shard_segment <- function(x, ...) {
+fetch.shard_segment <- function(x, ..., plain = NULL) {
+  # A segment is writable memory that other processes change: its raw vector
+  # stays ALTREP (plain = NULL or FALSE); an ordinary vector would be a snapshot.
+  if (isTRUE(check_plain(plain)))
+    stop("shard: fetch(plain = TRUE) does not apply to a shard_segment (writable shared memory whose bytes ",
+         "can change): use segment_read() for an ordinary copy of its bytes", call. = FALSE)
   holder <- .Call(C_attach, x$handle)
   info <- .Call(C_view_info, holder)
   .Call(C_view_vector, holder, x$handle, TRUE)

@@ -158,16 +158,22 @@ share_call <- function(x, layout, meta, opts) {
 }
 
 #' @export
-fetch <- function(x, ...) {
-  # A plain vector of a shard_shared object is finished in C, without S3
-  # dispatch: given a list, C_fetch checks the class and takes x$handle itself
-  # (NULL: not that case, dispatch as usual).
-  if (is.list(x) && !is.null(v <- .Call(C_fetch, x))) return(v)
+fetch <- function(x, ..., plain = NULL) {
+  # fetch(s) alone, of a shard_shared object's plain vector, is finished in C
+  # without S3 dispatch: given a list, C_fetch checks the class and takes
+  # x$handle itself (NULL: not that case, dispatch as usual). Any other
+  # argument (plain =, wait =) goes through the methods.
+  if (nargs() == 1L && is.list(x) && !is.null(v <- .Call(C_fetch, x))) return(v)
   UseMethod("fetch")
 }
 
 #' @export
-fetch.shard_shared <- function(x, ...) {
+fetch.shard_shared <- function(x, ..., plain = NULL) {
+  if (is.null(plain)) return(fetch_shared(x))
+  with_plain_mode(plain, fetch_shared(x))
+}
+
+fetch_shared <- function(x) {
   h <- x$handle
   # C_fetch takes a list as a whole object (fetch()'s first step); a handle that
   # is a list goes in as NULL: "a handle must be a raw vector of N bytes".
@@ -176,6 +182,31 @@ fetch.shard_shared <- function(x, ...) {
   if (typeof(holder) != "externalptr") return(holder)
   info <- .Call(C_view_info, holder)
   restore_from_view(holder, x$handle, info)
+}
+
+# fetch(plain =): TRUE, FALSE, or NULL (the policy: ALTREP in the master, plain
+# numeric vectors >= 64 KiB in pool workers; docs/ARCHITECTURE.md "Plain vectors
+# over shared pages"). Anything else is an error.
+check_plain <- function(plain) {
+  if (!is.null(plain) && !(is.logical(plain) && length(plain) == 1L && !is.na(plain)))
+    stop("shard: fetch(plain =) must be NULL (the default policy), TRUE (an ordinary R object, no ALTREP) ",
+         "or FALSE (ALTREP vectors); got ", if (is.atomic(plain) && length(plain) == 1L)
+           paste0("`", format(plain), "` (", typeof(plain), ")") else
+           paste0("an object of class ", paste(class(plain), collapse = "/"), " and length ", length(plain)),
+         call. = FALSE)
+  plain
+}
+
+# Evaluates `expr` (a fetch) under the C-level plain mode (mapped.c: 1 = ordinary
+# vectors, mapped or copied; 0 = ALTREP), restored on exit, errors included;
+# under TRUE, character vectors left ALTREP are then materialized in one pass.
+with_plain_mode <- function(plain, expr) {
+  if (is.null(check_plain(plain))) return(expr)
+  old <- .Call(C_plain_mode, NULL)
+  on.exit(.Call(C_plain_mode, old))
+  .Call(C_plain_mode, if (plain) 1L else 0L)
+  v <- expr
+  if (plain) .Call(C_plain_finish, v) else v
 }
 
 # Fetched vectors are marked not mutable, so that R duplicates (O(1): a new view)
@@ -198,7 +229,7 @@ restore_from_view <- function(holder, handle, info) {
 }
 
 #' @export
-fetch.default <- function(x, ...) {
+fetch.default <- function(x, ..., plain = NULL) {
   stop("shard: fetch() needs a shared object from share() or segment_create() (got an object of class ",
        paste(class(x), collapse = "/"), ")", call. = FALSE)
 }

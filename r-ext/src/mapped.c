@@ -23,11 +23,29 @@
  * other ordinary vectors (shared_info(), is_shared_vector(), materialize(),
  * views): plain_lookup().
  *
- * When it applies (plain_make): option shard.plain_min_bytes (unset: off; e.g.
- * 65536 turns it on for vectors of 64 KiB or more; never below 4096) or more
- * bytes, a read-only object on 4 KiB pages (a private mapping of hugetlb pages
- * needs a reservation: those stay ALTREP), not under options(shard.cow =
- * "error") (strict mode needs ALTREP's Duplicate hook). Strings stay ALTREP.
+ * When it applies (plain_make), by plain_mode:
+ * - -1, the policy (fetch(x) and fetch(x, plain = NULL)): option
+ *   shard.plain_min_bytes (unset: off in the master; pool workers set 65536,
+ *   R/pool_worker.R; never below 4096) or more bytes, a read-only object on
+ *   4 KiB pages (a private mapping of hugetlb pages needs a reservation: those
+ *   stay ALTREP), not under options(shard.cow = "error") (strict mode needs
+ *   ALTREP's Duplicate hook), fewer than plain_cap live plain vectors. Strings
+ *   stay ALTREP.
+ * - 0 (fetch(x, plain = FALSE)): never; every vector is ALTREP.
+ * - 1 (fetch(x, plain = TRUE)): an ordinary vector always: a mapping where one
+ *   can be made (the policy's conditions less the size option and strict mode:
+ *   the caller asked for an ordinary object), else a copy (below 4096 bytes a
+ *   copy is cheaper than a mapping; hugetlb or writable objects; over the cap).
+ *   Strings are materialized afterwards by C_plain_finish (string.c's
+ *   str_plain). fetch() sets and restores the mode from R (on.exit).
+ *
+ * The cap: each plain vector costs two mappings (the anonymous header page and
+ * the private file mapping), and the kernel allows vm.max_map_count per
+ * process; a data.frame of thousands of columns must not use them up (then
+ * every later mmap, R's own included, fails). Plain vectors may use a quarter of
+ * the limit (max_map_count / 8 vectors; 8191 at the default 65530); beyond it
+ * new vectors stay ALTREP (the policy) or are copied (plain = TRUE), counted in
+ * plain_capped.
  */
 #include <R_ext/Rallocators.h>
 #include "shard_int.h"
@@ -46,7 +64,21 @@ typedef struct plain_ctx {
 } plain_ctx;
 
 static plain_ctx *plain_live = NULL;
-double plain_count = 0, plain_bytes = 0, plain_made = 0, plain_fallbacks = 0;
+double plain_count = 0, plain_bytes = 0, plain_made = 0, plain_fallbacks = 0, plain_capped = 0, plain_copies = 0;
+
+/* -1: the policy; 0: ALTREP; 1: ordinary vectors (see above). */
+static int plain_mode = -1;
+
+/* Live plain vectors allowed (see above); < 0 until first needed. */
+static double plain_cap = -1;
+
+static double plain_cap_now(void) {
+    if (plain_cap < 0) {
+        uint64_t m = shard_max_map_count();
+        plain_cap = m >= 64 ? (double) (m / 8) : 8191; /* unreadable: the default limit's share */
+    }
+    return plain_cap;
+}
 
 static void plain_unlink(plain_ctx *c) {
     if (c->prev) c->prev->next = c->next; else if (plain_live == c) plain_live = c->next;
@@ -106,19 +138,40 @@ static double plain_min_bytes(void) {
     return Rf_asReal(o);
 }
 
-/* A plain vector over the object's pages, or R_NilValue when it does not apply
- * (the caller makes the ALTREP vector). Not marked not mutable here: make_vec's
- * callers do that. */
+/* An ordinary copy of the vector's bytes (plain = TRUE where no mapping can be
+ * made). The caller checked that the bytes lie inside the view's data. */
+static SEXP plain_copy(shard_view *v, int kind, uint64_t byte_offset, uint64_t byte_len, R_xlen_t n) {
+    SEXP r = Rf_allocVector(kind_type(kind), n);
+    uint64_t want = (uint64_t) n * elt_size(kind);
+    if (want > byte_len) Rf_error("shard: internal: a vector of %.0f elements in %.0f bytes", (double) n, (double) byte_len);
+    if (want) memcpy(vec_ptr(r), shard_view_data(v) + byte_offset, (size_t) want);
+    plain_copies += 1;
+    return r;
+}
+
+/* A plain vector over the object's pages (or, under plain = TRUE, a copy), or
+ * R_NilValue when it does not apply (the caller makes the ALTREP vector). Not
+ * marked not mutable here: make_vec's callers do that. */
 SEXP plain_make(shard_view *v, SEXP handle, int kind, uint64_t byte_offset, uint64_t byte_len, R_xlen_t n) {
+    if (plain_mode == 0) return R_NilValue;
     if (kind != K_F64 && kind != K_I32 && kind != K_LGL && kind != K_RAW && kind != K_CPLX) return R_NilValue;
+    int force = plain_mode == 1;
+    if (n < 0) return R_NilValue;
     /* Below a page a mapping costs more than it saves (and small objects'
      * round trip stays free of the option lookup). */
-    if (n <= 0 || byte_len < 4096 || (double) byte_len < plain_min_bytes() || strict_mode()) return R_NilValue;
-    if (TYPEOF(handle) != RAWSXP || XLENGTH(handle) != SHARD_HANDLE_LEN) return R_NilValue;
+    if (!force && (n == 0 || byte_len < 4096 || (double) byte_len < plain_min_bytes() || strict_mode()))
+        return R_NilValue;
     shard_view_info i;
     if (shard_view_info_get(v, &i) != SHARD_OK) rust_error("view info");
-    if (i.closed || i.writable || i.page_size != 4096) return R_NilValue;
-    if (byte_offset % 8 != 0 || byte_offset + byte_len > i.data_len) return R_NilValue;
+    /* Closed: the ALTREP vector raises the closed error on use. */
+    if (i.closed || byte_offset + byte_len > i.data_len) return R_NilValue;
+    int mappable = n > 0 && byte_len >= 4096 && !i.writable && i.page_size == 4096 && byte_offset % 8 == 0 &&
+                   TYPEOF(handle) == RAWSXP && XLENGTH(handle) == SHARD_HANDLE_LEN;
+    if (mappable && (double) plain_count >= plain_cap_now()) {
+        plain_capped += 1;
+        mappable = 0;
+    }
+    if (!mappable) return force ? plain_copy(v, kind, byte_offset, byte_len, n) : R_NilValue;
     SEXPTYPE type = kind_type(kind);
     plain_ctx *c = (plain_ctx *) calloc(1, sizeof(plain_ctx));
     if (!c) Rf_error("shard: out of memory");
@@ -143,6 +196,66 @@ SEXP plain_make(shard_view *v, SEXP handle, int kind, uint64_t byte_offset, uint
     plain_made += 1;
     return r;
 }
+
+/* fetch(plain =): sets the mode (NULL: only reads it) and returns the one before,
+ * which fetch() restores with on.exit. */
+SEXP C_plain_mode(SEXP mode) {
+    int old = plain_mode;
+    if (mode != R_NilValue) {
+        int m = Rf_asInteger(mode);
+        if (m != -1 && m != 0 && m != 1) Rf_error("shard: internal: plain mode %d", m);
+        plain_mode = m;
+    }
+    return Rf_ScalarInteger(old);
+}
+
+/* The cap on live plain vectors (a test hook: NULL only reads it; a negative
+ * value goes back to the one derived from vm.max_map_count). */
+SEXP C_plain_cap(SEXP cap) {
+    double old = plain_cap_now();
+    if (cap != R_NilValue) {
+        double c = Rf_asReal(cap);
+        if (ISNAN(c)) Rf_error("shard: internal: plain cap NA");
+        plain_cap = c;
+        if (c < 0) plain_cap_now();
+    }
+    return Rf_ScalarReal(old);
+}
+
+static int is_our_string(SEXP x) { return ALTREP(x) && TYPEOF(x) == STRSXP && R_altrep_inherits(x, cls_str); }
+
+static int is_our_number(SEXP x) {
+    return ALTREP(x) && (R_altrep_inherits(x, cls_real) || R_altrep_inherits(x, cls_int) ||
+                         R_altrep_inherits(x, cls_lgl) || R_altrep_inherits(x, cls_raw) ||
+                         R_altrep_inherits(x, cls_cplx));
+}
+
+/* The ordinary equivalent of one fetched value for fetch(plain = TRUE): shard's
+ * ALTREP strings materialized (str_plain: each CHARSXP made once), any shard
+ * ALTREP numeric vector left (a closed object: the copy raises its error)
+ * copied, list elements (data.frame columns, composite leaves) done in place:
+ * the list was made by this fetch. Attributes come from the serialized
+ * metadata: ordinary already. */
+static SEXP plain_finish(SEXP x, int depth) {
+    if (is_our_string(x)) {
+        SEXP r = PROTECT(str_plain(x));
+        SHALLOW_DUPLICATE_ATTRIB(r, x);
+        UNPROTECT(1);
+        return r;
+    }
+    if (is_our_number(x)) return C_materialize(x);
+    if (TYPEOF(x) == VECSXP && !ALTREP(x) && depth < 10000) {
+        R_xlen_t n = XLENGTH(x);
+        for (R_xlen_t k = 0; k < n; k++) {
+            SEXP e = VECTOR_ELT(x, k);
+            SEXP f = plain_finish(e, depth + 1);
+            if (f != e) SET_VECTOR_ELT(x, k, f);
+        }
+    }
+    return x;
+}
+
+SEXP C_plain_finish(SEXP x) { return plain_finish(x, 0); }
 
 /* The registry entry of x if it is a live plain shard vector (or R's wrapper
  * ALTREP around one, which `dim<-` and friends make of long vectors: the wrapper
@@ -199,14 +312,19 @@ SEXP plain_vector_handle(SEXP x) {
 }
 
 /* Counters for shard_diagnostics(): live plain vectors, their bytes, how many
- * were made, and how many fell back to a copy. */
+ * were made, how many fell back to a copy (the kernel refused the mapping), how
+ * many the cap kept from being mapped, how many plain = TRUE copied, the cap. */
 SEXP C_plain_stats(void) {
-    const char *names[] = {"plain_vectors", "plain_bytes", "plain_made", "plain_fallbacks", ""};
+    const char *names[] = {"plain_vectors", "plain_bytes", "plain_made", "plain_fallbacks", "plain_capped",
+                           "plain_copies", "plain_cap", ""};
     SEXP r = PROTECT(Rf_mkNamed(VECSXP, names));
     SET_VECTOR_ELT(r, 0, Rf_ScalarReal(plain_count));
     SET_VECTOR_ELT(r, 1, Rf_ScalarReal(plain_bytes));
     SET_VECTOR_ELT(r, 2, Rf_ScalarReal(plain_made));
     SET_VECTOR_ELT(r, 3, Rf_ScalarReal(plain_fallbacks));
+    SET_VECTOR_ELT(r, 4, Rf_ScalarReal(plain_capped));
+    SET_VECTOR_ELT(r, 5, Rf_ScalarReal(plain_copies));
+    SET_VECTOR_ELT(r, 6, Rf_ScalarReal(plain_cap_now()));
     UNPROTECT(1);
     return r;
 }

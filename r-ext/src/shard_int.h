@@ -174,8 +174,12 @@ SEXP plain_vector_handle(SEXP x);
 SEXP plain_subview(SEXP x, int kind, uint64_t byte_off, uint64_t byte_len, R_xlen_t n);
 SEXP C_plain_stats(void);
 SEXP C_is_plain_vector(SEXP x);
+SEXP C_plain_mode(SEXP mode);
+SEXP C_plain_cap(SEXP cap);
+SEXP C_plain_finish(SEXP x);
 /* string.c */
 void str_set_methods(R_altrep_class_t c);
+SEXP str_plain(SEXP x);
 /* cow.c */
 int strict_mode(void);
 void strict_error(void);

@@ -145,6 +145,29 @@ static SEXP str_extract_subset(SEXP x, SEXP indx, SEXP call) {
     return r;
 }
 
+/* fetch(plain = TRUE): an ordinary STRSXP with x's values, in one pass. Each
+ * CHARSXP is made once (str_from_arena, the same decoder as the class's reads;
+ * one already in x's cache is taken from there) and not put in x's cache: x is
+ * this fetch's own vector and goes away. A modified x: its cache is the value. */
+SEXP str_plain(SEXP x) {
+    shard_vec *s = vec_state(x);
+    SEXP c = R_altrep_data2(x);
+    if (s->modified) return Rf_duplicate(c);
+    check_open_vec(s);
+    R_xlen_t n = s->length;
+    SEXP r = PROTECT(Rf_allocVector(STRSXP, n));
+    if (c != R_NilValue) {
+        for (R_xlen_t i = 0; i < n; i++) {
+            SEXP v = STRING_ELT(c, i);
+            SET_STRING_ELT(r, i, v != R_BlankString ? v : str_from_arena(s, i));
+        }
+    } else {
+        for (R_xlen_t i = 0; i < n; i++) SET_STRING_ELT(r, i, str_from_arena(s, i));
+    }
+    UNPROTECT(1);
+    return r;
+}
+
 static SEXP str_duplicate(SEXP x, Rboolean deep) {
     if (strict_mode()) strict_error();
     shard_vec *s = vec_state(x);

@@ -273,6 +273,18 @@ pub fn shmem_thp_mode() -> Option<String> {
     Some(text[start..end].to_string())
 }
 
+/// The kernel's limit on mappings per process, `/proc/sys/vm/max_map_count`
+/// ([`proc_sys_vm(5)`](https://man7.org/linux/man-pages/man5/proc_sys_vm.5.html)),
+/// or `None` when it cannot be read (no procfs). Plain vectors over shared
+/// pages cost two mappings each: the R package caps them at a share of this.
+pub fn max_map_count() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Bytes of the mapping that contains `addr` which this process maps with huge
 /// page-table entries, from `/proc/self/smaps`
 /// ([`proc_pid_smaps(5)`](https://man7.org/linux/man-pages/man5/proc_pid_smaps.5.html)):
