@@ -264,12 +264,13 @@ SEXP C_stats(void) {
     shard_stats s;
     if (shard_stats_get(&s) != SHARD_OK) rust_error("stats");
     const char *names[] = {"regions", "sealed_regions", "bytes_mapped", "bytes_live", "live_objects",
-                           "fallbacks", "regions_created", "regions_released", "foreign_regions_mapped",
+                           "fallbacks", "regions_created", "regions_released", "retained_regions", "regions_kept",
+                           "foreign_regions_mapped",
                            "attaches_local", "attaches_foreign", "pid", "cow_mappings", "cow_bytes",
                            "copies", "copy_bytes", "readonly_grants", "readonly_grant_bytes",
                            "string_cache_bytes", "string_cache_elements", ""};
     double vals[] = {s.regions, s.sealed_regions, s.bytes_mapped, s.bytes_live, s.live_objects, s.fallbacks,
-                     s.regions_created, s.regions_released, s.foreign_regions_mapped, s.attaches_local,
+                     s.regions_created, s.regions_released, s.retained_regions, s.regions_kept, s.foreign_regions_mapped, s.attaches_local,
                      s.attaches_foreign, s.pid, n_cow_maps, bytes_cow_maps, n_copies, bytes_copies,
                      n_ro_grants, bytes_ro_grants, str_cache_bytes, str_cache_elts};
     int n = (int) (sizeof vals / sizeof vals[0]);
