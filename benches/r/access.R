@@ -217,13 +217,15 @@ if (section("small")) {
 # small object live in the region (the usual state of a process that uses
 # shard). The kept-region counters are printed with the rows.
 x2 <- c(1, 2)
-# SMALL_ROUNDS rounds (default: REPS, at least 15), each a bench::mark of both
-# (5000 iterations each at least, the order swapped every round), so a load
-# spike on a shared machine lands on both sides; the row is the median over
-# rounds of each side's median. Single rounds spread widely at load 5 (about
-# 1.1-2.8x for one build), hence more rounds than the other sections; the
-# quartiles of the per-round ratios are printed with the row.
-ROUNDS <- as.integer(Sys.getenv("SMALL_ROUNDS", max(REPS, 15L)))
+# SMALL_ROUNDS rounds (default REPS), each a bench::mark of both (5000
+# iterations each at least, the order swapped every round), so a load spike on
+# a shared machine lands on both sides; the row is the median over rounds of
+# each side's median. Single rounds spread widely at load 5 (about 1.1-2.8x
+# for one build), so the quartiles of the per-round ratios are printed with the
+# row. Rounds after the first eight or so come out lower for both builds (R's
+# heap has grown by then): more rounds lower the row, so compare runs made
+# with the same SMALL_ROUNDS.
+ROUNDS <- as.integer(Sys.getenv("SMALL_ROUNDS", REPS))
 small_rt <- function(label) {
   sh <- se <- numeric(ROUNDS)
   for (i in seq_len(ROUNDS)) {
