@@ -74,17 +74,27 @@ SEXP C_handle_node(SEXP handle) {
     return node_sexp(&ni);
 }
 
-SEXP attach_holder(SEXP handle) {
-    static SEXP tag = NULL; /* a symbol: installed once, never collected */
-    if (tag == NULL) tag = Rf_install("shard_view");
+SEXP holder_tag(void);
+SEXP holder_lazy_tag(void);
+void holder_commit(SEXP holder);
+SEXP make_vec_owning(SEXP holder, SEXP handle, int kind, uint64_t byte_offset, uint64_t byte_len, R_xlen_t n);
+
+/* A view holder: an external pointer to the view, tagged "shard_view", freed
+ * by its finalizer. `lazy`: tagged "shard_view_lazy" with no finalizer of its
+ * own yet; fetch()'s one vector then frees the view with its state
+ * (make_vec_owning in vec.c), and the holder gets its finalizer when a second
+ * vector is made from it (holder_commit): one weak reference less per fetch. */
+static SEXP holder_new(SEXP handle, int lazy) {
     check_handle(handle);
     shard_view *v = NULL;
     if (shard_attach(RAW(handle), (uint64_t) XLENGTH(handle), &v) != SHARD_OK) return R_NilValue;
-    SEXP h = PROTECT(R_MakeExternalPtr(v, tag, R_NilValue));
-    R_RegisterCFinalizerEx(h, view_finalize, TRUE);
+    SEXP h = PROTECT(R_MakeExternalPtr(v, lazy ? holder_lazy_tag() : holder_tag(), R_NilValue));
+    if (!lazy) R_RegisterCFinalizerEx(h, view_finalize, TRUE);
     UNPROTECT(1);
     return h;
 }
+
+SEXP attach_holder(SEXP handle) { return holder_new(handle, 0); }
 
 /* Attaches a handle: an external pointer holding the view (freed by the GC). */
 SEXP C_attach(SEXP handle) {
@@ -126,14 +136,21 @@ SEXP C_fetch(SEXP handle) {
         SEXP r = C_fetch(h);
         return TYPEOF(r) == EXTPTRSXP ? R_NilValue : r;
     }
-    SEXP holder = PROTECT(attach_holder(handle));
+    /* Lazy: when this is not a plain vector (or an error leaves it unused),
+     * holder_commit() gives it its finalizer before it goes back to R; an R
+     * error before that leaves no vector, and the view is freed below. */
+    SEXP holder = PROTECT(holder_new(handle, 1));
     if (holder == R_NilValue) rust_error("attach");
     shard_view *v = holder_view(holder);
     shard_view_info i;
-    if (shard_view_info_get(v, &i) != SHARD_OK) rust_error("view info");
-    if (i.meta_len != 0 || i.closed || i.kind < K_F64 || i.kind > K_STR) { UNPROTECT(1); return holder; }
+    if (shard_view_info_get(v, &i) != SHARD_OK) { holder_commit(holder); rust_error("view info"); }
+    if (i.meta_len != 0 || i.closed || i.kind < K_F64 || i.kind > K_STR) {
+        holder_commit(holder);
+        UNPROTECT(1);
+        return holder;
+    }
     R_xlen_t n = i.kind == K_STR ? -1 /* make_vec decodes */ : (R_xlen_t) (i.data_len / elt_size(i.kind));
-    SEXP r = make_vec(holder, handle, i.kind, 0, i.data_len, n);
+    SEXP r = make_vec_owning(holder, handle, i.kind, 0, i.data_len, n);
     MARK_NOT_MUTABLE(r);
     UNPROTECT(1);
     return r;
