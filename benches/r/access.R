@@ -226,24 +226,30 @@ x2 <- c(1, 2)
 # heap has grown by then): more rounds lower the row, so compare runs made
 # with the same SMALL_ROUNDS.
 ROUNDS <- as.integer(Sys.getenv("SMALL_ROUNDS", REPS))
+# SMALL_SIDES=shard (or serialize): time that side alone, without the other in
+# the process, for absolute times between builds (the ratio is then NA). The
+# serialize side's time moved with the shard build in the same process (a
+# different heap), so absolute A/Bs of two builds use this.
+SIDES <- strsplit(Sys.getenv("SMALL_SIDES", "shard,serialize"), ",")[[1]]
 small_rt <- function(label) {
   sh <- se <- numeric(ROUNDS)
   for (i in seq_len(ROUNDS)) {
     shard_rt <- quote({ s <- share(x2); y <- fetch(s); close(s) })
     ser_rt <- quote(unserialize(serialize(x2, NULL, xdr = FALSE)))
     exprs <- if (i %% 2) list(shard = shard_rt, serialize = ser_rt) else list(serialize = ser_rt, shard = shard_rt)
+    exprs <- exprs[names(exprs) %in% SIDES]
     b <- bench::mark(exprs = exprs, check = FALSE, min_iterations = 5000)
     m <- setNames(as.numeric(b$median), as.character(b$expression))
-    sh[i] <- m[["shard"]]
-    se[i] <- m[["serialize"]]
+    sh[i] <- if ("shard" %in% names(m)) m[["shard"]] else NA
+    se[i] <- if ("serialize" %in% names(m)) m[["serialize"]] else NA
   }
   r <- median(sh) / median(se)
   results[[length(results) + 1]] <<- data.frame(case = label, resident = median(se),
     fetched = median(sh), wrapper = NA, plain = NA, fetched_ratio = r, wrapper_ratio = NA,
     plain_ratio = NA)
-  q <- quantile(sh / se, c(0.25, 0.75), names = FALSE)
+  q <- quantile(sh / se, c(0.25, 0.75), names = FALSE, na.rm = TRUE)
   cat(sprintf("%-44s serialize %10s  shard %10s (%.2fx; per-round ratios: quartiles %.2f-%.2f, %d of %d rounds above 2x: %s)\n",
-              label, fmt_t(median(se)), fmt_t(median(sh)), r, q[1], q[2], sum(sh / se > 2), ROUNDS,
+              label, fmt_t(median(se)), fmt_t(median(sh)), r, q[1], q[2], sum(sh / se > 2, na.rm = TRUE), ROUNDS,
               paste(sprintf("%.2f", sh / se), collapse = " ")))
 }
 d0 <- shard_diagnostics()
