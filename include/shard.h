@@ -217,6 +217,16 @@ typedef struct shard_stats {
   uint64_t attaches_local;
   uint64_t attaches_foreign;
   uint32_t pid;
+  /**
+   * Empty slab regions the allocator keeps for the next small objects
+   * (included in `regions`; at most `retain_empty_regions` per pool).
+   */
+  uint64_t retained_regions;
+  /**
+   * Times a slab region whose last object was freed was kept instead of
+   * released (since start).
+   */
+  uint64_t regions_kept;
 } shard_stats;
 
 /**

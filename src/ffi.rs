@@ -155,6 +155,12 @@ pub struct shard_stats {
     pub attaches_local: u64,
     pub attaches_foreign: u64,
     pub pid: u32,
+    /// Empty slab regions the allocator keeps for the next small objects
+    /// (included in `regions`; at most `retain_empty_regions` per pool).
+    pub retained_regions: u64,
+    /// Times a slab region whose last object was freed was kept instead of
+    /// released (since start).
+    pub regions_kept: u64,
 }
 
 /// An object being written.
@@ -855,6 +861,8 @@ pub unsafe extern "C" fn shard_stats_get(out: *mut shard_stats) -> i32 {
             attaches_local: c.attaches_local.load(Relaxed),
             attaches_foreign: c.attaches_foreign.load(Relaxed),
             pid: s.pid(),
+            retained_regions: a.retained_regions,
+            regions_kept: a.regions_kept,
         };
         // SAFETY: checked non-NULL.
         unsafe { *out = st };

@@ -225,26 +225,40 @@ if (section("small")) {
 # small object live in the region (the usual state of a process that uses
 # shard). The kept-region counters are printed with the rows.
 x2 <- c(1, 2)
-# REPS rounds, each a bench::mark of both (5000 iterations each, the order
-# swapped every round), so a load spike on a shared machine lands on both
-# sides; the row is the median over rounds of each side's median.
+# SMALL_ROUNDS rounds (default REPS), each a bench::mark of both (5000
+# iterations each at least, the order swapped every round), so a load spike on
+# a shared machine lands on both sides; the row is the median over rounds of
+# each side's median. Single rounds spread widely at load 5 (about 1.1-2.8x
+# for one build), so the quartiles of the per-round ratios are printed with the
+# row. Rounds after the first eight or so come out lower for both builds (R's
+# heap has grown by then): more rounds lower the row, so compare runs made
+# with the same SMALL_ROUNDS.
+ROUNDS <- as.integer(Sys.getenv("SMALL_ROUNDS", REPS))
+# SMALL_SIDES=shard (or serialize): time that side alone, without the other in
+# the process, for absolute times between builds (the ratio is then NA). The
+# serialize side's time moved with the shard build in the same process (a
+# different heap), so absolute A/Bs of two builds use this.
+SIDES <- strsplit(Sys.getenv("SMALL_SIDES", "shard,serialize"), ",")[[1]]
 small_rt <- function(label) {
-  sh <- se <- numeric(REPS)
-  for (i in seq_len(REPS)) {
+  sh <- se <- numeric(ROUNDS)
+  for (i in seq_len(ROUNDS)) {
     shard_rt <- quote({ s <- share(x2); y <- fetch(s); close(s) })
     ser_rt <- quote(unserialize(serialize(x2, NULL, xdr = FALSE)))
     exprs <- if (i %% 2) list(shard = shard_rt, serialize = ser_rt) else list(serialize = ser_rt, shard = shard_rt)
+    exprs <- exprs[names(exprs) %in% SIDES]
     b <- bench::mark(exprs = exprs, check = FALSE, min_iterations = 5000)
     m <- setNames(as.numeric(b$median), as.character(b$expression))
-    sh[i] <- m[["shard"]]
-    se[i] <- m[["serialize"]]
+    sh[i] <- if ("shard" %in% names(m)) m[["shard"]] else NA
+    se[i] <- if ("serialize" %in% names(m)) m[["serialize"]] else NA
   }
   r <- median(sh) / median(se)
   results[[length(results) + 1]] <<- data.frame(case = label, resident = median(se),
     fetched = median(sh), wrapper = NA, plain = NA, fetched_ratio = r, wrapper_ratio = NA,
     plain_ratio = NA)
-  cat(sprintf("%-44s serialize %10s  shard %10s (%.2fx; per-round ratios %s)\n", label, fmt_t(median(se)),
-              fmt_t(median(sh)), r, paste(sprintf("%.2f", sh / se), collapse = " ")))
+  q <- quantile(sh / se, c(0.25, 0.75), names = FALSE, na.rm = TRUE)
+  cat(sprintf("%-44s serialize %10s  shard %10s (%.2fx; per-round ratios: quartiles %.2f-%.2f, %d of %d rounds above 2x: %s)\n",
+              label, fmt_t(median(se)), fmt_t(median(sh)), r, q[1], q[2], sum(sh / se > 2, na.rm = TRUE), ROUNDS,
+              paste(sprintf("%.2f", sh / se), collapse = " ")))
 }
 d0 <- shard_diagnostics()
 small_rt("share+fetch+close of c(1, 2), alone, vs serialize+unserialize")

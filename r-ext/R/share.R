@@ -236,7 +236,8 @@ fetch.default <- function(x, ..., plain = NULL) {
 
 #' @export
 close.shard_shared <- function(con, ...) {
-  invisible(.Call(C_close_if_open, con$handle))
+  # C takes con$handle (without the `$` call for class exactly "shard_shared").
+  invisible(.Call(C_close_if_open, con))
 }
 
 #' @export

@@ -74,17 +74,27 @@ SEXP C_handle_node(SEXP handle) {
     return node_sexp(&ni);
 }
 
-SEXP attach_holder(SEXP handle) {
-    static SEXP tag = NULL; /* a symbol: installed once, never collected */
-    if (tag == NULL) tag = Rf_install("shard_view");
+SEXP holder_tag(void);
+SEXP holder_lazy_tag(void);
+void holder_commit(SEXP holder);
+SEXP make_vec_owning(SEXP holder, SEXP handle, int kind, uint64_t byte_offset, uint64_t byte_len, R_xlen_t n);
+
+/* A view holder: an external pointer to the view, tagged "shard_view", freed
+ * by its finalizer. `lazy`: tagged "shard_view_lazy" with no finalizer of its
+ * own yet; fetch()'s one vector then frees the view with its state
+ * (make_vec_owning in vec.c), and the holder gets its finalizer when a second
+ * vector is made from it (holder_commit): one weak reference less per fetch. */
+static SEXP holder_new(SEXP handle, int lazy) {
     check_handle(handle);
     shard_view *v = NULL;
     if (shard_attach(RAW(handle), (uint64_t) XLENGTH(handle), &v) != SHARD_OK) return R_NilValue;
-    SEXP h = PROTECT(R_MakeExternalPtr(v, tag, R_NilValue));
-    R_RegisterCFinalizerEx(h, view_finalize, TRUE);
+    SEXP h = PROTECT(R_MakeExternalPtr(v, lazy ? holder_lazy_tag() : holder_tag(), R_NilValue));
+    if (!lazy) R_RegisterCFinalizerEx(h, view_finalize, TRUE);
     UNPROTECT(1);
     return h;
 }
+
+SEXP attach_holder(SEXP handle) { return holder_new(handle, 0); }
 
 /* Attaches a handle: an external pointer holding the view (freed by the GC). */
 SEXP C_attach(SEXP handle) {
@@ -126,14 +136,21 @@ SEXP C_fetch(SEXP handle) {
         SEXP r = C_fetch(h);
         return TYPEOF(r) == EXTPTRSXP ? R_NilValue : r;
     }
-    SEXP holder = PROTECT(attach_holder(handle));
+    /* Lazy: when this is not a plain vector (or an error leaves it unused),
+     * holder_commit() gives it its finalizer before it goes back to R; an R
+     * error before that leaves no vector, and the view is freed below. */
+    SEXP holder = PROTECT(holder_new(handle, 1));
     if (holder == R_NilValue) rust_error("attach");
     shard_view *v = holder_view(holder);
     shard_view_info i;
-    if (shard_view_info_get(v, &i) != SHARD_OK) rust_error("view info");
-    if (i.meta_len != 0 || i.closed || i.kind < K_F64 || i.kind > K_STR) { UNPROTECT(1); return holder; }
+    if (shard_view_info_get(v, &i) != SHARD_OK) { holder_commit(holder); rust_error("view info"); }
+    if (i.meta_len != 0 || i.closed || i.kind < K_F64 || i.kind > K_STR) {
+        holder_commit(holder);
+        UNPROTECT(1);
+        return holder;
+    }
     R_xlen_t n = i.kind == K_STR ? -1 /* make_vec decodes */ : (R_xlen_t) (i.data_len / elt_size(i.kind));
-    SEXP r = make_vec(holder, handle, i.kind, 0, i.data_len, n);
+    SEXP r = make_vec_owning(holder, handle, i.kind, 0, i.data_len, n);
     MARK_NOT_MUTABLE(r);
     UNPROTECT(1);
     return r;
@@ -223,8 +240,27 @@ SEXP C_close(SEXP handle) {
 }
 
 /* Closes an object: TRUE, or FALSE when it was already closed (any other failure
- * is an error). */
+ * is an error).
+ *
+ * Given the shard_shared object itself (close.shard_shared's argument): its
+ * handle is taken here, as con$handle would; for class exactly "shard_shared"
+ * without the `$` call, whose S3 method lookup on a classed list costs about
+ * as much as the rest of close() in R (~0.4 us), else through `$` itself (a
+ * subclass may have a method for it). */
 SEXP C_close_if_open(SEXP handle) {
+    if (TYPEOF(handle) == VECSXP) {
+        SEXP h;
+        if (is_plain_shared(handle)) {
+            h = list_elt(handle, "handle");
+        } else {
+            static SEXP sym = NULL;
+            if (sym == NULL) sym = Rf_install("handle");
+            SEXP call = PROTECT(Rf_lang3(R_DollarSymbol, handle, sym));
+            h = Rf_eval(call, R_GlobalEnv);
+            UNPROTECT(1);
+        }
+        handle = h == NULL ? R_NilValue : h;
+    }
     if (TYPEOF(handle) != RAWSXP) Rf_error("shard: a handle must be a raw vector");
     close_epoch++;
     int rc = shard_close(RAW(handle), (uint64_t) XLENGTH(handle));
@@ -264,12 +300,13 @@ SEXP C_stats(void) {
     shard_stats s;
     if (shard_stats_get(&s) != SHARD_OK) rust_error("stats");
     const char *names[] = {"regions", "sealed_regions", "bytes_mapped", "bytes_live", "live_objects",
-                           "fallbacks", "regions_created", "regions_released", "foreign_regions_mapped",
+                           "fallbacks", "regions_created", "regions_released", "retained_regions", "regions_kept",
+                           "foreign_regions_mapped",
                            "attaches_local", "attaches_foreign", "pid", "cow_mappings", "cow_bytes",
                            "copies", "copy_bytes", "readonly_grants", "readonly_grant_bytes",
                            "string_cache_bytes", "string_cache_elements", ""};
     double vals[] = {s.regions, s.sealed_regions, s.bytes_mapped, s.bytes_live, s.live_objects, s.fallbacks,
-                     s.regions_created, s.regions_released, s.foreign_regions_mapped, s.attaches_local,
+                     s.regions_created, s.regions_released, s.retained_regions, s.regions_kept, s.foreign_regions_mapped, s.attaches_local,
                      s.attaches_foreign, s.pid, n_cow_maps, bytes_cow_maps, n_copies, bytes_copies,
                      n_ro_grants, bytes_ro_grants, str_cache_bytes, str_cache_elts};
     int n = (int) (sizeof vals / sizeof vals[0]);

@@ -298,7 +298,61 @@ R_altrep_class_t make_class(const char *name, DllInfo *dll, int type) {
     return c;
 }
 
+/* View holders (attach.c): tagged "shard_view" with a finalizer that frees the
+ * view, or, made by fetch() for its one vector, "shard_view_lazy" without one:
+ * that vector's state frees the view with itself (vec_view_finalize) unless a
+ * second vector was made from the holder, which gives the holder its finalizer
+ * first (holder_commit, from make_vec). Only make_vec's states reach a holder
+ * (HOLDER(x)), so every other vector of it commits it. Saves a weak reference
+ * (two R allocations and a finalizer run) per small fetch. */
+SEXP holder_tag(void) {
+    static SEXP t = NULL; /* a symbol: installed once, never collected */
+    if (t == NULL) t = Rf_install("shard_view");
+    return t;
+}
+
+SEXP holder_lazy_tag(void) {
+    static SEXP t = NULL;
+    if (t == NULL) t = Rf_install("shard_view_lazy");
+    return t;
+}
+
+void holder_commit(SEXP holder) {
+    if (R_ExternalPtrTag(holder) != holder_lazy_tag()) return;
+    R_SetExternalPtrTag(holder, holder_tag());
+    R_RegisterCFinalizerEx(holder, view_finalize, TRUE);
+}
+
+/* The finalizer of a vector state that may own its holder's view. */
+static void vec_view_finalize(SEXP p) {
+    SEXP holder = R_ExternalPtrProtected(p);
+    vec_finalize(p); /* its private mapping first, as with two finalizers */
+    if (TYPEOF(holder) == EXTPTRSXP && R_ExternalPtrTag(holder) == holder_lazy_tag()) view_finalize(holder);
+}
+
+static SEXP make_vec_impl(SEXP holder, SEXP handle, int kind, uint64_t byte_offset, uint64_t byte_len, R_xlen_t n,
+                          int owning);
+
 SEXP make_vec(SEXP holder, SEXP handle, int kind, uint64_t byte_offset, uint64_t byte_len, R_xlen_t n) {
+    holder_commit(holder);
+    return make_vec_impl(holder, handle, kind, byte_offset, byte_len, n, 0);
+}
+
+/* fetch()'s vector over a lazy holder (see holder_tag). Objects of 4 KiB or
+ * more commit the holder at once (their plain-vector path may fail in R with
+ * the holder unowned); below, every error commits it before it is raised, so
+ * the view is never left without an owner (an R allocation failure aside). */
+SEXP make_vec_owning(SEXP holder, SEXP handle, int kind, uint64_t byte_offset, uint64_t byte_len, R_xlen_t n) {
+    if (byte_len >= 4096) return make_vec(holder, handle, kind, byte_offset, byte_len, n);
+    return make_vec_impl(holder, handle, kind, byte_offset, byte_len, n, 1);
+}
+
+static SEXP make_vec_impl(SEXP holder, SEXP handle, int kind, uint64_t byte_offset, uint64_t byte_len, R_xlen_t n,
+                          int owning) {
+#define COMMIT_BEFORE_ERROR() \
+    do {                      \
+        if (owning) holder_commit(holder); \
+    } while (0)
     shard_view *v = holder_view(holder);
     if (v == NULL) Rf_error("shard: the shared object's view has been released");
     /* Large numeric vectors of read-only objects: a plain vector over the pages (mapped.c). */
@@ -314,20 +368,30 @@ SEXP make_vec(SEXP holder, SEXP handle, int kind, uint64_t byte_offset, uint64_t
     case K_RAW: case K_SERIALIZED: case K_BYTES: c = cls_raw; break;
     case K_CPLX: c = cls_cplx; break;
     case K_STR: c = cls_str; break;
-    default: Rf_error("shard: kind %d is not a vector", kind);
+    default: COMMIT_BEFORE_ERROR(); Rf_error("shard: kind %d is not a vector", kind);
     }
     /* Strings: the layout is decoded and checked against the object by Rust
      * (src/payload.rs) before any element is read; n < 0 takes its count. */
     shard_strings st;
     memset(&st, 0, sizeof st);
     if (kind == K_STR) {
-        if (shard_payload_strings(v, byte_offset, byte_len, &st) != SHARD_OK) rust_error("strings");
+        if (shard_payload_strings(v, byte_offset, byte_len, &st) != SHARD_OK) {
+            COMMIT_BEFORE_ERROR();
+            rust_error("strings");
+        }
         if (n < 0) n = (R_xlen_t) st.n;
-        if ((uint64_t) n != st.n) Rf_error("shard: corrupt character data in a shared object (%.0f strings, %.0f expected)",
-                                           (double) st.n, (double) n);
+        if ((uint64_t) n != st.n) {
+            COMMIT_BEFORE_ERROR();
+            Rf_error("shard: corrupt character data in a shared object (%.0f strings, %.0f expected)", (double) st.n,
+                     (double) n);
+        }
     }
     shard_vec *s = (shard_vec *) calloc(1, sizeof(shard_vec));
-    if (!s) Rf_error("shard: out of memory");
+    if (!s) {
+        COMMIT_BEFORE_ERROR();
+        Rf_error("shard: out of memory");
+    }
+#undef COMMIT_BEFORE_ERROR
     s->base = shard_view_data(v) + byte_offset;
     s->view = v;
     s->data = kind == K_STR ? NULL : s->base;
@@ -338,7 +402,7 @@ SEXP make_vec(SEXP holder, SEXP handle, int kind, uint64_t byte_offset, uint64_t
     s->byte_len = byte_len;
     s->str = st;
     SEXP p = PROTECT(R_MakeExternalPtr(s, handle, holder));
-    R_RegisterCFinalizerEx(p, vec_finalize, TRUE);
+    R_RegisterCFinalizerEx(p, owning ? vec_view_finalize : vec_finalize, TRUE);
     SEXP r = R_new_altrep(c, p, R_NilValue);
     vec_set_data(r, s, s->data);
     UNPROTECT(1);

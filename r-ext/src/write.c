@@ -517,6 +517,20 @@ static void plain_cleanup(void *d, Rboolean jump) {
     }
 }
 
+/* One continuation token for every R_UnwindProtect here, made once and kept (as
+ * cpp11 does): R writes it only when a jump passes through, and reads it back at
+ * once in R_ContinueUnwind before jumping on, so a nested use (an R error
+ * handler that shares again) cannot leave it stale. Saves two allocations per
+ * share. */
+static SEXP unwind_cont(void) {
+    static SEXP cont = NULL;
+    if (cont == NULL) {
+        cont = R_MakeUnwindCont();
+        R_PreserveObject(cont);
+    }
+    return cont;
+}
+
 SEXP C_share_plain(SEXP x) {
     if (vec_kind(x) < 0 || Rf_isObject(x) || HAS_ATTRIB(x)) return R_NilValue;
     /* The options as parse_opts() would read C_share_opts()'s list, without
@@ -539,8 +553,9 @@ SEXP C_share_plain(SEXP x) {
     a.threads = threads == 0 ? konst(KS_ZERO) : PROTECT(Rf_ScalarInteger(threads));
     int np = threads == 0 ? 0 : 1;
     a.handle = PROTECT(share_vector_with(x, R_NilValue, &o));
-    SEXP cont = PROTECT(R_MakeUnwindCont());
+    SEXP cont = unwind_cont();
     SEXP out = R_UnwindProtect(plain_object, &a, plain_cleanup, &a, cont);
-    UNPROTECT(2 + np);
+    SETCAR(cont, R_NilValue); /* R left the result there: do not keep it alive */
+    UNPROTECT(1 + np);
     return out;
 }

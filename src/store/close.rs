@@ -68,7 +68,12 @@ impl Store {
         }
         let o = lock(&self.owned).take(h)?;
         o.state.closed.store(true, Ordering::Release);
-        lock(&self.states).mark_closed(&key);
+        // From now on the object is not ours: a view made here later looks its
+        // state up in the states map (attach's `state_for`), and finds this
+        // one, closed, while any view of it lives. (The share put nothing there:
+        // one map insert per object instead of an insert at share plus a
+        // lookup here.)
+        self.remember_state(key, &o.state);
         if let Some(n) = &o.name {
             names::unregister(n, h);
         }

@@ -241,8 +241,10 @@ impl Store {
             host: crate::handle::host_bytes(&self.node.hostname),
         };
         let key = ObjKey::of(&handle);
+        // Not in the states map yet: while the object is ours, its views take
+        // this state from `owned` (attach) and close marks it there; close then
+        // puts it in the map for any later view (`close.rs`).
         let state = Arc::new(ObjState::default());
-        self.remember_state(key, &state);
         lock(&self.owned).insert(
             key,
             Owned {
