@@ -184,9 +184,9 @@ fetch_shared <- function(x) {
   restore_from_view(holder, x$handle, info)
 }
 
-# fetch(plain =): TRUE, FALSE, or NULL (the policy: ALTREP in the master, plain
-# numeric vectors >= 64 KiB in pool workers; docs/ARCHITECTURE.md "Plain vectors
-# over shared pages"). Anything else is an error.
+# fetch(plain =): TRUE, FALSE, or NULL (the policy: ALTREP unless
+# options(shard.plain_min_bytes) says otherwise; docs/ARCHITECTURE.md "Plain
+# vectors over shared pages"). Anything else is an error.
 check_plain <- function(plain) {
   if (!is.null(plain) && !(is.logical(plain) && length(plain) == 1L && !is.na(plain)))
     stop("shard: fetch(plain =) must be NULL (the default policy), TRUE (an ordinary R object, no ALTREP) ",

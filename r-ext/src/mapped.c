@@ -25,8 +25,8 @@
  *
  * When it applies (plain_make), by plain_mode:
  * - -1, the policy (fetch(x) and fetch(x, plain = NULL)): option
- *   shard.plain_min_bytes (unset: off in the master; pool workers set 65536,
- *   R/pool_worker.R; never below 4096) or more bytes, a read-only object on
+ *   shard.plain_min_bytes (unset: off, in the master and in pool workers;
+ *   never below 4096) or more bytes, a read-only object on
  *   4 KiB pages (a private mapping of hugetlb pages needs a reservation: those
  *   stay ALTREP), not under options(shard.cow = "error") (strict mode needs
  *   ALTREP's Duplicate hook), fewer than plain_cap live plain vectors. Strings
