@@ -6,8 +6,7 @@
 #   plain     fetch(share(x), plain = TRUE): an ordinary R object, numeric
 #             vectors as plain R vectors over the shared pages
 #             (r-ext/src/mapped.c), character vectors materialized (an
-#             ordinary STRSXP made in one pass by fetch()); what pool workers
-#             get by default for numeric vectors >= 64 KiB
+#             ordinary STRSXP made in one pass by fetch())
 #   wrapper   R's own ALTREP wrapper class over the resident object,
 #             .Internal(wrap_meta(x, 0L, 0L)) (per column for data.frames)
 # Methods are interleaved round-robin, REPS repeats, medians; ratios are
