@@ -412,8 +412,9 @@ deep_env <- function(node, addr, path, st) {
 
 #' @export
 fetch.shard_deep_shared <- function(x, ..., plain = NULL) {
-  vals <- if (is.null(plain)) lapply(x$segments, fetch) else
-    with_plain_mode(plain, lapply(x$segments, fetch, plain = plain))
+  # Each segment's fetch() applies `plain` (and finishes its strings) itself;
+  # plain = NULL keeps fetch()'s one-argument fast path.
+  vals <- if (is.null(check_plain(plain))) lapply(x$segments, fetch) else lapply(x$segments, fetch, plain = plain)
   envs <- new.env(hash = TRUE, parent = emptyenv())
   ours <- vapply(x$envs, function(e) .Call(C_address, e), "")
   deep_rebuild(x$skeleton, vals, ours, envs)

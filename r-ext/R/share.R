@@ -168,10 +168,7 @@ fetch <- function(x, ..., plain = NULL) {
 }
 
 #' @export
-fetch.shard_shared <- function(x, ..., plain = NULL) {
-  if (is.null(plain)) return(fetch_shared(x))
-  with_plain_mode(plain, fetch_shared(x))
-}
+fetch.shard_shared <- function(x, ..., plain = NULL) with_plain_mode(plain, fetch_shared(x))
 
 fetch_shared <- function(x) {
   h <- x$handle
