@@ -325,9 +325,9 @@ runtime_task <- function(job_id, job_raw, task) {
     rt$diagnostics <- isTRUE(job$diagnostics)
     # cow = "deny"/"audit" act in the ALTREP class's hooks: no plain vectors there,
     # for the whole job (restored by runtime_clear_job()): R's duplicate of a
-    # borrowed input is a new shard vector too, which pool workers' default
-    # (shard.plain_min_bytes = 65536, pool_worker.R) would make plain, and then
-    # the write to it would not be seen by audit.
+    # borrowed input is a new shard vector too, which options(shard.plain_min_bytes)
+    # set in a worker (init_expr) would make plain, and then the write to it
+    # would not be seen by audit.
     if (!identical(job$cow, "allow") && is.null(rt$old_plain))
       rt$old_plain <- options(shard.plain_min_bytes = Inf)
     rt$borrow <- if (identical(job$cow, "allow")) lapply(job$borrow, runtime_fetch) else
