@@ -62,9 +62,9 @@ rm(yp, ya); invisible(gc())
 pools <- list(plain = pool_create(W, set_default = FALSE, init_expr = quote(options(shard.plain_min_bytes = 65536))),
               altrep = pool_create(W, set_default = FALSE))
 expect <- vapply(seq_len(TASKS), function(j) sum(vapply(rows[, j], function(i) sum(m[i, ]), 0)), 0)
-run <- function(nm) {
+run <- function(nm, fun = task) {
   t0 <- proc.time()[["elapsed"]]
-  r <- pool_lapply(seq_len(TASKS), task, s = s, rows = rows, pool = pools[[nm]], chunk_size = ceiling(TASKS / W))
+  r <- pool_lapply(seq_len(TASKS), fun, s = s, rows = rows, pool = pools[[nm]], chunk_size = ceiling(TASKS / W))
   wall <- proc.time()[["elapsed"]] - t0
   r <- do.call(rbind, r)
   stopifnot(all(r[, "plain"] == (nm == "plain")), isTRUE(all.equal(r[, "sum"], expect)))
@@ -88,14 +88,7 @@ task_once <- function(j, s, rows) {
   t1 <- as.numeric(bench::hires_time())
   c(t = t1 - t0, plain = .Call(shard:::C_is_plain_vector, data), sum = tot)
 }
-run_once <- function(nm) {
-  t0 <- proc.time()[["elapsed"]]
-  r <- pool_lapply(seq_len(TASKS), task_once, s = s, rows = rows, pool = pools[[nm]], chunk_size = ceiling(TASKS / W))
-  wall <- proc.time()[["elapsed"]] - t0
-  r <- do.call(rbind, r)
-  stopifnot(all(r[, "plain"] == (nm == "plain")), isTRUE(all.equal(r[, "sum"], expect)))
-  c(task = median(r[, "t"]), wall = wall)
-}
+run_once <- function(nm) run(nm, task_once)
 for (nm in names(pools)) run_once(nm)
 res1 <- list(plain = list(), altrep = list())
 for (k in seq_len(REPS)) for (nm in if (k %% 2) names(pools) else rev(names(pools))) res1[[nm]][[k]] <- run_once(nm)
